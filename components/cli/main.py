@@ -1,0 +1,263 @@
+"""The ``mentor`` command line.
+
+Commands stay thin: they parse options into ``Params`` and call one function in
+``components``. Stage implementations are imported lazily so ``mentor --help``
+is instant and a broken optional dependency only affects the stage using it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from components.config import Params, ParamsError, load_params
+
+app = typer.Typer(
+    name="mentor",
+    help="MENTOR pipeline: distil a teacher's tool use into a small student with process-aware RL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Prepare and list models.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Inspect tool packs and their tasks.", no_args_is_help=True)
+params_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(params_app, name="params")
+
+# One stage = one function; DVC, Prefect and this CLI all call these.
+STAGES: dict[str, str] = {
+    "models": "components.models.stage:run_models_stage",
+    "teacher": "components.teacher.stage:run_teacher_stage",
+    "validate": "components.validation.stage:run_validate_stage",
+    "sft": "components.training.sft_stage:run_sft_stage",
+    "rl": "components.training.rl_stage:run_rl_stage",
+    "evaluate": "components.evaluation.stage:run_evaluate_stage",
+    "register": "components.registry.stage:run_register_stage",
+}
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="Params file.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", "-p", help="Profile overlay from params.yaml (smoke, cpu-demo, gpu).")
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="Override a param: KEY=VALUE, e.g. rl.max_steps=5. Repeatable.")
+]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-paragraph error and exit non-zero without a traceback."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def get_params(params_file: Path, profile: str | None, overrides: list[str] | None) -> Params:
+    try:
+        return load_params(params_file, profile, overrides or [])
+    except ParamsError as exc:
+        fail(str(exc))
+        raise  # unreachable; keeps type checkers happy
+
+
+def resolve_callable(target: str) -> Any:
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("components"):
+            fail(f"'{target}' is not available in this version ({exc.name} is missing)")
+        raise
+    return getattr(module, attr)
+
+
+def print_summary(summary: Any) -> None:
+    if summary is not None:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
+    from components.errors import StageError
+
+    func = resolve_callable(STAGES[name])
+    try:
+        return func(params, **options)
+    except StageError as exc:
+        fail(f"stage '{name}' failed: {exc}", code=1)
+
+
+@app.command("stage")
+def stage(
+    name: Annotated[str, typer.Argument(help=f"Stage to run: {', '.join(STAGES)}.")],
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    arm: Annotated[str | None, typer.Option("--arm", help="RL arm / reward mode (rl stage).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint (sft, rl).")] = False,
+) -> None:
+    """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
+    if name not in STAGES:
+        fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    params = get_params(params_file, profile, set_)
+    options: dict[str, Any] = {}
+    if name in {"sft", "rl"}:
+        options["resume"] = resume
+    if name == "rl" and arm:
+        options["arm"] = arm
+    print_summary(run_stage_by_name(name, params, **options))
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Annotated[list[str] | None, typer.Argument(help="Model names; default: the profile's student.")] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Resolve models to local transformers directories, preparing built-ins once (cached)."""
+    import time
+
+    from components.config import model_cache_dir
+    from components.models.sources import ModelSourceError, resolve_model
+
+    params = get_params(params_file, profile, set_)
+    for name in names or [params.models.student]:
+        started = time.perf_counter()
+        try:
+            path = resolve_model(name, model_cache_dir(params))
+        except ModelSourceError as exc:
+            fail(str(exc))
+        typer.echo(f"{name}: {path}  ({time.perf_counter() - started:.1f}s)")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the built-in offline model names."""
+    from components.models.sources import BUILTIN_NAMES
+
+    for name in BUILTIN_NAMES:
+        typer.echo(name)
+
+
+@tasks_app.command("sample")
+def tasks_sample(
+    pack: Annotated[str, typer.Option("--pack", help="Tool pack name or module:Class.")] = "arith",
+    n: Annotated[int, typer.Option("-n", help="How many tasks.")] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Print generated tasks with their scripted reference trajectories."""
+    import random
+
+    from components.tools.registry import get_pack
+    from components.tools.sample import format_task_sample
+
+    try:
+        tool_pack = get_pack(pack)
+    except ValueError as exc:
+        fail(str(exc))
+    tasks = tool_pack.generate(n, seed)
+    typer.echo(format_task_sample(tool_pack, tasks, random.Random(seed)))
+
+
+@tasks_app.command("packs")
+def tasks_packs() -> None:
+    """List registered tool packs."""
+    from components.tools.registry import list_packs
+
+    for name in list_packs():
+        typer.echo(name)
+
+
+@params_app.command("show")
+def params_show(
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the effective params (base + profile + overrides) as JSON."""
+    params = get_params(params_file, profile, set_)
+    typer.echo(json.dumps(params.model_dump(mode="json"), indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Model dir, models:/name@alias, or 'oracle'.")],
+    suite: Annotated[list[str], typer.Option("--suite", help="arith, an OOD pack, or bfcl:<category>. Repeatable.")],
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N items per suite.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write results JSON here.")] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Evaluate a model (or the oracle) on suites; prints accuracy with 95% intervals."""
+    params = get_params(params_file, profile, set_)
+    func = resolve_callable("components.evaluation.cli:evaluate_command")
+    func(params, model=model, suites=suite, limit=limit, output=output)
+
+
+@app.command("run")
+def run(
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Also train the sparse and strict RL arms.")] = False,
+) -> None:
+    """Run the whole pipeline as the Prefect flow `mentor-pipeline`."""
+    params = get_params(params_file, profile, set_)
+    func = resolve_callable("flows.pipeline:run_pipeline")
+    func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
+
+
+@app.command("deploy")
+def deploy(
+    cron: Annotated[str, typer.Option("--cron", help="Cron schedule, e.g. '0 3 * * 0'.")],
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool name.")],
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
+) -> None:
+    """Create a scheduled Prefect deployment of the pipeline (retrain, evaluate, gate, register)."""
+    params = get_params(params_file, profile, set_)
+    func = resolve_callable("flows.deploy:create_deployment")
+    print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or [])))
+
+
+@app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version number to promote.")],
+    force: Annotated[bool, typer.Option("--force", help="Bypass the gate (humans only; recorded).")] = False,
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run the promotion gate on a version, or force it to champion."""
+    params = get_params(params_file, profile, set_)
+    func = resolve_callable("components.registry.promote:promote_command")
+    print_summary(func(params, version=version, force=force))
+
+
+@app.command("lineage")
+def lineage(
+    ref: Annotated[str, typer.Argument(help="models:/name@alias or name/version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a tree.")] = False,
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the chain from a registry version back to the teacher data and code version."""
+    params = get_params(params_file, profile, set_)
+    func = resolve_callable("components.registry.lineage:lineage_command")
+    func(params, ref=ref, as_json=as_json)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

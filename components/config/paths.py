@@ -1,0 +1,79 @@
+"""The on-disk layout of a pipeline run, in one place.
+
+Stages find each other's outputs only through these paths, so DVC's ``outs``,
+the Prefect flow and the CLI agree by construction. Outputs are per profile so
+that a smoke run never overwrites a cpu-demo run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.config.schema import Params
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file and folder a profile's pipeline reads or writes."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def teacher_dataset(self) -> Path:
+        return self.data / "teacher.jsonl"
+
+    @property
+    def teacher_failures(self) -> Path:
+        return self.data / "teacher_failures.jsonl"
+
+    @property
+    def eval_tasks(self) -> Path:
+        return self.data / "eval_tasks.jsonl"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.root / "sft"
+
+    @property
+    def sft_model(self) -> Path:
+        return self.sft_dir / "model"
+
+    def rl_dir(self, arm: str) -> Path:
+        return self.root / "rl" / arm
+
+    def rl_model(self, arm: str) -> Path:
+        return self.rl_dir(arm) / "model"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+
+def state_dir(params: Params) -> Path:
+    """Project-wide state (model cache, MLflow SQLite, Prefect home)."""
+    return Path(params.project.state_dir)
+
+
+def model_cache_dir(params: Params) -> Path:
+    return Path(params.models.cache_dir) if params.models.cache_dir else state_dir(params) / "models"
+
+
+def run_paths(params: Params, base: Path | str = "outputs") -> RunPaths:
+    return RunPaths(Path(base) / params.profile)

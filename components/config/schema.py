@@ -1,0 +1,199 @@
+"""Typed, frozen models of ``params.yaml``.
+
+Every section forbids unknown keys so that a typo in a params file fails loudly
+instead of silently falling back to a default; ``loader.load_params`` turns the
+pydantic errors into messages that name the dotted key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+
+class _Section(BaseModel):
+    """Base for every params section: immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ProjectParams(_Section):
+    """Where state lives and the global seed."""
+
+    name: str = "mentor-pipeline"
+    state_dir: str = ".mentor"
+    seed: int = 0
+
+
+class ModelsParams(_Section):
+    """Which models play student and (for the ``hf`` backend) teacher.
+
+    Names resolve through ``components.models.sources``: a built-in offline name
+    (``smollm2-135m-instruct``, ``qwen2.5-coder-0.5b-instruct``, ``tiny-random``),
+    a local directory, or an HF hub id for users with hub access.
+    """
+
+    student: str = "smollm2-135m-instruct"
+    teacher: str = "qwen2.5-coder-0.5b-instruct"
+    cache_dir: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class TeacherParams(_Section):
+    """How reference trajectories are produced (stage 1)."""
+
+    backend: Literal["scripted", "hf", "openai"] = "scripted"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: PositiveInt = 4
+    max_retries: int = Field(default=4, ge=0)
+    request_timeout_s: PositiveFloat = 120.0
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_new_tokens: PositiveInt = 256
+    max_turns: PositiveInt = 5
+    batch_size: PositiveInt = 8
+
+
+class TasksParams(_Section):
+    """Which tool packs feed training and evaluation, and how many tasks."""
+
+    train_packs: list[str] = Field(default_factory=lambda: ["arith"])
+    eval_packs: list[str] = Field(default_factory=lambda: ["units", "calendar", "store"])
+    n_train: PositiveInt = 400
+    n_eval: PositiveInt = 100
+    difficulties: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    seed: int = 0
+    eval_seed: int = 10_000
+
+
+class ValidationParams(_Section):
+    """Thresholds of the fail-closed data validation (stage 2)."""
+
+    min_per_pack_difficulty: PositiveInt = 5
+    max_messages: PositiveInt = 16
+    max_chars: PositiveInt = 8000
+
+
+class LoraParams(_Section):
+    """LoRA adapter shape, used when ``use_lora`` is on in SFT or RL."""
+
+    r: PositiveInt = 16
+    alpha: PositiveInt = 32
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+class SftParams(_Section):
+    """SFT warm start (stage 3)."""
+
+    enabled: bool = True
+    use_lora: bool = False
+    lora: LoraParams = LoraParams()
+    learning_rate: PositiveFloat = 5e-5
+    epochs: PositiveFloat = 2.0
+    max_steps: int = -1
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    max_length: PositiveInt = 1024
+    save_steps: PositiveInt = 50
+    logging_steps: PositiveInt = 5
+    seed: int = 0
+
+
+RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "sparse", "strict"]
+
+
+class RewardParams(_Section):
+    """Weights and gates of the rewards (REFERENCE §1); the mode is the RL arm."""
+
+    eos_gate: float = 0.0
+    missing_box: float = 0.1
+    correct: float = 0.7
+    tool_match: float = 0.3
+    no_hallucination: float = 0.1
+    wrong_scale: float = 0.2
+    sparse_correct: float = 1.0
+    sparse_wrong: float = 0.1
+    strict_correct: float = 1.0
+    strict_other: float = 0.1
+
+
+class RlParams(_Section):
+    """MENTOR GRPO and its baselines (stage 4)."""
+
+    arm: RewardMode = "mentor"
+    compare_arms: list[RewardMode] = Field(default_factory=lambda: ["mentor", "sparse", "strict"])
+    reward: RewardParams = RewardParams()
+    use_lora: bool = False
+    lora: LoraParams = LoraParams()
+    learning_rate: PositiveFloat = 1e-6
+    max_steps: PositiveInt = 20
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    num_generations: int = Field(default=4, ge=2)
+    max_completion_length: PositiveInt = 256
+    max_tool_calling_iterations: PositiveInt = 5
+    temperature: PositiveFloat = 0.6
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    beta: float = Field(default=0.0, ge=0.0)
+    n_train: PositiveInt = 200
+    save_steps: PositiveInt = 10
+    logging_steps: PositiveInt = 1
+    use_vllm: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+
+class EvalParams(_Section):
+    """Evaluation suites and generation budget (stage 5)."""
+
+    suites: list[str] = Field(
+        default_factory=lambda: ["arith", "units", "calendar", "store", "bfcl:simple_python", "bfcl:multiple"]
+    )
+    limit: PositiveInt | None = 50
+    batch_size: PositiveInt = 8
+    max_new_tokens: PositiveInt = 192
+    max_turns: PositiveInt = 5
+    bootstrap_samples: PositiveInt = 1000
+    seed: int = 0
+
+
+class RegistryParams(_Section):
+    """Registered-model name and the promotion gate (stage 6)."""
+
+    model_name: str = "mentor-student"
+    ood_margin: float = 0.0
+    in_domain_tolerance: float = Field(default=0.02, ge=0.0)
+    confidence: Literal["paired_bootstrap", "non_overlapping", "none"] = "paired_bootstrap"
+    arm: str = "mentor"
+
+
+class OrchestrationParams(_Section):
+    """Tracking and orchestration endpoints; ``None`` means the embedded default."""
+
+    tracking_uri: str | None = None
+    experiment: str = "mentor-pipeline"
+    gpu_pool: str | None = None
+    gpu_stages: list[Literal["sft", "rl", "eval"]] = Field(default_factory=lambda: ["sft", "rl", "eval"])
+    task_retries: int = Field(default=2, ge=0)
+    retry_delay_s: float = Field(default=5.0, ge=0.0)
+
+
+class Params(_Section):
+    """The whole effective configuration after a profile and overrides."""
+
+    profile: str = "base"
+    project: ProjectParams = ProjectParams()
+    models: ModelsParams = ModelsParams()
+    teacher: TeacherParams = TeacherParams()
+    tasks: TasksParams = TasksParams()
+    validation: ValidationParams = ValidationParams()
+    sft: SftParams = SftParams()
+    rl: RlParams = RlParams()
+    eval: EvalParams = EvalParams()
+    registry: RegistryParams = RegistryParams()
+    orchestration: OrchestrationParams = OrchestrationParams()

@@ -1,0 +1,126 @@
+"""MLflow setup in one place.
+
+Every stage opens its run through :func:`stage_run` so that tracking URI,
+experiment, lineage tags and parent/child nesting are identical whether the
+stage is called from the CLI, DVC or the Prefect flow. The tracking URI is
+``MLFLOW_TRACKING_URI`` if set, else ``orchestration.tracking_uri``, else a
+SQLite file in the project's state folder (works offline, no server).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, params_hash, state_dir
+
+PARENT_RUN_ENV = "MENTOR_PARENT_RUN_ID"
+
+
+def tracking_uri(params: Params) -> str:
+    """Resolve the tracking URI with the precedence documented above."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if params.orchestration.tracking_uri:
+        return params.orchestration.tracking_uri
+    db = (state_dir(params) / "mlflow.db").resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def configure_tracking(params: Params) -> str:
+    """Point MLflow at the resolved URI and experiment; returns the URI."""
+    import mlflow
+
+    uri = tracking_uri(params)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:"):
+        # A file store keeps artifacts next to the database instead of ./mlruns.
+        artifacts = (state_dir(params) / "mlartifacts").resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        if mlflow.get_experiment_by_name(params.orchestration.experiment) is None:
+            mlflow.create_experiment(params.orchestration.experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(params.orchestration.experiment)
+    return uri
+
+
+def git_state(cwd: Path | None = None) -> dict[str, str]:
+    """Commit and dirty flag of the code that ran, for lineage; empty outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
+
+
+def lineage_tags(params: Params, stage: str) -> dict[str, str]:
+    """Tags every stage run carries so a registry version can be traced back."""
+    tags = {
+        "mentor.stage": stage,
+        "mentor.profile": params.profile,
+        "mentor.params_hash": params_hash(params),
+        **git_state(),
+    }
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        tags["mentor.parent_run_id"] = parent
+    return tags
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), child, out)
+    else:
+        out[prefix] = value
+
+
+def flat_params(params: Params, sections: list[str] | None = None) -> dict[str, Any]:
+    """Dotted ``section.key`` view of the params, for ``mlflow.log_params``."""
+    dumped = params.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for section, value in dumped.items():
+        if sections is None or section in sections:
+            _flatten(section, value, out)
+    return {k: (str(v)[:500]) for k, v in out.items()}
+
+
+@contextmanager
+def stage_run(
+    params: Params,
+    stage: str,
+    run_name: str | None = None,
+    sections: list[str] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """Open the MLflow run of one stage, nested under the pipeline run when there is one.
+
+    The parent is taken from an active run in this process (Prefect flow) or
+    from ``MENTOR_PARENT_RUN_ID`` (a stage launched as a subprocess by DVC or a
+    worker), so stage runs always hang under the pipeline run that caused them.
+    """
+    import mlflow
+
+    configure_tracking(params)
+    tags = {**lineage_tags(params, stage), **(extra_tags or {})}
+    parent_id = os.environ.get(PARENT_RUN_ENV)
+    active = mlflow.active_run()
+    kwargs: dict[str, Any] = {"run_name": run_name or stage, "tags": tags}
+    if active is not None:
+        kwargs["nested"] = True
+    elif parent_id:
+        kwargs["parent_run_id"] = parent_id
+    with mlflow.start_run(**kwargs) as run:
+        mlflow.log_params(flat_params(params, sections))
+        yield run
