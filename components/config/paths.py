@@ -75,5 +75,5 @@ def model_cache_dir(params: Params) -> Path:
     return Path(params.models.cache_dir) if params.models.cache_dir else state_dir(params) / "models"
 
 
-def run_paths(params: Params, base: Path | str = "outputs") -> RunPaths:
-    return RunPaths(Path(base) / params.profile)
+def run_paths(params: Params) -> RunPaths:
+    return RunPaths(Path(params.project.output_dir) / params.profile)

@@ -23,6 +23,7 @@ class ProjectParams(_Section):
 
     name: str = "mentor-pipeline"
     state_dir: str = ".mentor"
+    output_dir: str = "outputs"
     seed: int = 0
 
 

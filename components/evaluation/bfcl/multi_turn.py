@@ -1,0 +1,269 @@
+"""Execute and check BFCL ``multi_turn_base`` episodes.
+
+The stateful API classes (file system, trading bot, ...) ship in the wheel
+under ``bfcl_eval/eval_checker/multi_turn_eval/func_source_code/``; they are
+library code, so we import them (their package ``__init__`` files are empty,
+so no vendor SDK is pulled in). Model calls and ground-truth calls are
+dispatched to methods by name through an allowlist built from the documented
+tools -- nothing is ever ``eval``ed.
+
+Checking follows BFCL: the model's environment and the ground truth's each
+start from ``initial_config`` and persist across turns; after every turn with
+ground-truth calls, the public state (attributes not starting with ``_``) of
+every involved instance must match, and the ground truth's results for that
+turn must all appear (as a multiset) among the model's results so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import importlib
+import inspect
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from components.evaluation.bfcl.call_parser import ParsedCall, parse_call
+from components.evaluation.bfcl.data import (
+    MULTI_TURN_CATEGORIES,
+    BfclCase,
+    multi_turn_docs,
+)
+from components.evaluation.bfcl.result import CheckResult, short_repr
+
+_BACKEND_PACKAGE = "bfcl_eval.eval_checker.multi_turn_eval.func_source_code"
+#: API class -> module in the backend package that defines it.
+_CLASS_MODULES: dict[str, str] = {
+    "GorillaFileSystem": "gorilla_file_system",
+    "MathAPI": "math_api",
+    "MessageAPI": "message_api",
+    "TwitterAPI": "posting_api",
+    "TicketAPI": "ticket_api",
+    "TradingBot": "trading_bot",
+    "TravelAPI": "travel_booking",
+    "VehicleControlAPI": "vehicle_control",
+}
+#: Classes without a scenario to load (BFCL does not call ``_load_scenario``).
+_STATELESS_CLASSES: frozenset[str] = frozenset({"MathAPI"})
+#: Results handed back to an interactive model are capped at this many chars.
+DEFAULT_MAX_RESULT_CHARS = 4_000
+ERROR_PREFIX = "Error during execution: "
+
+
+def load_api_class(class_name: str) -> type:
+    """Import one shipped API class by name (module import is cached by Python)."""
+    if class_name not in _CLASS_MODULES:
+        raise ValueError(f"unknown multi-turn API class {class_name!r}")
+    module = importlib.import_module(f"{_BACKEND_PACKAGE}.{_CLASS_MODULES[class_name]}")
+    cls = getattr(module, class_name)
+    if not isinstance(cls, type):
+        raise TypeError(f"{class_name} is not a class")
+    return cls
+
+
+@contextmanager
+def _isolated_precision() -> Iterator[None]:
+    """Undo global precision changes a call makes.
+
+    ``MathAPI.logarithm`` sets ``mpmath.mp.dps`` and ``square_root`` sets the
+    decimal context precision, both process-global; without this, one call
+    would change later results (and the model and ground-truth runs would
+    diverge depending on what ran before).
+    """
+    mpmath = sys.modules.get("mpmath")
+    saved_dps = mpmath.mp.dps if mpmath is not None else None
+    try:
+        with decimal.localcontext(decimal.Context()):
+            yield
+    finally:
+        if mpmath is not None and saved_dps is not None:
+            mpmath.mp.dps = saved_dps
+
+
+def _format_result(result: Any) -> str:
+    """Results are compared as strings, dicts in JSON form when possible."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, dict):
+        try:
+            return json.dumps(result)
+        except (TypeError, ValueError):
+            return str(result)
+    return str(result)
+
+
+def public_state(instance: object) -> dict[str, Any]:
+    """The part of an instance BFCL compares: attributes not starting with ``_``."""
+    return {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+
+
+class MultiTurnEnv:
+    """A live multi-turn environment: one fresh instance per involved API class.
+
+    ``call`` is what an interactive episode uses: it never raises for model
+    mistakes (unknown tool, bad arguments, exceptions inside the API) but
+    returns the error as text, and caps the result's length.
+    """
+
+    def __init__(
+        self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    ) -> None:
+        if case.category not in MULTI_TURN_CATEGORIES:
+            raise ValueError(f"{case.case_id} is not a multi-turn case")
+        self.case = case
+        self.max_result_chars = max_result_chars
+        self.instances: dict[str, object] = {}
+        self._methods: dict[str, Callable[..., Any]] = {}
+        config = case.initial_config or {}
+        for class_name in case.involved_classes:
+            instance = load_api_class(class_name)()
+            if class_name not in _STATELESS_CLASSES:
+                scenario = copy.deepcopy(config.get(class_name, {}))
+                instance._load_scenario(scenario, long_context=False)  # type: ignore[attr-defined]
+            self.instances[class_name] = instance
+            for doc in multi_turn_docs(class_name):
+                method_name = str(doc["name"])
+                method = getattr(instance, method_name, None)
+                if not method_name.startswith("_") and inspect.ismethod(method):
+                    self._methods[method_name] = method
+
+    @property
+    def tool_names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def _method(self, name: str) -> Callable[..., Any]:
+        method = self._methods.get(self.case.original_name(name))
+        if method is None:
+            raise KeyError(f"unknown function {name!r}")
+        return method
+
+    def bind_arguments(
+        self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Name positional arguments using the method's signature."""
+        signature = inspect.signature(self._method(name))
+        bound = signature.bind(*args, **dict(kwargs or {}))
+        named: dict[str, Any] = {}
+        for param_name, value in bound.arguments.items():
+            kind = signature.parameters[param_name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                named.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                raise ValueError(f"{name} takes *args; cannot name them")
+            else:
+                named[param_name] = value
+        return named
+
+    def execute(self, name: Any, arguments: Any) -> str:
+        """Run one call and return its full result (or error) as a string."""
+        try:
+            if not isinstance(name, str):
+                raise TypeError(f"function name must be a string, not {type(name).__name__}")
+            method = self._method(name)
+            if arguments is None:
+                arguments = {}
+            if not isinstance(arguments, Mapping) or not all(
+                isinstance(key, str) for key in arguments
+            ):
+                raise TypeError("arguments must be an object with string keys")
+            with _isolated_precision():
+                result = method(**copy.deepcopy(dict(arguments)))
+            return _format_result(result)
+        except Exception as exc:  # model mistakes become observations, not crashes
+            return f"{ERROR_PREFIX}{exc}"
+
+    def call(self, name: Any, arguments: Any) -> str:
+        """Run one call for an interactive model; the result text is bounded."""
+        text = self.execute(name, arguments)
+        if len(text) > self.max_result_chars:
+            cut = self.max_result_chars
+            text = f"{text[:cut]}... [truncated {len(text) - cut} chars]"
+        return text
+
+    def execute_parsed(self, parsed: ParsedCall) -> str:
+        """Run a parsed ground-truth call (positional arguments allowed)."""
+        try:
+            arguments = self.bind_arguments(parsed.name, parsed.args, parsed.kwargs)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"{ERROR_PREFIX}{exc}"
+        return self.execute(parsed.name, arguments)
+
+    def execute_string(self, text: str) -> str:
+        """Parse (never eval) a call string and run it; refusals raise."""
+        return self.execute_parsed(parse_call(text))
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """A deep copy of every instance's public state, keyed by class name."""
+        return {
+            name: copy.deepcopy(public_state(instance))
+            for name, instance in self.instances.items()
+        }
+
+
+def _state_difference(model: MultiTurnEnv, truth: MultiTurnEnv) -> str | None:
+    missing = object()
+    for class_name, truth_instance in truth.instances.items():
+        model_instance = model.instances[class_name]
+        for attr, expected in public_state(truth_instance).items():
+            actual = getattr(model_instance, attr, missing)
+            if actual is missing or actual != expected:
+                shown = "<missing>" if actual is missing else short_repr(actual)
+                return (
+                    f"state mismatch in {class_name}.{attr}: "
+                    f"expected {short_repr(expected)}, got {shown}"
+                )
+    return None
+
+
+def _missing_results(expected: Sequence[str], produced: Sequence[str]) -> list[str]:
+    """Ground-truth results not found in the model's (multiset containment)."""
+    pool = list(produced)
+    missing: list[str] = []
+    for item in expected:
+        if item in pool:
+            pool.remove(item)
+        else:
+            missing.append(item)
+    return missing
+
+
+def check_multi_turn(
+    case: BfclCase, model_calls_per_turn: Sequence[Sequence[Any]]
+) -> CheckResult:
+    """Judge a multi-turn episode from the model's decoded calls per turn."""
+    truth_turns: list[list[str]] = case.ground_truth
+    if len(model_calls_per_turn) != len(truth_turns):
+        return CheckResult.fail(
+            f"expected calls for {len(truth_turns)} turns, got {len(model_calls_per_turn)}"
+        )
+    model_env = MultiTurnEnv(case)
+    truth_env = MultiTurnEnv(case)
+    model_results: list[str] = []
+    for turn, (truth_calls, model_calls) in enumerate(
+        zip(truth_turns, model_calls_per_turn)
+    ):
+        for call in model_calls:
+            if isinstance(call, Mapping):
+                model_results.append(
+                    model_env.execute(call.get("name"), call.get("arguments", {}))
+                )
+            else:
+                model_results.append(f"{ERROR_PREFIX}call is not an object")
+        truth_results = [truth_env.execute_string(text) for text in truth_calls]
+        if not truth_calls:
+            continue
+        if not model_calls:
+            return CheckResult.fail(f"turn {turn}: no calls, ground truth makes {len(truth_calls)}")
+        difference = _state_difference(model_env, truth_env)
+        if difference:
+            return CheckResult.fail(f"turn {turn}: {difference}")
+        missing = _missing_results(truth_results, model_results)
+        if missing:
+            return CheckResult.fail(
+                f"turn {turn}: ground-truth results missing from the model's: "
+                f"{short_repr(missing, 300)}"
+            )
+    return CheckResult.ok()

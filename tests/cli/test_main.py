@@ -1,0 +1,40 @@
+"""The CLI: help everywhere, params errors as one paragraph with a non-zero exit."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from components.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["stage"], ["models", "prepare"], ["models", "list"], ["tasks", "sample"], ["params", "show"], ["eval"],
+     ["run"], ["deploy"], ["promote"], ["lineage"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_bad_override_is_a_clean_error() -> None:
+    result = runner.invoke(app, ["params", "show", "--profile", "smoke", "--set", "rl.arm=greedy"])
+    assert result.exit_code == 2
+    assert "rl.arm" in result.output and "mentor" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_stage_lists_stages() -> None:
+    result = runner.invoke(app, ["stage", "train", "--profile", "smoke"])
+    assert result.exit_code == 2 and "teacher" in result.output
+
+
+def test_models_prepare_reports_path(tiny_model_dir, model_cache) -> None:
+    result = runner.invoke(app, ["models", "prepare", "tiny-random", "--profile", "smoke",
+                                 "--set", f"models.cache_dir={model_cache}"])
+    assert result.exit_code == 0, result.output
+    assert str(tiny_model_dir) in result.output
