@@ -50,12 +50,10 @@ def value_matches(value: Any, expected: Any) -> bool:
         return (
             isinstance(value, (list, tuple))
             and len(value) == len(expected)
-            and all(value_matches(v, e) for v, e in zip(value, expected))
+            and all(value_matches(v, e) for v, e in zip(value, expected, strict=True))
         )
     if isinstance(expected, str):
-        return isinstance(value, str) and normalize_string(value) == normalize_string(
-            expected
-        )
+        return isinstance(value, str) and normalize_string(value) == normalize_string(expected)
     if isinstance(expected, bool) or isinstance(value, bool):
         return type(value) is type(expected) and value == expected
     if expected is None:
@@ -76,10 +74,7 @@ def _dict_matches(value: Mapping[str, Any], expected: Mapping[str, Any]) -> bool
             return False
         if not any(value_matches(item, alt) for alt in _alternatives(expected[key])):
             return False
-    return all(
-        key in value or OMITTABLE in _alternatives(alts)
-        for key, alts in expected.items()
-    )
+    return all(key in value or OMITTABLE in _alternatives(alts) for key, alts in expected.items())
 
 
 def type_error(value: Any, schema: Mapping[str, Any], where: str) -> str | None:
@@ -140,9 +135,7 @@ def _call_parts(call: Any) -> tuple[str, dict[str, Any]] | str:
     return name, dict(arguments)
 
 
-def check_call(
-    case: BfclCase, call: Any, expected: Mapping[str, Mapping[str, list[Any]]]
-) -> str | None:
+def check_call(case: BfclCase, call: Any, expected: Mapping[str, Mapping[str, list[Any]]]) -> str | None:
     """Check one model call against one ground-truth call; None means it matches.
 
     ``expected`` is one ground-truth entry ``{function_name: {param: [values]}}``.
@@ -196,10 +189,7 @@ def _check_param(
         return None
     if value == OMITTABLE and OMITTABLE in alternatives:
         return None
-    return (
-        f"{where}: value {short_repr(value)} not among acceptable "
-        f"{short_repr(alternatives)}"
-    )
+    return f"{where}: value {short_repr(value)} not among acceptable {short_repr(alternatives)}"
 
 
 def _max_matching(ok: Sequence[Sequence[bool]], n_model: int) -> list[int | None]:
@@ -220,12 +210,12 @@ def _max_matching(ok: Sequence[Sequence[bool]], n_model: int) -> list[int | None
                     return True
         return False
 
-    for gt_index in range(len(ok)):
-        augment(gt_index, [False] * n_model)
+    for start in range(len(ok)):
+        augment(start, [False] * n_model)
     assignment: list[int | None] = [None] * len(ok)
-    for model_index, gt_index in enumerate(owner):
-        if gt_index is not None:
-            assignment[gt_index] = model_index
+    for model_index, matched in enumerate(owner):
+        if matched is not None:
+            assignment[matched] = model_index
     return assignment
 
 
@@ -250,9 +240,7 @@ def check_case(case: BfclCase, calls: Sequence[Any]) -> CheckResult:
     """Judge a single-turn case from the model's decoded calls."""
     if case.category in IRRELEVANCE_CATEGORIES:
         if calls:
-            return CheckResult.fail(
-                f"expected no call (irrelevant tools), got {len(calls)}"
-            )
+            return CheckResult.fail(f"expected no call (irrelevant tools), got {len(calls)}")
         return CheckResult.ok()
     if case.category in SINGLE_CALL_CATEGORIES:
         if len(calls) != 1:
@@ -261,7 +249,4 @@ def check_case(case: BfclCase, calls: Sequence[Any]) -> CheckResult:
         return CheckResult.ok() if reason is None else CheckResult.fail(reason)
     if case.category in PARALLEL_CATEGORIES:
         return _check_parallel(case, calls)
-    raise ValueError(
-        f"check_case handles single-turn categories; {case.category!r} "
-        "needs multi_turn.check_multi_turn"
-    )
+    raise ValueError(f"check_case handles single-turn categories; {case.category!r} needs multi_turn.check_multi_turn")

@@ -34,9 +34,7 @@ def _literal(node: ast.expr, text: str) -> Any:
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise UnsafeCallError(
-            f"argument is not a literal in {text[:200]!r}: {exc}"
-        ) from None
+        raise UnsafeCallError(f"argument is not a literal in {text[:200]!r}: {exc}") from None
 
 
 def parse_call(text: str) -> ParsedCall:
@@ -53,9 +51,7 @@ def parse_call(text: str) -> ParsedCall:
     if not isinstance(node, ast.Call):
         raise UnsafeCallError(f"not a function call: {text[:200]!r}")
     if not isinstance(node.func, ast.Name):
-        raise UnsafeCallError(
-            f"only bare function names may be called: {text[:200]!r}"
-        )
+        raise UnsafeCallError(f"only bare function names may be called: {text[:200]!r}")
     name = node.func.id
     if name.startswith("_"):
         raise UnsafeCallError(f"private or dunder names are refused: {name!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,7 @@ def bfcl_package_dir() -> Path:
     """Where ``bfcl_eval`` is installed, found without importing it."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "bfcl-eval is not installed; run "
-            "`pip install --no-deps bfcl-eval==2026.3.23 mpmath`"
-        )
+        raise RuntimeError("bfcl-eval is not installed; run `pip install --no-deps bfcl-eval==2026.3.23 mpmath`")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -134,7 +131,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _multi_turn_docs_text(class_name: str) -> str:
     """Cached raw text; callers parse it so nobody shares mutable docs."""
     path = data_dir() / "multi_turn_func_doc" / MULTI_TURN_DOC_FILES[class_name]
@@ -153,10 +150,7 @@ def load_cases(category: str, limit: int | None = None) -> list[BfclCase]:
     """Load the cases of one category, in file order, optionally the first ``limit``."""
     available = list_categories()
     if category not in available:
-        raise ValueError(
-            f"unknown or unavailable BFCL category {category!r}; "
-            f"available: {', '.join(available)}"
-        )
+        raise ValueError(f"unknown or unavailable BFCL category {category!r}; available: {', '.join(available)}")
     rows = _read_jsonl(_question_file(category))
     if limit is not None:
         rows = rows[: max(limit, 0)]
@@ -167,9 +161,7 @@ def load_cases(category: str, limit: int | None = None) -> list[BfclCase]:
     return [_build_case(category, row, answers) for row in rows]
 
 
-def _build_case(
-    category: str, row: dict[str, Any], answers: dict[str, list[Any]]
-) -> BfclCase:
+def _build_case(category: str, row: dict[str, Any], answers: dict[str, list[Any]]) -> BfclCase:
     case_id = str(row["id"])
     if category in IRRELEVANCE_CATEGORIES:
         ground_truth: list[Any] = []

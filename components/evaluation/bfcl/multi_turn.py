@@ -22,9 +22,9 @@ import importlib
 import inspect
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from components.evaluation.bfcl.call_parser import ParsedCall, parse_call
 from components.evaluation.bfcl.data import (
@@ -108,9 +108,7 @@ class MultiTurnEnv:
     returns the error as text, and caps the result's length.
     """
 
-    def __init__(
-        self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
-    ) -> None:
+    def __init__(self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS) -> None:
         if case.category not in MULTI_TURN_CATEGORIES:
             raise ValueError(f"{case.case_id} is not a multi-turn case")
         self.case = case
@@ -165,9 +163,7 @@ class MultiTurnEnv:
             method = self._method(name)
             if arguments is None:
                 arguments = {}
-            if not isinstance(arguments, Mapping) or not all(
-                isinstance(key, str) for key in arguments
-            ):
+            if not isinstance(arguments, Mapping) or not all(isinstance(key, str) for key in arguments):
                 raise TypeError("arguments must be an object with string keys")
             with _isolated_precision():
                 result = method(**copy.deepcopy(dict(arguments)))
@@ -197,10 +193,7 @@ class MultiTurnEnv:
 
     def state(self) -> dict[str, dict[str, Any]]:
         """A deep copy of every instance's public state, keyed by class name."""
-        return {
-            name: copy.deepcopy(public_state(instance))
-            for name, instance in self.instances.items()
-        }
+        return {name: copy.deepcopy(public_state(instance)) for name, instance in self.instances.items()}
 
 
 def _state_difference(model: MultiTurnEnv, truth: MultiTurnEnv) -> str | None:
@@ -211,10 +204,7 @@ def _state_difference(model: MultiTurnEnv, truth: MultiTurnEnv) -> str | None:
             actual = getattr(model_instance, attr, missing)
             if actual is missing or actual != expected:
                 shown = "<missing>" if actual is missing else short_repr(actual)
-                return (
-                    f"state mismatch in {class_name}.{attr}: "
-                    f"expected {short_repr(expected)}, got {shown}"
-                )
+                return f"state mismatch in {class_name}.{attr}: expected {short_repr(expected)}, got {shown}"
     return None
 
 
@@ -230,26 +220,18 @@ def _missing_results(expected: Sequence[str], produced: Sequence[str]) -> list[s
     return missing
 
 
-def check_multi_turn(
-    case: BfclCase, model_calls_per_turn: Sequence[Sequence[Any]]
-) -> CheckResult:
+def check_multi_turn(case: BfclCase, model_calls_per_turn: Sequence[Sequence[Any]]) -> CheckResult:
     """Judge a multi-turn episode from the model's decoded calls per turn."""
     truth_turns: list[list[str]] = case.ground_truth
     if len(model_calls_per_turn) != len(truth_turns):
-        return CheckResult.fail(
-            f"expected calls for {len(truth_turns)} turns, got {len(model_calls_per_turn)}"
-        )
+        return CheckResult.fail(f"expected calls for {len(truth_turns)} turns, got {len(model_calls_per_turn)}")
     model_env = MultiTurnEnv(case)
     truth_env = MultiTurnEnv(case)
     model_results: list[str] = []
-    for turn, (truth_calls, model_calls) in enumerate(
-        zip(truth_turns, model_calls_per_turn)
-    ):
+    for turn, (truth_calls, model_calls) in enumerate(zip(truth_turns, model_calls_per_turn, strict=True)):
         for call in model_calls:
             if isinstance(call, Mapping):
-                model_results.append(
-                    model_env.execute(call.get("name"), call.get("arguments", {}))
-                )
+                model_results.append(model_env.execute(call.get("name"), call.get("arguments", {})))
             else:
                 model_results.append(f"{ERROR_PREFIX}call is not an object")
         truth_results = [truth_env.execute_string(text) for text in truth_calls]
@@ -263,7 +245,6 @@ def check_multi_turn(
         missing = _missing_results(truth_results, model_results)
         if missing:
             return CheckResult.fail(
-                f"turn {turn}: ground-truth results missing from the model's: "
-                f"{short_repr(missing, 300)}"
+                f"turn {turn}: ground-truth results missing from the model's: {short_repr(missing, 300)}"
             )
     return CheckResult.ok()

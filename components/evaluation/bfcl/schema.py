@@ -74,8 +74,7 @@ def to_json_schema(node: Mapping[str, Any]) -> dict[str, Any]:
     properties = node.get("properties")
     if isinstance(properties, Mapping):
         out["properties"] = {
-            str(name): to_json_schema(sub) if isinstance(sub, Mapping) else {}
-            for name, sub in properties.items()
+            str(name): to_json_schema(sub) if isinstance(sub, Mapping) else {} for name, sub in properties.items()
         }
     required = node.get("required")
     if isinstance(required, list):
@@ -134,11 +133,7 @@ def build_tools(
             suffix += 1
         name_map[name] = original
         parameters = doc.get("parameters")
-        schema = (
-            to_json_schema(parameters)
-            if isinstance(parameters, Mapping)
-            else {"type": "object", "properties": {}}
-        )
+        schema = to_json_schema(parameters) if isinstance(parameters, Mapping) else {"type": "object", "properties": {}}
         schema["type"] = "object"
         schema.setdefault("properties", {})
         tools.append(

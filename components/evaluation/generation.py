@@ -1,0 +1,290 @@
+"""Batched chat generation with a local transformers model.
+
+Evaluation, the ``hf`` teacher backend and the throughput benchmark all need
+the same thing: many conversations (each with its tool list) in, one assistant
+turn of text out per conversation. Doing it one prompt at a time wastes most of
+a CPU or GPU, so prompts are rendered with the chat template, sorted by length
+(so a batch holds similar lengths and little padding), left-padded (so every
+row's next token sits in the last column and the KV cache stays aligned) and
+decoded with ``model.generate``. Generation stops at ``<|im_end|>`` (the
+ChatML end of turn) or the tokenizer's EOS, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Messages = list[dict[str, Any]]
+Tools = list[dict[str, Any]]
+
+END_OF_TURN = "<|im_end|>"
+
+
+@dataclass
+class GenerationStats:
+    """Running totals, so callers can report tokens per second per suite."""
+
+    sequences: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def snapshot(self) -> GenerationStats:
+        return GenerationStats(**self.as_dict(rates=False))
+
+    def since(self, earlier: GenerationStats) -> GenerationStats:
+        """The work done between ``earlier`` (a snapshot) and now."""
+        return GenerationStats(
+            sequences=self.sequences - earlier.sequences,
+            prompt_tokens=self.prompt_tokens - earlier.prompt_tokens,
+            generated_tokens=self.generated_tokens - earlier.generated_tokens,
+            truncated=self.truncated - earlier.truncated,
+            seconds=self.seconds - earlier.seconds,
+            calls=self.calls - earlier.calls,
+        )
+
+    def as_dict(self, rates: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sequences": self.sequences,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "truncated": self.truncated,
+            "seconds": self.seconds,
+            "calls": self.calls,
+        }
+        if rates:
+            out["tokens_per_second"] = round(self.tokens_per_second, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """One generated assistant turn."""
+
+    text: str
+    n_tokens: int
+    finished: bool  # stopped at end-of-turn rather than at max_new_tokens
+    token_ids: tuple[int, ...] = ()
+
+
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> Messages:
+    """Copy messages into the shape the tool-aware chat template expects.
+
+    Datasets store tool-call ``arguments`` as JSON strings, but the Qwen2.5
+    template renders ``arguments | tojson``; a string would be double-encoded
+    into something the model never saw in training, so decode it to a dict.
+    """
+    out: Messages = []
+    for message in messages:
+        copied = dict(message)
+        calls = copied.get("tool_calls")
+        if calls:
+            fixed = []
+            for call in calls:
+                call = dict(call)
+                function = dict(call.get("function", call))
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    try:
+                        function["arguments"] = json.loads(arguments)
+                    except json.JSONDecodeError:
+                        pass  # keep text the model wrote; the template prints it as a string
+                call["function"] = function
+                call.setdefault("type", "function")
+                fixed.append(call)
+            copied["tool_calls"] = fixed
+        if copied.get("content") is None:
+            copied["content"] = ""
+        out.append(copied)
+    return out
+
+
+@dataclass
+class ChatGenerator:
+    """Greedy (or sampled) batched generation of one assistant turn per conversation.
+
+    Call it like a function on a list of conversations: it returns the texts,
+    which is the ``generate_batch`` shape the episode runner wants. ``tools``
+    is one tool list for all conversations or one per conversation.
+    """
+
+    model: Any
+    tokenizer: Any
+    max_new_tokens: int = 192
+    batch_size: int = 8
+    temperature: float = 0.0
+    top_p: float = 1.0
+    progress: bool = True
+    desc: str = "generate"
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    last_outputs: list[GenerationOutput] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be at least 1")
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.eval()
+        self.stop_ids = self._stop_ids()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        tokenizer_path: str | Path | None = None,
+        **kwargs: Any,
+    ) -> ChatGenerator:
+        """Load a model directory (CPU unless a GPU is present or ``device`` says otherwise)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        model.to(device)
+        return cls(model=model, tokenizer=tokenizer, **kwargs)
+
+    def _stop_ids(self) -> list[int]:
+        ids: list[int] = []
+        end = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        unk = self.tokenizer.unk_token_id
+        if isinstance(end, int) and end >= 0 and end != unk:
+            ids.append(end)
+        eos = self.tokenizer.eos_token_id
+        if isinstance(eos, int) and eos not in ids:
+            ids.append(eos)
+        if not ids:
+            raise ValueError("the tokenizer has neither <|im_end|> nor an EOS token to stop generation at")
+        return ids
+
+    def render(self, messages: Sequence[Mapping[str, Any]], tools: Tools | None) -> str:
+        """The prompt text: conversation + tools through the chat template, ready for a reply."""
+        return self.tokenizer.apply_chat_template(
+            template_messages(messages),
+            tools=tools or None,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+
+    def __call__(self, conversations: Sequence[Messages], tools: Tools | Sequence[Tools] | None = None) -> list[str]:
+        return self.generate(conversations, tools)
+
+    def generate(self, conversations: Sequence[Messages], tools: Tools | Sequence[Tools] | None = None) -> list[str]:
+        """One assistant turn per conversation, in input order."""
+        return [out.text for out in self.generate_outputs(conversations, tools)]
+
+    def generate_outputs(
+        self, conversations: Sequence[Messages], tools: Tools | Sequence[Tools] | None = None
+    ) -> list[GenerationOutput]:
+        per_conv = _per_conversation_tools(tools, len(conversations))
+        prompts = [self.render(conv, conv_tools) for conv, conv_tools in zip(conversations, per_conv)]
+        outputs = self.generate_prompts(prompts)
+        self.last_outputs = outputs
+        return outputs
+
+    def generate_prompts(self, prompts: Sequence[str]) -> list[GenerationOutput]:
+        """Generate from already-rendered prompt texts (benchmarks use this directly)."""
+        import torch
+        from tqdm.auto import tqdm
+
+        if not prompts:
+            return []
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        results: list[GenerationOutput | None] = [None] * len(prompts)
+        device = next(self.model.parameters()).device
+        pad_id = self.tokenizer.pad_token_id
+        config = self._generation_config()
+        started = time.perf_counter()
+        bar = tqdm(
+            total=len(prompts), desc=self.desc, unit="seq", disable=not self.progress, leave=False, dynamic_ncols=True
+        )
+        generated = 0
+        try:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                width = max(len(encoded[i]) for i in rows)
+                input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, i in enumerate(rows):
+                    ids = encoded[i]
+                    input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                    attention[r, width - len(ids) :] = 1
+                with torch.inference_mode():
+                    sequences = self.model.generate(
+                        input_ids=input_ids.to(device),
+                        attention_mask=attention.to(device),
+                        generation_config=config,
+                    )
+                new_tokens = sequences[:, width:].tolist()
+                for r, i in enumerate(rows):
+                    out = self._decode(new_tokens[r])
+                    results[i] = out
+                    generated += out.n_tokens
+                    self.stats.prompt_tokens += len(encoded[i])
+                    self.stats.truncated += int(not out.finished)
+                bar.update(len(rows))
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{generated / max(elapsed, 1e-9):.1f} tok/s", refresh=False)
+        finally:
+            bar.close()
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.generated_tokens += generated
+            self.stats.sequences += sum(r is not None for r in results)
+            self.stats.calls += 1
+        return [r for r in results if r is not None]
+
+    def _generation_config(self) -> Any:
+        from transformers import GenerationConfig
+
+        sample = self.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": sample,
+            "eos_token_id": self.stop_ids,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "use_cache": True,
+        }
+        if sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return GenerationConfig(**kwargs)
+
+    def _decode(self, tokens: list[int]) -> GenerationOutput:
+        """Cut at the first stop token; count what the model really generated."""
+        stops = set(self.stop_ids)
+        for index, token in enumerate(tokens):
+            if token in stops:
+                return GenerationOutput(self._text(tokens[:index]), index + 1, True, tuple(tokens[: index + 1]))
+        return GenerationOutput(self._text(tokens), len(tokens), False, tuple(tokens))
+
+    def _text(self, tokens: list[int]) -> str:
+        # Keep added non-special tokens such as <tool_call> (Qwen vocabularies have them).
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def _per_conversation_tools(tools: Tools | Sequence[Tools] | None, n: int) -> list[Tools | None]:
+    """Accept one shared tool list or one list per conversation."""
+    if tools is None:
+        return [None] * n
+    tools = list(tools)
+    if not tools or isinstance(tools[0], Mapping):
+        return [tools] * n  # type: ignore[list-item]
+    if len(tools) != n:
+        raise ValueError(f"got {len(tools)} tool lists for {n} conversations; pass one per conversation or one shared")
+    return [list(t) if t is not None else None for t in tools]  # type: ignore[union-attr]

@@ -1,0 +1,181 @@
+"""Per-item evaluation records and the statistics computed from them.
+
+A suite produces one :class:`ItemResult` per task or BFCL case; everything
+people compare (accuracy with a 95% interval, call quality, the promotion
+gate's paired test) is derived from those records here, with a seeded RNG so
+the same results always give the same intervals.
+
+Definitions (they matter when arms are compared):
+
+- ``accuracy``: share of items judged correct by the suite's checker.
+- ``ci95_low``/``ci95_high``: percentile bootstrap over items.
+- ``valid_call_rate``: well-formed calls / attempted calls. A call is
+  attempted when the model opened a tool call (parsed or not); it is well
+  formed when it parsed as JSON, named an offered tool and its arguments
+  passed the tool's schema. ``None`` when the suite saw no attempted call.
+- ``hallucinated_tool_rate``: share of items with at least one call to a tool
+  that is not offered (the per-rollout quantity MENTOR's R3 term rewards).
+- ``parse_failures``: counts by kind (``bad_json``, ``unknown_tool``,
+  ``bad_arguments``, ``no_calls`` = an answer without any call where one was
+  expected, ``truncated`` = the generation hit ``max_new_tokens``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+@dataclass
+class ItemResult:
+    """What happened on one item of one suite."""
+
+    item_id: str
+    correct: bool
+    n_calls: int = 0  # attempted calls (well-formed or not)
+    n_valid_calls: int = 0
+    n_turns: int = 0  # assistant generations
+    hallucinated: bool = False
+    parse_failures: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None  # why it failed, when the checker says
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ItemResult:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    return float(np.mean(np.asarray(correct, dtype=float))) if len(correct) else 0.0
+
+
+def bootstrap_ci(
+    correct: Sequence[bool], n_samples: int = 1000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the accuracy; ``(0, 0)`` for no items."""
+    values = np.asarray(correct, dtype=float)
+    if values.size == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_samples, values.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def macro_bootstrap_ci(
+    groups: Sequence[Sequence[bool]], n_samples: int = 1000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """Mean of per-group accuracies with a stratified bootstrap interval.
+
+    Resampling within each suite keeps every suite's weight fixed, which is
+    what an "average over OOD suites" means.
+    """
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        return 0.0, 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([g.mean() for g in groups]))
+    samples = np.zeros(n_samples)
+    for g in groups:
+        samples += g[rng.integers(0, g.size, size=(n_samples, g.size))].mean(axis=1)
+    samples /= len(groups)
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(samples, [alpha, 1.0 - alpha])
+    return point, float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Accuracy difference a - b on the same items, with a paired bootstrap interval."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_not_better: float  # share of bootstrap samples where a - b <= 0
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired_bootstrap_diff(
+    a_correct: Sequence[bool],
+    b_correct: Sequence[bool],
+    n_samples: int = 1000,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> PairedDiff:
+    """Paired bootstrap of ``mean(a) - mean(b)`` over the same items.
+
+    Both arms are resampled with the same indices, so item difficulty cancels
+    out; that is far tighter than comparing two independent intervals. The
+    inputs must be aligned item by item (see :func:`align_items`).
+    """
+    a = np.asarray(a_correct, dtype=float)
+    b = np.asarray(b_correct, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired bootstrap needs the same items in both arms; got {a.size} and {b.size} items")
+    if a.size == 0:
+        return PairedDiff(0.0, 0.0, 0.0, 1.0, 0)
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, a.size, size=(n_samples, a.size))
+    diffs = (a[index] - b[index]).mean(axis=1)
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return PairedDiff(
+        diff=float(a.mean() - b.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        p_not_better=float(np.mean(diffs <= 0)),
+        n=int(a.size),
+    )
+
+
+def align_items(
+    a_items: Iterable[Mapping[str, Any]], b_items: Iterable[Mapping[str, Any]]
+) -> tuple[list[bool], list[bool]]:
+    """Correctness of the items both result lists share, in the same order (by ``item_id``)."""
+    b_by_id = {str(item["item_id"]): bool(item["correct"]) for item in b_items}
+    a_out: list[bool] = []
+    b_out: list[bool] = []
+    for item in a_items:
+        key = str(item["item_id"])
+        if key in b_by_id:
+            a_out.append(bool(item["correct"]))
+            b_out.append(b_by_id[key])
+    return a_out, b_out
+
+
+def summarize(
+    suite: str, items: Sequence[ItemResult], n_samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """The per-suite metrics dictionary written to JSON and MLflow."""
+    correct = [item.correct for item in items]
+    low, high = bootstrap_ci(correct, n_samples=n_samples, seed=seed)
+    attempted = sum(item.n_calls for item in items)
+    valid = sum(item.n_valid_calls for item in items)
+    failures: Counter[str] = Counter()
+    for item in items:
+        failures.update(item.parse_failures)
+    n = len(items)
+    return {
+        "suite": suite,
+        "n": n,
+        "accuracy": accuracy(correct),
+        "ci95_low": low,
+        "ci95_high": high,
+        "valid_call_rate": (valid / attempted) if attempted else None,
+        "hallucinated_tool_rate": (sum(item.hallucinated for item in items) / n) if n else 0.0,
+        "parse_failures": dict(sorted(failures.items())),
+        "mean_calls": (attempted / n) if n else 0.0,
+        "mean_turns": (sum(item.n_turns for item in items) / n) if n else 0.0,
+    }

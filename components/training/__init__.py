@@ -1,0 +1,1 @@
+"""SFT warm start and MENTOR RL (stages 3 and 4)."""
