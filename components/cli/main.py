@@ -98,6 +98,9 @@ def stage(
     set_: SetOpt = None,
     arm: Annotated[str | None, typer.Option("--arm", help="RL arm / reward mode (rl stage).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint (sft, rl).")] = False,
+    summary_file: Annotated[
+        Path | None, typer.Option("--summary", help="Also write the stage's JSON summary here (DVC metrics).")
+    ] = None,
 ) -> None:
     """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
     if name not in STAGES:
@@ -108,7 +111,11 @@ def stage(
         options["resume"] = resume
     if name == "rl" and arm:
         options["arm"] = arm
-    print_summary(run_stage_by_name(name, params, **options))
+    result = run_stage_by_name(name, params, **options)
+    if summary_file is not None:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    print_summary(result)
 
 
 @models_app.command("prepare")
@@ -208,8 +215,13 @@ def run(
 ) -> None:
     """Run the whole pipeline as the Prefect flow `mentor-pipeline`."""
     params = get_params(params_file, profile, set_)
+    from components.errors import StageError
+
     func = resolve_callable("flows.pipeline:run_pipeline")
-    func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
+    try:
+        func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
+    except StageError as exc:
+        fail(str(exc), code=1)
 
 
 @app.command("deploy")
@@ -223,8 +235,13 @@ def deploy(
 ) -> None:
     """Create a scheduled Prefect deployment of the pipeline (retrain, evaluate, gate, register)."""
     params = get_params(params_file, profile, set_)
+    from components.errors import StageError
+
     func = resolve_callable("flows.deploy:create_deployment")
-    print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or [])))
+    try:
+        print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or [])))
+    except StageError as exc:
+        fail(str(exc), code=1)
 
 
 @app.command("promote")

@@ -99,7 +99,7 @@ class SftParams(_Section):
     max_steps: int = -1
     batch_size: PositiveInt = 4
     grad_accum: PositiveInt = 1
-    max_length: PositiveInt = 1024
+    max_length: PositiveInt = 2048
     save_steps: PositiveInt = 50
     logging_steps: PositiveInt = 5
     seed: int = 0

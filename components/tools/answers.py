@@ -89,9 +89,8 @@ def parse_date(text: str) -> str | None:
 
 def split_list(text: str) -> list[str]:
     """Split ``a, b and c`` into normalised items."""
-    cleaned = normalize_words(clean_answer_text(text).replace(",", " , ").replace(";", " , "))
-    parts = re.split(r"\s*(?:,|\band\b)\s*", cleaned)
-    return [part.strip() for part in parts if part.strip()]
+    parts = re.split(r",|;|\band\b", clean_answer_text(text).lower())
+    return [item for item in (normalize_words(part) for part in parts) if item]
 
 
 def answers_match(given: str | None, expected: str, meta: Mapping[str, Any] | None = None) -> bool:
@@ -117,9 +116,21 @@ def answers_match(given: str | None, expected: str, meta: Mapping[str, Any] | No
 def states_match(actual: Any, expected: Any) -> bool:
     """Deep equality where numbers compare within 1e-6 (balances are floats)."""
     if isinstance(expected, Mapping):
-        return isinstance(actual, Mapping) and set(actual) == set(expected) and all(states_match(actual[k], expected[k]) for k in expected)
+        return (
+            isinstance(actual, Mapping)
+            and set(actual) == set(expected)
+            and all(states_match(actual[k], expected[k]) for k in expected)
+        )
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(states_match(a, e) for a, e in zip(actual, expected))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(states_match(a, e) for a, e in zip(actual, expected, strict=True))
+        )
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-        return isinstance(actual, (int, float)) and not isinstance(actual, bool) and math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
+        return (
+            isinstance(actual, (int, float))
+            and not isinstance(actual, bool)
+            and math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
+        )
     return actual == expected

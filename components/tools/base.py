@@ -23,7 +23,9 @@ from typing import Any, ClassVar
 
 from components.tools.executor import ToolErrorKind, ToolResult, error_result, execute_call
 
-_SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields?|Examples?|Notes?|Warnings?|See Also):\s*$")
+_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields?|Examples?|Notes?|Warnings?|See Also):\s*$"
+)
 _ARG_LINE = re.compile(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -93,7 +95,12 @@ def json_schema_for_type(hint: Any) -> dict[str, Any]:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": json_schema_for_type(args[0])}
-        return {"type": "array", "prefixItems": [json_schema_for_type(a) for a in args], "minItems": len(args), "maxItems": len(args)}
+        return {
+            "type": "array",
+            "prefixItems": [json_schema_for_type(a) for a in args],
+            "minItems": len(args),
+            "maxItems": len(args),
+        }
     if hint is dict or origin in (dict, Mapping):
         schema = {"type": "object"}
         if len(args) == 2:
@@ -236,7 +243,11 @@ class ToolEnv:
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is None:
             available = ", ".join(sorted(self.tools))
-            return error_result(ToolErrorKind.unknown_tool, f"unknown tool '{name}'. Available tools: {available}", self.max_result_chars)
+            return error_result(
+                ToolErrorKind.unknown_tool,
+                f"unknown tool '{name}'. Available tools: {available}",
+                self.max_result_chars,
+            )
         return execute_call(tool, arguments, timeout_s=self.timeout_s, max_result_chars=self.max_result_chars)
 
 

@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from components.tools.arguments import argument_problem, coerce_arguments
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 TRUNCATION_MARK = "... [truncated]"
 
 
-class ToolErrorKind(str, Enum):
+class ToolErrorKind(StrEnum):
     """Why a tool call failed; the values are what ``ToolResult.error_kind`` holds."""
 
     bad_arguments = "bad_arguments"
@@ -134,7 +134,9 @@ def execute_call(
     """
     problem = argument_problem(tool.schema, arguments)
     if problem is not None:
-        return error_result(ToolErrorKind.bad_arguments, f"invalid arguments for {tool.name}: {problem}", max_result_chars)
+        return error_result(
+            ToolErrorKind.bad_arguments, f"invalid arguments for {tool.name}: {problem}", max_result_chars
+        )
     call_args = coerce_arguments(tool.schema, arguments)
     outcome: dict[str, Any] = {}
 
@@ -158,5 +160,7 @@ def execute_call(
         return error_result(ToolErrorKind.tool_error, _exception_text(outcome["error"]), max_result_chars)
     if "text" not in outcome:
         reason = _exception_text(outcome["bad_result"]) if "bad_result" in outcome else "no result"
-        return error_result(ToolErrorKind.bad_result, f"{tool.name} returned an unusable result ({reason})", max_result_chars)
+        return error_result(
+            ToolErrorKind.bad_result, f"{tool.name} returned an unusable result ({reason})", max_result_chars
+        )
     return ToolResult(ok=True, content=truncate(outcome["text"], max_result_chars), error_kind=None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from components.tools.arguments import argument_problem
@@ -43,7 +43,7 @@ CLOSE_TAG = "</tool_call>"
 BOXED = "\\boxed"
 
 
-class ParseErrorKind(str, Enum):
+class ParseErrorKind(StrEnum):
     """What went wrong with a turn's tool calls."""
 
     no_calls = "no_calls"
@@ -143,7 +143,9 @@ def _calls_from_payload(payload: Any, raw: str, tools: Mapping[str, Tool] | None
 def _call_from_object(entry: Any, raw: str, tools: Mapping[str, Tool] | None) -> ToolCall | ParseError:
     raw = _short(raw)
     if not isinstance(entry, dict):
-        return ParseError(ParseErrorKind.bad_json, 'a tool call must be a JSON object {"name": ..., "arguments": {...}}', raw)
+        return ParseError(
+            ParseErrorKind.bad_json, 'a tool call must be a JSON object {"name": ..., "arguments": {...}}', raw
+        )
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         return ParseError(ParseErrorKind.bad_json, 'a tool call needs a "name" string', raw)
@@ -153,7 +155,12 @@ def _call_from_object(entry: Any, raw: str, tools: Mapping[str, Tool] | None) ->
         try:
             arguments = _loads(arguments) if arguments.strip() else {}
         except ValueError:
-            return ParseError(ParseErrorKind.bad_arguments, f"arguments of {name} are a string that is not a JSON object", raw, name=name)
+            return ParseError(
+                ParseErrorKind.bad_arguments,
+                f"arguments of {name} are a string that is not a JSON object",
+                raw,
+                name=name,
+            )
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
@@ -162,10 +169,22 @@ def _call_from_object(entry: Any, raw: str, tools: Mapping[str, Tool] | None) ->
         tool = tools.get(name)
         if tool is None:
             available = ", ".join(sorted(tools))
-            return ParseError(ParseErrorKind.unknown_tool, f"unknown tool '{name}'. Available tools: {available}", raw, name=name, arguments=arguments)
+            return ParseError(
+                ParseErrorKind.unknown_tool,
+                f"unknown tool '{name}'. Available tools: {available}",
+                raw,
+                name=name,
+                arguments=arguments,
+            )
         problem = argument_problem(tool.schema, arguments)
         if problem is not None:
-            return ParseError(ParseErrorKind.bad_arguments, f"invalid arguments for {name}: {problem}", raw, name=name, arguments=arguments)
+            return ParseError(
+                ParseErrorKind.bad_arguments,
+                f"invalid arguments for {name}: {problem}",
+                raw,
+                name=name,
+                arguments=arguments,
+            )
     return ToolCall(name=name, arguments=arguments)
 
 

@@ -16,8 +16,44 @@ from components.tools.packs.templated import Draft, Template
 
 P = dict[str, Any]
 
-NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya", "Rosa", "Sam", "Tariq", "Uma")
-ITEMS = ("notebook", "pen", "backpack", "lamp", "mug", "scarf", "puzzle", "candle", "plant", "book", "cap", "umbrella", "ball", "kite")
+NAMES = (
+    "Ana",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jo",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nia",
+    "Omar",
+    "Priya",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+)
+ITEMS = (
+    "notebook",
+    "pen",
+    "backpack",
+    "lamp",
+    "mug",
+    "scarf",
+    "puzzle",
+    "candle",
+    "plant",
+    "book",
+    "cap",
+    "umbrella",
+    "ball",
+    "kite",
+)
 THINGS = ("stickers", "apples", "pencils", "cards", "marbles", "cookies", "beads", "stamps")
 PLACES = ("garden", "patio", "classroom floor", "parking lot", "vegetable bed", "rug")
 CITIES = ("Oslo", "Lima", "Cairo", "Perth", "Quito", "Riga", "Seoul", "Tunis", "Vienna", "Dakar")
@@ -61,7 +97,12 @@ def _shopping_pair_build(p: P) -> Draft:
 
 def _change_left_sample(rng: random.Random) -> P:
     have = rng.randint(20, 100)
-    return {"name": rng.choice(NAMES), "item": rng.choice(ITEMS), "have": have, "spend": rng.randint(4, have * 4 - 1) / 4}
+    return {
+        "name": rng.choice(NAMES),
+        "item": rng.choice(ITEMS),
+        "have": have,
+        "spend": rng.randint(4, have * 4 - 1) / 4,
+    }
 
 
 def _change_left_build(p: P) -> Draft:
@@ -174,7 +215,12 @@ def _full_boxes_build(p: P) -> Draft:
 
 
 def _savings_sample(rng: random.Random) -> P:
-    return {"name": rng.choice(NAMES), "start": rng.randint(0, 200), "weekly": rng.randint(5, 50), "weeks": rng.randint(2, 20)}
+    return {
+        "name": rng.choice(NAMES),
+        "start": rng.randint(0, 200),
+        "weekly": rng.randint(5, 50),
+        "weeks": rng.randint(2, 20),
+    }
 
 
 def _savings_build(p: P) -> Draft:
@@ -229,7 +275,14 @@ def _three_scores_build(p: P) -> Draft:
 
 def _two_items_sample(rng: random.Random) -> P:
     item1, item2 = rng.sample(ITEMS, 2)
-    return {"item1": item1, "item2": item2, "q1": rng.randint(2, 9), "q2": rng.randint(2, 9), "p1": money(rng, 1, 20), "p2": money(rng, 1, 20)}
+    return {
+        "item1": item1,
+        "item2": item2,
+        "q1": rng.randint(2, 9),
+        "q2": rng.randint(2, 9),
+        "p1": money(rng, 1, 20),
+        "p2": money(rng, 1, 20),
+    }
 
 
 def _two_items_build(p: P) -> Draft:
@@ -241,7 +294,11 @@ def _two_items_build(p: P) -> Draft:
 
 
 def _discount_sample(rng: random.Random) -> P:
-    return {"item": rng.choice(ITEMS), "price": rng.randint(20, 200), "percent": rng.choice((5, 10, 15, 20, 25, 30, 40, 50))}
+    return {
+        "item": rng.choice(ITEMS),
+        "price": rng.randint(20, 200),
+        "percent": rng.choice((5, 10, 15, 20, 25, 30, 40, 50)),
+    }
 
 
 def _discount_build(p: P) -> Draft:
@@ -261,7 +318,9 @@ def _average_sample(rng: random.Random) -> P:
 
 def _average_build(p: P) -> Draft:
     a, b, c = p["scores"]
-    prompt = f"{p['name']} got {a}, {b} and {c} on three tests. What is the average score, rounded to one decimal place?"
+    prompt = (
+        f"{p['name']} got {a}, {b} and {c} on three tests. What is the average score, rounded to one decimal place?"
+    )
     total = choice(call("sum_numbers", numbers=[a, b, c]), call("add", a=call("add", a=a, b=b), b=c))
     return Draft(prompt, call("round_number", x=call("divide", a=total, b=3), ndigits=1))
 
@@ -313,7 +372,16 @@ def _change_two_sample(rng: random.Random) -> P:
     item1, item2 = rng.sample(ITEMS, 2)
     q1, q2, p1, p2 = rng.randint(2, 6), rng.randint(2, 6), money(rng, 1, 12), money(rng, 1, 12)
     bill = next(b for b in (50, 100, 200) if b > q1 * p1 + q2 * p2)
-    return {"name": rng.choice(NAMES), "item1": item1, "item2": item2, "q1": q1, "q2": q2, "p1": p1, "p2": p2, "bill": bill}
+    return {
+        "name": rng.choice(NAMES),
+        "item1": item1,
+        "item2": item2,
+        "q1": q1,
+        "q2": q2,
+        "p1": p1,
+        "p2": p2,
+        "bill": bill,
+    }
 
 
 def _change_two_build(p: P) -> Draft:
@@ -348,7 +416,12 @@ def _walk_build(p: P) -> Draft:
 
 
 def _compound_sample(rng: random.Random) -> P:
-    return {"name": rng.choice(NAMES), "principal": rng.randint(2, 100) * 50, "percent": rng.choice((2, 3, 4, 5, 6, 8, 10)), "years": rng.randint(2, 10)}
+    return {
+        "name": rng.choice(NAMES),
+        "principal": rng.randint(2, 100) * 50,
+        "percent": rng.choice((2, 3, 4, 5, 6, 8, 10)),
+        "years": rng.randint(2, 10),
+    }
 
 
 def _compound_build(p: P) -> Draft:
@@ -375,7 +448,12 @@ def _tiles_build(p: P) -> Draft:
 
 
 def _party_sample(rng: random.Random) -> P:
-    return {"pizzas": rng.randint(2, 10), "price": money(rng, 8, 20), "fee": money(rng, 2, 8), "people": rng.randint(3, 12)}
+    return {
+        "pizzas": rng.randint(2, 10),
+        "price": money(rng, 8, 20),
+        "fee": money(rng, 2, 8),
+        "people": rng.randint(3, 12),
+    }
 
 
 def _party_build(p: P) -> Draft:

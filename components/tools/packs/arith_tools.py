@@ -187,4 +187,17 @@ def modulo(a: float, b: float) -> float:
     return _result(a % b)
 
 
-ARITH_FUNCTIONS = (add, subtract, multiply, divide, sum_numbers, floor, ceil, round_number, power, sqrt, abs_value, modulo)
+ARITH_FUNCTIONS = (
+    add,
+    subtract,
+    multiply,
+    divide,
+    sum_numbers,
+    floor,
+    ceil,
+    round_number,
+    power,
+    sqrt,
+    abs_value,
+    modulo,
+)

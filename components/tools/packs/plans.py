@@ -88,7 +88,10 @@ def resolve(node: Any, rng: random.Random | None = None, memo: dict[int, Any] | 
         picked = node.options[0] if rng is None else rng.choice(node.options)
         out = resolve(picked, rng, memo)
     elif isinstance(node, Call):
-        args = {k: [resolve(v, rng, memo) for v in value] if isinstance(value, list) else resolve(value, rng, memo) for k, value in node.args.items()}
+        args = {
+            k: [resolve(v, rng, memo) for v in value] if isinstance(value, list) else resolve(value, rng, memo)
+            for k, value in node.args.items()
+        }
         out = Call(tool=node.tool, args=args, after=tuple(resolve(a, rng, memo) for a in node.after))
     elif isinstance(node, Answer):
         out = Answer(parts=tuple(resolve(p, rng, memo) for p in node.parts), combine=node.combine)
@@ -188,7 +191,9 @@ def _remaining_depth(node: Call, done: dict[int, Any], cache: dict[int, int]) ->
     return cache[id(node)]
 
 
-def run_expert(plan: Any, env: ToolEnv, rng: random.Random, *, max_tool_turns: int, parallel: str = "random") -> ExpertRun:
+def run_expert(
+    plan: Any, env: ToolEnv, rng: random.Random, *, max_tool_turns: int, parallel: str = "random"
+) -> ExpertRun:
     """Solve ``plan`` through ``env.call`` (real, validated execution), turn by turn.
 
     ``parallel="random"``: each turn carries either every ready call or one of

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 from components.tools.answers import answers_match, states_match
 from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.executor import format_value
-from components.tools.rounding import round_half_up
 from components.tools.packs.plans import evaluate, has_choice, max_depth, resolve, run_expert, tool_sequence
+from components.tools.rounding import round_half_up
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ class TemplatePack(ToolPack):
         levels = list(difficulties) if difficulties else list(self.difficulties)
         unknown = [d for d in levels if not self.templates_for(d)]
         if unknown:
-            raise ValueError(f"pack {self.name} has no tasks of difficulty {unknown}; levels: {list(self.difficulties)}")
+            raise ValueError(
+                f"pack {self.name} has no tasks of difficulty {unknown}; levels: {list(self.difficulties)}"
+            )
         if n < 0:
             raise ValueError("n must be >= 0")
         return [self._make_task(seed, i, levels) for i in range(n)]
@@ -143,7 +145,9 @@ class TemplatePack(ToolPack):
         """Rebuild a task's draft (and plan) from its stored template parameters."""
         template = self._by_name.get(str(task.meta.get("template")))
         if template is None:
-            raise ValueError(f"task {task.task_id}: unknown template {task.meta.get('template')!r} for pack {self.name}")
+            raise ValueError(
+                f"task {task.task_id}: unknown template {task.meta.get('template')!r} for pack {self.name}"
+            )
         return template.build(task.meta["params"])
 
     # -- expert and verifier --------------------------------------------------
@@ -162,7 +166,8 @@ class TemplatePack(ToolPack):
                     "role": "assistant",
                     "content": "",
                     "tool_calls": [
-                        {"type": "function", "function": {"name": name, "arguments": _json(arguments)}} for name, arguments, _ in turn
+                        {"type": "function", "function": {"name": name, "arguments": _json(arguments)}}
+                        for name, arguments, _ in turn
                     ],
                 }
             )

@@ -1,0 +1,148 @@
+"""The comparison report across arms: a Markdown table and a grouped bar chart.
+
+Inputs are results documents (``components.evaluation.harness``) keyed by arm
+name. The table shows every suite's accuracy with its 95% interval plus the
+in-domain and OOD macro averages; a second table shows call quality. The
+chart puts in-domain next to OOD accuracy for each arm, with the intervals as
+error bars, which is the comparison the method is about (SFT tends to win in
+domain and lose out of domain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from components.evaluation.suites import IN_DOMAIN, OOD
+
+#: Display order; arms not listed come after, alphabetically.
+ARM_ORDER = ("teacher", "base", "sft", "sparse", "strict", "mentor", "mentor-f1", "mentor-overlap")
+ARM_LABELS = {
+    "teacher": "teacher",
+    "base": "base student",
+    "sft": "SFT",
+    "sparse": "sparse RL",
+    "strict": "strict RL",
+    "mentor": "MENTOR RL",
+    "mentor-f1": "MENTOR RL (F1)",
+    "mentor-overlap": "MENTOR RL (overlap)",
+}
+DOMAIN_LABELS = {IN_DOMAIN: "in-domain", OOD: "OOD"}
+
+
+def ordered_arms(arms: Mapping[str, Any]) -> list[str]:
+    known = [a for a in ARM_ORDER if a in arms]
+    return known + sorted(a for a in arms if a not in ARM_ORDER)
+
+
+def label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
+
+
+def _cell(accuracy: float | None, low: float | None, high: float | None) -> str:
+    if accuracy is None:
+        return "–"
+    return f"{100 * accuracy:.1f} [{100 * (low or 0):.1f}, {100 * (high or 0):.1f}]"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _suite_names(results: Mapping[str, dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for document in results.values():
+        names += [s["suite"] for s in document["suites"] if s["suite"] not in names]
+    return names
+
+
+def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Evaluation: arms compared") -> str:
+    """Markdown: accuracy % [95% CI] per arm and suite, domain means, then call quality."""
+    arms = ordered_arms(results)
+    suites = _suite_names(results)
+    lines = [f"# {title}", ""]
+    lines.append("Accuracy in % with 95% bootstrap intervals. In-domain/OOD columns are macro averages over "
+                 "their suites (stratified bootstrap).")
+    lines.append("")
+    header = ["arm", *suites, "in-domain", "OOD"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for arm in arms:
+        document = results[arm]
+        by_suite = {s["suite"]: s for s in document["suites"]}
+        cells = [label(arm)]
+        for suite in suites:
+            s = by_suite.get(suite)
+            cells.append(_cell(s["accuracy"], s["ci95_low"], s["ci95_high"]) if s else "–")
+        for domain in (IN_DOMAIN, OOD):
+            d = document["domains"].get(domain, {})
+            cells.append(_cell(d.get("accuracy"), d.get("ci95_low"), d.get("ci95_high")))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Call quality", ""]
+    lines.append("Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
+                 "generation speed.")
+    lines.append("")
+    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures", "tok/s"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for arm in arms:
+        for s in results[arm]["suites"]:
+            failures = ", ".join(f"{k} {v}" for k, v in s.get("parse_failures", {}).items()) or "–"
+            gen = s.get("generation", {})
+            speed = f"{gen['tokens_per_second']:.1f}" if gen.get("generated_tokens") else "–"
+            lines.append(
+                f"| {label(arm)} | {s['suite']} | {s['n']} | {_rate(s['valid_call_rate'])} | "
+                f"{_rate(s['hallucinated_tool_rate'])} | {s['mean_calls']:.2f} | {s['mean_turns']:.2f} | "
+                f"{failures} | {speed} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def domain_bar_chart(results: Mapping[str, dict[str, Any]], path: Path, title: str = "In-domain vs OOD accuracy") -> Path:
+    """Grouped bars (one group per arm: in-domain, OOD) with 95% intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arms = ordered_arms(results)
+    x = np.arange(len(arms))
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(arms) + 2), 4.2))
+    for offset, domain, color in ((-width / 2, IN_DOMAIN, "#4C72B0"), (width / 2, OOD, "#DD8452")):
+        values, lower, upper = [], [], []
+        for arm in arms:
+            d = results[arm]["domains"].get(domain, {})
+            acc = d.get("accuracy")
+            values.append(100 * acc if acc is not None else 0.0)
+            lower.append(100 * (acc - d["ci95_low"]) if acc is not None else 0.0)
+            upper.append(100 * (d["ci95_high"] - acc) if acc is not None else 0.0)
+        bars = ax.bar(x + offset, values, width, yerr=[lower, upper], capsize=3, color=color,
+                      label=DOMAIN_LABELS[domain])
+        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], padding=2, fontsize=8)
+    ax.set_xticks(x, [label(a) for a in arms])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: Mapping[str, dict[str, Any]], out_dir: Path, stem: str = "eval_comparison") -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (embedding the chart) and ``<stem>.png`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = domain_bar_chart(results, out_dir / f"{stem}.png")
+    markdown = comparison_markdown(results) + f"\n![In-domain vs OOD accuracy]({png.name})\n"
+    md = out_dir / f"{stem}.md"
+    md.write_text(markdown, encoding="utf-8")
+    return md, png

@@ -1,0 +1,1 @@
+"""Stage 1: teacher trajectories (scripted expert, local HF model or OpenAI-compatible endpoint)."""

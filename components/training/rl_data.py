@@ -1,0 +1,111 @@
+"""GRPO rows from the validated teacher dataset.
+
+Each row is the prompt the student starts from (system + user messages) plus
+the columns the rest of the RL loop needs. TRL hands every column to the
+environment's ``reset(**row)`` and to every reward function as keyword
+arguments, so the teacher's reference travels with the row:
+
+* ``task``: ``Task.to_dict()`` as JSON, from which ``reset`` builds the ToolEnv
+  and the reward verifies the answer;
+* ``ref_tool_set``: the teacher's sorted set of tool names (MENTOR's match);
+* ``ref_calls``: the teacher's ordered calls as JSON (the strict arm);
+* ``answer``, ``task_id``, ``pack``, ``difficulty``: for logs and analysis;
+* ``environment``: the pack name, only when several packs are trained at once
+  (TRL then routes each row to that pack's environment class).
+
+Only rows whose teacher answer was verified are used: a wrong reference would
+teach the wrong tools.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from components.errors import DataValidationError, StageError
+
+REQUIRED_COLUMNS = ("id", "pack", "difficulty", "prompt", "system", "tool_set", "calls", "answer", "verified", "task")
+
+
+def read_teacher_rows(path: Path) -> list[dict[str, Any]]:
+    """Read the teacher JSONL, naming the line of any unreadable or incomplete row."""
+    if not path.exists():
+        raise StageError(
+            f"The teacher dataset {path} does not exist, so RL has no prompts or references. "
+            "Run `mentor stage teacher` and `mentor stage validate` for this profile first."
+        )
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataValidationError(f"{path}:{number} is not valid JSON ({exc}); regenerate it with `mentor stage teacher`") from exc
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
+            if missing:
+                raise DataValidationError(
+                    f"{path}:{number} lacks columns {missing}; the teacher dataset format changed or the file is "
+                    "damaged. Regenerate it with `mentor stage teacher`."
+                )
+            rows.append(row)
+    return rows
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def to_rl_row(row: Mapping[str, Any], multi_pack: bool = False) -> dict[str, Any]:
+    """One teacher row as a GRPO row (see the module docstring for the columns)."""
+    tool_set = row["tool_set"]
+    if isinstance(tool_set, str):
+        tool_set = json.loads(tool_set)
+    out: dict[str, Any] = {
+        "prompt": [
+            {"role": "system", "content": str(row["system"])},
+            {"role": "user", "content": str(row["prompt"])},
+        ],
+        "task": _json_text(row["task"]),
+        "ref_tool_set": sorted(str(name) for name in tool_set),
+        "ref_calls": _json_text(row["calls"]),
+        "answer": str(row["answer"]),
+        "task_id": str(row["id"]),
+        "pack": str(row["pack"]),
+        "difficulty": int(row["difficulty"]),
+    }
+    if multi_pack:
+        out["environment"] = out["pack"]
+    return out
+
+
+def build_rl_rows(
+    teacher_rows: Iterable[Mapping[str, Any]],
+    packs: Sequence[str],
+    n: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Verified rows of the training packs, shuffled with ``seed``, at most ``n`` of them."""
+    wanted = set(packs)
+    usable = [r for r in teacher_rows if r.get("verified") is True and r.get("pack") in wanted]
+    if not usable:
+        raise DataValidationError(
+            f"The teacher dataset has no verified rows for the training packs {sorted(wanted)}; RL needs at least "
+            "one. Check tasks.train_packs, or regenerate the data with `mentor stage teacher`."
+        )
+    usable.sort(key=lambda r: str(r["id"]))  # file order must not change the sample
+    random.Random(seed).shuffle(usable)
+    multi = len({r["pack"] for r in usable}) > 1
+    return [to_rl_row(r, multi_pack=multi) for r in usable[:n]]
+
+
+def load_rl_dataset(path: Path, packs: Sequence[str], n: int, seed: int):  # type: ignore[no-untyped-def]
+    """A ``datasets.Dataset`` of GRPO rows (imported lazily: datasets is slow to import)."""
+    from datasets import Dataset
+
+    rows = build_rl_rows(read_teacher_rows(path), packs, n, seed)
+    return Dataset.from_list(rows)

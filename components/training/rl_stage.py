@@ -1,0 +1,500 @@
+"""Stage 4: MENTOR RL (GRPO with real tool execution) and its baselines, one arm per run.
+
+``run_rl_stage(params, resume=False, arm=None)`` trains one arm, or several in a
+row (``arm="mentor,sparse,strict"`` or ``arm="all"`` for ``rl.compare_arms``);
+``mentor stage rl --arm ...`` calls it. Each arm is its own MLflow run
+``rl-<arm>`` and its own folder ``run_paths(params).rl_dir(arm)``, so arms are
+compared on equal terms: same start model, same rows, same seed.
+
+How a step works (TRL ``GRPOTrainer`` with ``environment_factory``): for each
+prompt ``rl.num_generations`` rollouts are sampled; when a turn writes
+``<tool_call>`` blocks TRL calls the environment's methods, which run the pack's
+tools through our safe executor, appends the results and lets the model go on
+(up to ``rl.max_tool_calling_iterations`` tool rounds, within
+``rl.max_completion_length`` tokens for the whole rollout). Tool-result tokens
+are masked from the loss. The reward function of the arm scores every
+rollout (``components.training.rewards``) and records its components, which
+:class:`~components.training.rl_callbacks.RlMetricsCallback` logs per step.
+
+Start model: the SFT model (``run_paths(params).sft_model``) when
+``sft.enabled``, else the base student. Batch semantics are TRL's:
+``rl.batch_size`` counts *completions* per device step (so
+``rl.batch_size / rl.num_generations`` prompts), and must be a multiple of
+``rl.num_generations``.
+
+GPU rollouts: ``rl.use_vllm=true`` passes ``use_vllm=True, vllm_mode="colocate"``
+to ``GRPOConfig``: vLLM runs inside the training process on the same GPU,
+sharing memory with the policy (``vllm_gpu_memory_utilization`` 0.3 here), and
+weights are synced to it every step. It needs a CUDA GPU and the ``vllm``
+package (not part of the CPU lock); without a GPU the stage refuses with a
+message instead of failing deep inside TRL. The tool loop, masking, rewards and
+logging are the same on both paths.
+
+Guarantees (shared with the SFT stage): the model is written to a temporary
+sibling folder and renamed into ``rl_model(arm)`` only when complete, after a
+check that no weight is NaN/inf; a fresh run first removes the arm's old model,
+so a failed run leaves none. Checkpoints (weights, optimizer, scheduler, RNG)
+go to ``rl_dir(arm)/checkpoints`` every ``rl.save_steps``; ``resume=True``
+continues from the newest complete one and refuses checkpoints made with other
+params, data or start model. They are deleted after a successful run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, model_cache_dir, run_paths
+from components.errors import StageError, TrainingDivergedError
+from components.training.rewards import REWARD_MODES
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+RUN_INFO = "mentor_rl_run.json"
+MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
+#: Curves whose first and last values go into the stage summary.
+SUMMARY_CURVES = (
+    "rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
+    "rl/eos_rate", "rl/strict_match_rate", "rl/tool_calls", "rl/turns", "rl/zero_variance_groups",
+    "rl/parse_fail/no_calls", "rl/parse_fail/bad_json", "rl/parse_fail/unknown_tool", "rl/parse_fail/bad_arguments",
+    "completions/mean_length", "reward_std", "kl", "tools/call_frequency", "learning_rate", "loss",
+)
+
+
+# --------------------------------------------------------------------------- arms
+
+
+def resolve_arms(arm: str | None, params: Params) -> list[str]:
+    """``None`` -> ``rl.arm``; ``"all"`` -> ``rl.compare_arms``; ``"a,b"`` -> both, in order."""
+    if arm is None or not arm.strip():
+        names = [params.rl.arm]
+    elif arm.strip() == "all":
+        names = list(params.rl.compare_arms)
+    else:
+        names = [part.strip() for part in arm.split(",") if part.strip()]
+    unknown = [name for name in names if name not in REWARD_MODES]
+    if unknown:
+        raise StageError(
+            f"unknown RL arm(s) {unknown}; choose from {', '.join(REWARD_MODES)}, a comma-separated list of them, "
+            "or 'all' (the arms in rl.compare_arms)"
+        )
+    return list(dict.fromkeys(names))
+
+
+def run_rl_stage(params: Params, resume: bool = False, arm: str | None = None) -> dict[str, Any]:
+    """CLI/DVC/Prefect entry point: ``mentor stage rl [--arm ARM[,ARM...]|all] [--resume]``."""
+    arms = resolve_arms(arm, params)
+    if len(arms) == 1:
+        return train_rl(params, arms[0], resume=resume)
+    return {"arms": {name: train_rl(params, name, resume=resume) for name in arms}}
+
+
+# --------------------------------------------------------------------------- start model and data
+
+
+def start_model_dir(params: Params) -> tuple[Path, str]:
+    """(directory, "sft" | "base"): the SFT model when SFT is on, else the base student."""
+    from components.models.sources import resolve_model
+
+    if params.sft.enabled:
+        sft = run_paths(params).sft_model
+        if not (sft / "config.json").exists():
+            raise StageError(
+                f"sft.enabled is true but there is no SFT model at {sft}. Run `mentor stage sft` for this profile "
+                "first, or start RL from the base model with --set sft.enabled=false."
+            )
+        return sft, "sft"
+    return resolve_model(params.models.student, model_cache_dir(params)), "base"
+
+
+def load_student(model_dir: Path, dtype_name: str):  # type: ignore[no-untyped-def]
+    """Model and tokenizer, with TRL's exact Qwen2.5 template so its tool loop parses calls."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from components.models.sources import tool_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    template = tool_chat_template()
+    if tokenizer.chat_template != template:
+        log.warning("%s does not carry TRL's Qwen2.5 tool template; installing it so tool calls are parsed", model_dir)
+        tokenizer.chat_template = template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype_name))
+    return model, tokenizer
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a turn, as TRL computes them (generation config plus the tokenizer's EOS)."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids = [tokenizer.eos_token_id, *ids]
+    return ids
+
+
+def _packs(names: Sequence[str]) -> dict[str, Any]:
+    from components.tools.registry import get_pack
+
+    return {name: get_pack(name) for name in names}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _is_complete_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (path / "trainer_state.json").exists()  # written last by the Trainer
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """Newest fully written ``checkpoint-N`` folder, or None."""
+    if not checkpoints.is_dir():
+        return None
+    found = [
+        (int(child.name.split("-", 1)[1]), child)
+        for child in checkpoints.iterdir()
+        if child.name.startswith("checkpoint-") and child.name.split("-", 1)[1].isdigit() and _is_complete_checkpoint(child)
+    ]
+    return max(found)[1] if found else None
+
+
+def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:
+    rl = params.rl.model_dump(mode="json")
+    rl.pop("compare_arms", None)
+    rl.pop("arm", None)
+    rl.pop("max_steps", None)  # resuming with a larger budget is allowed
+    payload = {"rl": rl, "arm": arm, "models": params.models.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
+               "start": str(start_dir.resolve()), "start_manifest": _manifest(start_dir), "dataset_sha256": dataset_sha}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / MANIFEST
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _prepare_checkpoints(checkpoints: Path, fingerprint: str, resume: bool) -> Path | None:
+    info = checkpoints / RUN_INFO
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    elif info.exists() and json.loads(info.read_text()).get("fingerprint") != fingerprint:
+        raise StageError(
+            f"cannot resume: the checkpoints in {checkpoints} were made with different rl/models/tasks params, "
+            "another start model or other teacher data. Rerun without --resume to start this arm over."
+        )
+    if resume and checkpoints.is_dir():
+        for child in checkpoints.iterdir():
+            if child.name.startswith("checkpoint-") and not _is_complete_checkpoint(child):
+                shutil.rmtree(child, ignore_errors=True)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    info.write_text(json.dumps({"fingerprint": fingerprint}, indent=2))
+    return last_complete_checkpoint(checkpoints) if resume else None
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-def]
+    """``GRPOConfig`` from ``params.rl`` (see the module docstring for batch and vLLM semantics)."""
+    import torch
+    from trl import GRPOConfig
+
+    rl = params.rl
+    if rl.batch_size % rl.num_generations:
+        raise StageError(
+            f"rl.batch_size ({rl.batch_size}) counts completions per step and must be a multiple of "
+            f"rl.num_generations ({rl.num_generations}); e.g. --set rl.batch_size={rl.num_generations * max(1, rl.batch_size // rl.num_generations)}"
+        )
+    cuda = torch.cuda.is_available()
+    if rl.use_vllm:
+        import importlib.util
+
+        if not cuda or importlib.util.find_spec("vllm") is None:
+            raise StageError(
+                "rl.use_vllm=true needs a CUDA GPU and the vllm package (colocate mode); this machine has "
+                f"{'no CUDA GPU' if not cuda else 'no vllm installed'}. Set --set rl.use_vllm=false to generate with transformers."
+            )
+    bf16 = cuda and params.models.dtype == "bfloat16"
+    fp16 = cuda and params.models.dtype == "float16"
+    interactive = sys.stderr.isatty()
+    vllm_kwargs: dict[str, Any] = {"use_vllm": rl.use_vllm}
+    if rl.use_vllm:
+        vllm_kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=0.3)
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        learning_rate=rl.learning_rate,
+        lr_scheduler_type="constant",  # the paper's schedule
+        max_steps=rl.max_steps,
+        per_device_train_batch_size=rl.batch_size,
+        gradient_accumulation_steps=rl.grad_accum,
+        num_generations=rl.num_generations,
+        max_completion_length=rl.max_completion_length,
+        max_tool_calling_iterations=rl.max_tool_calling_iterations,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        beta=rl.beta,
+        seed=rl.seed,
+        data_seed=rl.seed,
+        save_strategy="steps",
+        save_steps=rl.save_steps,
+        save_total_limit=1,
+        logging_steps=rl.logging_steps,
+        logging_nan_inf_filter=False,  # NaN must reach the divergence guard
+        report_to="none",  # our callbacks log into the stage's MLflow run
+        activation_checkpointing=rl.gradient_checkpointing,  # TRL defaults it on; off is faster for small students
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=not cuda,
+        dataloader_pin_memory=cuda,
+        disable_tqdm=not interactive,
+        log_completions=False,
+        **vllm_kwargs,
+    )
+
+
+def _peft_config(params: Params):  # type: ignore[no-untyped-def]
+    if not params.rl.use_lora:
+        return None
+    from peft import LoraConfig
+
+    lora = params.rl.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def build_trainer(params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path,
+                  callbacks: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
+    """The GRPOTrainer of one arm, plus the recorder and metrics callback it reports through."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.rl_callbacks import RlMetricsCallback, RlRecorder
+    from components.training.rl_env import make_environment_class, make_reward_function
+
+    set_seed(params.rl.seed)
+    recorder = RlRecorder(group_size=params.rl.num_generations)
+    packs = _packs(sorted(set(dataset["pack"])))
+    classes = {name: make_environment_class(pack, recorder) for name, pack in packs.items()}
+    factory: Any = next(iter(classes.values())) if len(classes) == 1 else classes
+    reward = make_reward_function(arm, params.rl.reward, eos_token_ids(model, tokenizer), recorder)
+    metrics = RlMetricsCallback(recorder)
+    trainer_callbacks: list[Any] = [
+        MlflowStepLogger(prefix="train/"),
+        DivergenceGuard(hint=f"lower rl.learning_rate (now {params.rl.learning_rate:g})"),
+        metrics,
+    ]
+    if not sys.stderr.isatty():
+        trainer_callbacks.append(ProgressLines(f"rl-{arm}"))
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=grpo_config(params, checkpoints),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=_peft_config(params),
+        environment_factory=factory,
+        callbacks=[*trainer_callbacks, *callbacks],
+    )
+    return trainer, recorder, metrics
+
+
+# --------------------------------------------------------------------------- saving and reporting
+
+
+def _check_finite(model: Any, step: int) -> None:
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise TrainingDivergedError(
+                f"RL diverged: weight {name} holds NaN/inf after step {step}; no model was written. "
+                "Lower rl.learning_rate and rerun without --resume."
+            )
+
+
+def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
+    """Write into a temporary sibling folder, then rename: readers never see half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sig(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+def curve_ends(history: Sequence[dict[str, float]], keys: Sequence[str] = SUMMARY_CURVES) -> dict[str, dict[str, float]]:
+    """First and last logged value of each curve (mean of the first/last two rows when there are four or more)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in keys:
+        values = [row[key] for row in history if key in row]
+        if not values:
+            continue
+        k = 2 if len(values) >= 4 else 1
+        out[key] = {"start": _sig(sum(values[:k]) / k), "end": _sig(sum(values[-k:]) / k), "n": len(values)}
+    return out
+
+
+def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -> None:
+    """The per-step table (CSV) and a plot of the reward components, as files and MLflow artifacts."""
+    import mlflow
+    import pandas as pd
+
+    if not history:
+        return
+    frame = pd.DataFrame(history)
+    csv = out_dir / "history.csv"
+    frame.to_csv(csv, index=False)
+    mlflow.log_artifact(str(csv), artifact_path="rl")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        keys = [k for k in ("rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/boxed_rate",
+                            "rl/hallucination_rate", "rl/zero_variance_groups") if k in frame]
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for key in keys:
+            ax.plot(frame["step"], frame[key], label=key.removeprefix("rl/"), marker="o", markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(f"RL arm '{arm}': reward components")
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+        png = out_dir / "curves.png"
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+        mlflow.log_artifact(str(png), artifact_path="rl")
+    except Exception as exc:  # noqa: BLE001 - a plot must never fail a finished training run
+        log.warning("could not draw the RL curves: %s", exc)
+
+
+# --------------------------------------------------------------------------- one arm
+
+
+def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train one arm and return a JSON-able summary (``callbacks``: extra Trainer callbacks, for tests)."""
+    [arm] = resolve_arms(arm, params)
+    paths = run_paths(params)
+    out_dir = paths.rl_dir(arm)
+    target = paths.rl_model(arm)
+    checkpoints = out_dir / CHECKPOINTS
+
+    from components.training.rl_data import load_rl_dataset
+
+    dataset = load_rl_dataset(paths.teacher_dataset, params.tasks.train_packs, params.rl.n_train, params.rl.seed)
+    start_dir, start_kind = start_model_dir(params)
+    dataset_sha = _file_sha256(paths.teacher_dataset)
+    resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
+    if resume and resume_from is None:
+        print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)
+    if target.exists():  # a model from an earlier run does not match what is trained now
+        shutil.rmtree(target)
+
+    model, tokenizer = load_student(start_dir, params.models.dtype)
+    from components.tracking import stage_run
+
+    tags = {"mentor.arm": arm, "mentor.rl_start": start_kind, "mentor.rl_start_dir": str(start_dir),
+            "mentor.dataset_sha256": dataset_sha}
+    with stage_run(params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"],
+                   extra_tags=tags) as run:
+        import mlflow
+
+        trainer, recorder, metrics = build_trainer(params, arm, model, tokenizer, dataset, checkpoints, callbacks)
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        wall_s = time.perf_counter() - started
+        final = trainer.model.merge_and_unload() if params.rl.use_lora else trainer.model
+        step = int(trainer.state.global_step)
+        _check_finite(final, step)
+        timing = _timing(recorder)
+        manifest = {
+            "kind": "rl", "arm": arm, "start": start_kind, "start_dir": str(start_dir), "use_lora": params.rl.use_lora,
+            "global_step": step, "mlflow_run_id": run.info.run_id, "profile": params.profile,
+            "dataset_sha256": dataset_sha, "base_model": params.models.student,
+        }
+        save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
+        ends = curve_ends(metrics.history)
+        _log_history(metrics.history, out_dir, arm)
+        mlflow.log_metrics({"rl_wall_s": wall_s, "global_step": float(step),
+                            **{f"summary/{k}": v for k, v in timing.items()}})
+        mlflow.set_tag("mentor.rl_model", str(target.resolve()))
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the large optimizer state is not needed
+        return {
+            "arm": arm,
+            "model_dir": str(target),
+            "start": start_kind,
+            "start_dir": str(start_dir),
+            "n_rows": len(dataset),
+            "global_step": step,
+            "wall_s": round(wall_s, 1),
+            "timing": timing,
+            "curves": ends,
+            "resumed_from": str(resume_from) if resume_from else None,
+            "mlflow_run_id": run.info.run_id,
+        }
+
+
+def _clean_tokenizer(start_dir: Path):  # type: ignore[no-untyped-def]
+    """A fresh copy of the start tokenizer: GRPOTrainer attaches a response template to the one it trains with."""
+    from transformers import AutoTokenizer
+
+    from components.models.sources import tool_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(start_dir)
+    tokenizer.chat_template = tool_chat_template()
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _timing(recorder: Any) -> dict[str, float]:
+    """Totals over the run: mean step time and the share spent in reward code and tool execution."""
+    recorder.drain()  # fold a last, unlogged window into the totals
+    totals = recorder.totals
+    step_s = totals.get("time/step_s", 0.0)
+    steps = totals.get("steps", 0.0)
+    reward_s, tool_s = totals.get("time/reward_s", 0.0), totals.get("time/tool_s", 0.0)
+    return {
+        "steps_timed": steps,
+        "step_s_mean": round(step_s / steps, 3) if steps else 0.0,
+        "reward_s_total": round(reward_s, 4),
+        "tool_s_total": round(tool_s, 4),
+        "reward_share": round(reward_s / step_s, 5) if step_s else 0.0,
+        "tool_share": round(tool_s / step_s, 5) if step_s else 0.0,
+        "reward_tool_share": round((reward_s + tool_s) / step_s, 5) if step_s else 0.0,
+    }

@@ -1,0 +1,390 @@
+"""Stage 3: SFT warm start of the student on the teacher's verified trajectories.
+
+Loss is on assistant tokens only (see ``sft_data``); training is TRL's
+``SFTTrainer`` on pre-tokenised rows. Guarantees this module keeps:
+
+* **No half model.** The final model is written to a temporary folder next to
+  ``run_paths(params).sft_model`` and renamed into place only when complete; a
+  model left from an earlier run is removed when a new run starts, so a crash
+  or a diverged run leaves *no* model (downstream RL then cannot silently pick
+  up weights that do not match the current params).
+* **Resumable.** Checkpoints (model, optimizer, scheduler, RNG) every
+  ``sft.save_steps`` steps under ``sft_dir/checkpoints``; ``resume=True``
+  continues from the newest *complete* one and, with the same seed, ends with
+  the same weights as an uninterrupted run. A checkpoint folder records what it
+  was trained on; resuming with other params or data is refused.
+* **Divergence stops the run.** A NaN/inf loss or grad norm raises
+  :class:`TrainingDivergedError`; the weights are also checked before saving.
+* **One MLflow run** (the stage run): params, per-log-step loss/lr/grad norm,
+  the dataset as an MLflow dataset input with its digest, a rendered template
+  sample showing exactly which tokens are trained, and the model directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, model_cache_dir, run_paths
+from components.errors import DataValidationError, StageError, TrainingDivergedError
+from components.training.sft_data import (
+    SftDataStats,
+    TokenizedExample,
+    build_examples,
+    file_sha256,
+    load_teacher_rows,
+    render_masked_sample,
+    to_hf_dataset,
+    trained_spans,
+)
+
+CHECKPOINTS = "checkpoints"
+RUN_INFO = "mentor_sft_run.json"
+MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
+
+
+# --------------------------------------------------------------------------- validation gate
+
+
+def check_validation(validation_dir: Path, dataset_path: Path) -> str:
+    """Refuse to train on data that failed validation; returns a one-word status for the summary.
+
+    Reads the summary the validation stage writes (``summary.json`` with a
+    boolean ``passed``/``success``); when it names the dataset's sha256 and that
+    no longer matches, the validation is stale and training is refused too.
+    No summary at all means the validation stage was not run: we train and say so.
+    """
+    summary_path = _validation_summary_path(validation_dir)
+    if summary_path is None:
+        return "not_run"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataValidationError(
+            f"the validation summary {summary_path} cannot be read ({exc}); rerun `mentor stage validate`."
+        ) from exc
+    passed = next((summary[k] for k in ("passed", "success", "ok") if k in summary), None)
+    if passed is not True:
+        reason = summary.get("message") or summary.get("reason") or summary.get("failures") or "see the report"
+        raise DataValidationError(
+            f"the teacher dataset failed validation ({summary_path}: {reason}); SFT will not train on it. "
+            "Fix the data (rerun `mentor stage teacher`) and `mentor stage validate` until it passes."
+        )
+    expected = summary.get("dataset_sha256") or summary.get("sha256")
+    if isinstance(expected, str) and len(expected) == 64 and expected != file_sha256(dataset_path):
+        raise DataValidationError(
+            f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs); "
+            "rerun `mentor stage validate` before SFT."
+        )
+    return "passed"
+
+
+def _validation_summary_path(validation_dir: Path) -> Path | None:
+    for name in ("summary.json", "validation_summary.json", "result.json"):
+        path = Path(validation_dir) / name
+        if path.exists():
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _is_complete_checkpoint(path: Path) -> bool:
+    # The Trainer writes trainer_state.json last, so its presence marks a finished checkpoint.
+    return path.is_dir() and (path / "trainer_state.json").exists()
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """Newest checkpoint that was fully written (a kill during saving leaves an incomplete one)."""
+    if not checkpoints.is_dir():
+        return None
+    found = []
+    for child in checkpoints.iterdir():
+        prefix, _, step = child.name.partition("-")
+        if prefix == "checkpoint" and step.isdigit() and _is_complete_checkpoint(child):
+            found.append((int(step), child))
+    return max(found)[1] if found else None
+
+
+def _remove_incomplete_checkpoints(checkpoints: Path) -> None:
+    if checkpoints.is_dir():
+        for child in checkpoints.iterdir():
+            if child.name.startswith("checkpoint-") and not _is_complete_checkpoint(child):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _run_fingerprint(params: Params, dataset_sha: str, base_model: str) -> str:
+    payload = json.dumps(
+        {"sft": params.sft.model_dump(mode="json"), "models": params.models.model_dump(mode="json"),
+         "dataset_sha256": dataset_sha, "base_model": base_model},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _prepare_checkpoints(checkpoints: Path, fingerprint: str, resume: bool) -> Path | None:
+    """Fresh run: clear old checkpoints. Resume: check they belong to this run; return the one to load."""
+    info_path = checkpoints / RUN_INFO
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    else:
+        if info_path.exists():
+            recorded = json.loads(info_path.read_text()).get("fingerprint")
+            if recorded != fingerprint:
+                raise StageError(
+                    f"cannot resume: the checkpoints in {checkpoints} were made with different sft/models params or "
+                    "a different teacher dataset. Rerun without --resume to start over with the current settings."
+                )
+        _remove_incomplete_checkpoints(checkpoints)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    info_path.write_text(json.dumps({"fingerprint": fingerprint}, indent=2))
+    return last_complete_checkpoint(checkpoints) if resume else None
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def run_sft_stage(params: Params, resume: bool = False) -> dict[str, Any]:
+    """CLI/DVC/Prefect entry point: ``mentor stage sft [--resume]``."""
+    return train_sft(params, resume=resume)
+
+
+def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run SFT and return a JSON-able summary; ``callbacks`` are extra Trainer callbacks (tests use them)."""
+    paths = run_paths(params)
+    if not params.sft.enabled:
+        return _skip(params)
+
+    dataset_path = paths.teacher_dataset
+    rows = load_teacher_rows(dataset_path)
+    validation = check_validation(paths.validation_dir, dataset_path)
+    dataset_sha = file_sha256(dataset_path)
+
+    from transformers import AutoTokenizer
+
+    from components.models.sources import model_checksum, resolve_model
+
+    base_dir = resolve_model(params.models.student, model_cache_dir(params))
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    examples, stats = build_examples(rows, tokenizer, params.sft.max_length)
+
+    checkpoints = paths.sft_dir / CHECKPOINTS
+    fingerprint = _run_fingerprint(params, dataset_sha, str(base_dir))
+    resume_from = _prepare_checkpoints(checkpoints, fingerprint, resume)
+    if resume and resume_from is None:
+        print(f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)
+    # A model from an earlier run no longer matches what is being trained now.
+    if paths.sft_model.exists():
+        shutil.rmtree(paths.sft_model)
+
+    from components.tracking import stage_run
+
+    with stage_run(params, "sft", sections=["project", "models", "tasks", "sft"]) as run:
+        _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
+        started = time.perf_counter()
+        trainer = _build_trainer(params, base_dir, tokenizer, examples, checkpoints, callbacks)
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_seconds = time.perf_counter() - started
+        model = _final_model(trainer, params)
+        _check_finite(model, trainer.state.global_step)
+        manifest = {
+            "kind": "sft",
+            "base_model": params.models.student,
+            "base_dir": str(base_dir),
+            "base_checksum": model_checksum(base_dir),
+            "dataset": str(dataset_path),
+            "dataset_sha256": dataset_sha,
+            "use_lora": params.sft.use_lora,
+            "global_step": int(trainer.state.global_step),
+            "train_loss": float(result.training_loss),
+            "mlflow_run_id": run.info.run_id,
+            "profile": params.profile,
+        }
+        _save_atomically(model, tokenizer, paths.sft_model, manifest)
+        import mlflow
+
+        mlflow.log_metrics(
+            {"train_seconds": train_seconds, "final_train_loss": float(result.training_loss),
+             "global_step": float(trainer.state.global_step)}
+        )
+        log_started = time.perf_counter()
+        mlflow.log_artifacts(str(paths.sft_model), artifact_path="model")
+        mlflow.set_tag("mentor.sft_model", str(paths.sft_model.resolve()))
+        mlflow.log_metric("model_log_seconds", time.perf_counter() - log_started)
+        # The run finished: its checkpoints (weights + optimizer state, large) are no longer needed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return {
+            "enabled": True,
+            "model_dir": str(paths.sft_model),
+            "base_model": params.models.student,
+            "use_lora": params.sft.use_lora,
+            "validation": validation,
+            "n_examples": stats.n_examples,
+            "n_truncated": stats.n_truncated,
+            "n_unverified_skipped": stats.n_unverified_skipped,
+            "global_step": int(trainer.state.global_step),
+            "train_loss": round(float(result.training_loss), 6),
+            "train_seconds": round(train_seconds, 1),
+            "resumed_from": str(resume_from) if resume_from else None,
+            "mlflow_run_id": run.info.run_id,
+        }
+
+
+def _skip(params: Params) -> dict[str, Any]:
+    """sft.enabled=false: write nothing; make sure RL cannot pick up an old SFT model."""
+    model_dir = run_paths(params).sft_model
+    removed = model_dir.exists()
+    if removed:
+        shutil.rmtree(model_dir)
+    return {
+        "enabled": False,
+        "rl_init": "base",
+        "base_model": params.models.student,
+        "message": "sft.enabled is false: RL starts from the base student model"
+        + (f" (removed the stale SFT model at {model_dir})" if removed else ""),
+    }
+
+
+def _log_inputs(
+    params: Params,
+    rows: list[dict[str, Any]],
+    dataset_path: Path,
+    dataset_sha: str,
+    examples: list[TokenizedExample],
+    stats: SftDataStats,
+    tokenizer: Any,
+    validation: str,
+    base_dir: Path,
+) -> None:
+    """Dataset input (with MLflow's content digest), data stats, and the rendered template sample."""
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:  # lists/dicts -> JSON text so the digest covers every column
+        if frame[column].map(lambda v: isinstance(v, list | dict)).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True))
+    dataset = mlflow.data.from_pandas(frame, source=str(dataset_path.resolve()), name=f"teacher-{params.profile}")
+    mlflow.log_input(dataset, context="training")
+    mlflow.set_tags({"mentor.dataset_sha256": dataset_sha, "mentor.validation": validation,
+                     "mentor.base_model_dir": str(base_dir)})
+    mlflow.log_metrics(stats.as_metrics())
+    sample = examples[0]
+    spans = trained_spans(sample, tokenizer)
+    text = (
+        f"# Rendered training example {sample.row_id!r} ({len(sample.input_ids)} tokens, "
+        f"{sum(sample.assistant_masks)} with loss).\n"
+        "# Text between [[TRAIN]] and [[/TRAIN]] carries loss; everything else is masked.\n\n"
+        + render_masked_sample(sample, tokenizer)
+        + "\n\n# Trained spans, one per assistant turn:\n"
+        + "\n".join(f"--- span {i}\n{span}" for i, span in enumerate(spans))
+        + "\n"
+    )
+    mlflow.log_text(text, "sft/template_sample.txt")
+
+
+def _build_trainer(
+    params: Params,
+    base_dir: Path,
+    tokenizer: Any,
+    examples: list[TokenizedExample],
+    checkpoints: Path,
+    callbacks: Sequence[Any],
+):  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import AutoModelForCausalLM, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+
+    sft = params.sft
+    set_seed(sft.seed)  # before the model/adapters exist: LoRA init is random
+    dtype = getattr(torch, params.models.dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    peft_config = None
+    if sft.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
+            target_modules=list(sft.lora.target_modules), task_type="CAUSAL_LM",
+        )
+    interactive = sys.stderr.isatty()
+    config = SFTConfig(
+        output_dir=str(checkpoints),
+        learning_rate=sft.learning_rate,
+        num_train_epochs=sft.epochs,
+        max_steps=sft.max_steps,
+        per_device_train_batch_size=sft.batch_size,
+        gradient_accumulation_steps=sft.grad_accum,
+        max_length=sft.max_length,
+        seed=sft.seed,
+        data_seed=sft.seed,
+        save_strategy="steps",
+        save_steps=sft.save_steps,
+        save_total_limit=1,
+        logging_steps=sft.logging_steps,
+        logging_nan_inf_filter=False,  # otherwise NaN losses are hidden from the divergence guard
+        report_to="none",  # our callback logs into the stage's MLflow run
+        activation_checkpointing=False,  # small students: speed over memory (TRL defaults it on)
+        # TRL defaults bf16 on; mixed precision only where it exists (bf16 weights on a GPU).
+        bf16=params.models.dtype == "bfloat16" and torch.cuda.is_available(),
+        fp16=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not interactive,
+    )
+    guard_hint = f"lower sft.learning_rate (now {sft.learning_rate:g})"
+    trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint)]
+    if not interactive:
+        trainer_callbacks.append(ProgressLines("sft"))
+    return SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=to_hf_dataset(examples),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[*trainer_callbacks, *callbacks],
+    )
+
+
+def _final_model(trainer: Any, params: Params):  # type: ignore[no-untyped-def]
+    """Plain transformers model to save; LoRA adapters are merged so later stages load one directory."""
+    model = trainer.model
+    if params.sft.use_lora:
+        model = model.merge_and_unload()
+    return model
+
+
+def _check_finite(model: Any, step: int) -> None:
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise TrainingDivergedError(
+                f"training diverged: weight {name} holds NaN/inf after step {step}; no model was written. "
+                "Lower sft.learning_rate and rerun without --resume."
+            )
+
+
+def _save_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
+    """Write into a temporary sibling folder, then rename: readers never see half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Stage 2: fail-closed Great Expectations validation of the teacher dataset."""

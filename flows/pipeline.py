@@ -1,0 +1,489 @@
+"""The Prefect flow ``mentor-pipeline``: every stage as a cached, tracked task.
+
+``mentor run --profile P`` calls :func:`run_pipeline`, which runs the flow
+in-process against Prefect's ephemeral API (no server needed) and logs to the
+MLflow store ``components.tracking`` resolves. Pointing ``PREFECT_API_URL`` and
+``MLFLOW_TRACKING_URI`` at servers changes nothing here (infra/README.md).
+
+Why it is built this way:
+
+* **Same stage functions as DVC and the CLI.** Each task calls the function
+  named in ``components.cli.main.STAGES`` and writes its summary to the file
+  DVC lists as that stage's metrics.
+* **Caching by content, not by Python objects.** A task's cache key is
+  :func:`flows.stages.stage_cache_key`: the stage's params values, code digest
+  and input file digests. A stored result is trusted only while the stage's
+  outputs still exist (otherwise the task is refreshed).
+* **Failures stop the flow and lose nothing.** A failed stage raises
+  :class:`PipelineStageError` naming the stage, the cause and how to resume;
+  earlier outputs stay; the next run gets cache hits up to the failed stage and
+  restarts it (SFT/RL from their last checkpoint when the inputs are unchanged).
+* **One MLflow parent run per pipeline run**, every stage run nested under it
+  (in-process via the active run, in subprocesses via ``MENTOR_PARENT_RUN_ID``).
+* **GPU routing.** With ``orchestration.gpu_pool`` set, the stages named in
+  ``orchestration.gpu_stages`` run as flow runs of the ``mentor-stage``
+  deployment on that pool (``mentor deploy`` creates it); the pool's workers
+  must see the same ``outputs/`` folder (shared volume).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.context import FlowRunContext
+
+from components.config import Params, load_params, params_hash, run_paths, state_dir
+from components.errors import DataValidationError, StageError, TrainingDivergedError
+from flows.stages import (
+    STAGES,
+    DigestCache,
+    metrics_path,
+    outputs_present,
+    stage_cache_key,
+    write_effective_params,
+)
+
+#: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
+STAGE_FLOW_NAME = "mentor-stage"
+ATTEMPTS_FILE = ".pipeline/attempts.json"
+
+
+class PipelineStageError(StageError):
+    """A stage of the flow failed; the message says which, why, and how to resume."""
+
+
+# --------------------------------------------------------------------------- running one stage
+
+
+def _stage_function(stage: str) -> Any:
+    from components.cli.main import STAGES as TARGETS
+
+    module_name, attr = TARGETS[stage].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _stage_options(stage: str, arm: str | None, resume: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if stage in {"sft", "rl"}:
+        options["resume"] = resume
+    if stage == "rl":
+        options["arm"] = arm
+    return options
+
+
+@contextmanager
+def _parent_env(parent_run_id: str | None) -> Iterator[None]:
+    """Expose the pipeline's MLflow run to stage code (``components.tracking`` reads it)."""
+    from components.tracking import PARENT_RUN_ENV
+
+    previous = os.environ.get(PARENT_RUN_ENV)
+    if parent_run_id:
+        os.environ[PARENT_RUN_ENV] = parent_run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PARENT_RUN_ENV, None)
+        else:
+            os.environ[PARENT_RUN_ENV] = previous
+
+
+def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run one stage function in this process and write its summary where DVC expects it."""
+    summary = _stage_function(stage)(params, **_stage_options(stage, arm, resume))
+    summary = json.loads(json.dumps(summary if summary is not None else {}, default=str))
+    target = metrics_path(params, stage, arm)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+@flow(name=STAGE_FLOW_NAME, log_prints=True)
+def mentor_stage(
+    stage: str,
+    params_data: dict[str, Any],
+    arm: str | None = None,
+    resume: bool = False,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """One stage as its own flow run: what a GPU work pool executes for ``sft``, ``rl`` and ``evaluate``."""
+    params = Params.model_validate(params_data)
+    with _parent_env(parent_run_id):
+        return execute_stage(params, stage, arm, resume)
+
+
+def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, parent_run_id: str | None) -> dict[str, Any]:
+    """Submit the stage to the GPU pool's ``mentor-stage`` deployment and wait for it."""
+    from prefect.deployments import run_deployment
+
+    pool = params.orchestration.gpu_pool
+    name = f"{STAGE_FLOW_NAME}/{pool}"
+    try:
+        flow_run = run_deployment(
+            name=name,
+            parameters={"stage": stage, "params_data": params.model_dump(mode="json"), "arm": arm,
+                        "resume": resume, "parent_run_id": parent_run_id},
+            timeout=None,
+            poll_interval=2,
+            as_subflow=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - ObjectNotFound and connection errors alike
+        raise StageError(
+            f"cannot submit stage '{stage}' to the GPU pool '{pool}' ({exc}). Create the stage deployment with "
+            f"`mentor deploy --pool <pipeline pool> ...` while orchestration.gpu_pool={pool} is set, point "
+            "PREFECT_API_URL at the Prefect server, or unset orchestration.gpu_pool to run everything here."
+        ) from exc
+    state = flow_run.state
+    if state is None or not state.is_completed():
+        raise StageError(
+            f"stage '{stage}' failed on the GPU pool '{pool}' (flow run {flow_run.name}: "
+            f"{state.name if state else 'no state'} - {state.message if state else ''})"
+        )
+    summary_file = metrics_path(params, stage, arm)
+    return json.loads(summary_file.read_text()) if summary_file.exists() else {"flow_run": str(flow_run.id)}
+
+
+def _no_retry_for_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O trouble; never retry bad data or divergence (the same input fails the same way)."""
+    return not isinstance(state.data, DataValidationError | TrainingDivergedError)
+
+
+@task(
+    name="stage",
+    persist_result=True,
+    result_serializer="json",
+    cache_key_fn=lambda context, parameters: parameters["cache_key"],
+    retry_condition_fn=_no_retry_for_bad_input,
+)
+def stage_task(
+    stage: str,
+    params_data: dict[str, Any],
+    cache_key: str,
+    arm: str | None = None,
+    resume: bool = False,
+    remote: bool = False,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """One stage; its result is stored under ``cache_key`` (see :func:`flows.stages.stage_cache_key`)."""
+    params = Params.model_validate(params_data)
+    if remote:
+        return _run_on_pool(params, stage, arm, resume, parent_run_id)
+    with _parent_env(parent_run_id):
+        return execute_stage(params, stage, arm, resume)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step, for the summary artifact and the parent MLflow run."""
+
+    label: str
+    stage: str
+    arm: str | None
+    status: str = "pending"  # ran | cached | failed | pending
+    seconds: float = 0.0
+    where: str = "local"
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
+    """(stage, arm) in order; RL trains ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms``."""
+    arms = list(dict.fromkeys(params.rl.compare_arms if compare else [params.rl.arm]))
+    if compare and params.rl.arm not in arms:
+        arms.insert(0, params.rl.arm)
+    steps: list[tuple[str, str | None]] = [("models", None), ("teacher", None), ("validate", None), ("sft", None)]
+    steps += [("rl", arm) for arm in arms]
+    steps += [("evaluate", None), ("register", None)]
+    return steps
+
+
+def _label(stage: str, arm: str | None) -> str:
+    return f"{stage}-{arm}" if arm else stage
+
+
+def _set_dotted(params: Params, dotted: str, value: Any) -> Params:
+    data = params.model_dump(mode="json")
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return Params.model_validate(data)
+
+
+def _fresh_data_seed() -> int:
+    """Seed for new teacher data: the run's scheduled date, so a retried run reuses the same tasks."""
+    context = FlowRunContext.get()
+    when = None
+    if context is not None and context.flow_run is not None:
+        when = context.flow_run.expected_start_time
+    when = when or dt.datetime.now(dt.UTC)
+    return int(when.strftime("%Y%m%d"))
+
+
+class _Attempts:
+    """Cache keys of failed SFT/RL attempts: resuming from checkpoints is safe only for the same key."""
+
+    def __init__(self, params: Params) -> None:
+        self.path = run_paths(params).root / ATTEMPTS_FILE
+        try:
+            self.data: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            self.data = {}
+
+    def resume(self, label: str, key: str) -> bool:
+        return self.data.get(label) == key
+
+    def record(self, label: str, key: str | None) -> None:
+        if key is None:
+            self.data.pop(label, None)
+        else:
+            self.data[label] = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+
+
+def _configure_stage_task(params: Params, stage: str, label: str, refresh: bool) -> Any:
+    spec = STAGES[stage]
+    options: dict[str, Any] = {"task_run_name": label, "refresh_cache": refresh}
+    io_bound = spec.io_bound and (stage != "teacher" or params.teacher.backend == "openai")
+    if io_bound:
+        options.update(retries=params.orchestration.task_retries,
+                       retry_delay_seconds=params.orchestration.retry_delay_s)
+    return stage_task.with_options(**options)
+
+
+def _is_remote(params: Params, stage: str) -> bool:
+    gpu_name = STAGES[stage].gpu_name
+    return bool(params.orchestration.gpu_pool) and gpu_name is not None and gpu_name in params.orchestration.gpu_stages
+
+
+def _run_steps(
+    params: Params, steps: Sequence[tuple[str, str | None]], refresh: set[str], parent_run_id: str | None
+) -> list[StepRecord]:
+    logger = get_run_logger()
+    digests = DigestCache(state_dir(params) / "digests.json")
+    attempts = _Attempts(params)
+    records = [StepRecord(_label(s, a), s, a) for s, a in steps]
+    data = params.model_dump(mode="json")
+    for index, record in enumerate(records, start=1):
+        stage, arm = record.stage, record.arm
+        key = stage_cache_key(params, stage, arm, digests)
+        digests.save()
+        forced = stage in refresh or record.label in refresh or "all" in refresh
+        missing = not outputs_present(params, stage, arm)
+        remote = _is_remote(params, stage)
+        record.where = f"pool:{params.orchestration.gpu_pool}" if remote else "local"
+        resume = attempts.resume(record.label, key)
+        logger.info("stage %d/%d %s: key %s%s%s%s", index, len(records), record.label, key[-12:],
+                    " (outputs missing: rerun)" if missing else "", " (forced)" if forced else "",
+                    " (resuming from checkpoints)" if resume else "")
+        started = time.perf_counter()
+        state = _configure_stage_task(params, stage, record.label, forced or missing)(
+            stage, data, key, arm=arm, resume=resume, remote=remote, parent_run_id=parent_run_id,
+            return_state=True,
+        )
+        record.seconds = round(time.perf_counter() - started, 2)
+        if state.is_completed():
+            record.status = "cached" if state.name == "Cached" else "ran"
+            record.summary = state.result() or {}
+            if stage in {"sft", "rl"}:
+                attempts.record(record.label, None)
+            logger.info("stage %s %s in %.1fs", record.label, record.status, record.seconds)
+            continue
+        exc = state.result(raise_on_failure=False)
+        record.status, record.error = "failed", str(exc)
+        if stage in {"sft", "rl"}:
+            attempts.record(record.label, key)
+        for later in records[index:]:
+            later.status = "not run"
+        raise _stage_failure(params, record, records, exc)
+    return records
+
+
+def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord], exc: Any) -> PipelineStageError:
+    done = [r.label for r in records if r.status in {"ran", "cached"}]
+    cause = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+    error = PipelineStageError(
+        f"stage '{record.label}' failed: {cause}. Outputs of the stages before it "
+        f"({', '.join(done) or 'none'}) are intact under {run_paths(params).root}; fix the cause and rerun "
+        f"`mentor run --profile {params.profile}` to resume from '{record.label}' (finished stages are cache hits)."
+    )
+    error.records = records  # type: ignore[attr-defined]
+    return error
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def eval_table(records: Sequence[StepRecord]) -> list[dict[str, Any]]:
+    """Rows of the evaluation table from the evaluate stage's summary (whatever shape it reports)."""
+    summary = next((r.summary for r in records if r.stage == "evaluate"), None) or {}
+    for key in ("table", "rows", "results_table"):
+        rows = summary.get(key)
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            return [{k: v for k, v in row.items() if not isinstance(v, dict | list)} for row in rows]
+    rows = []
+    for model, value in (summary.get("models") or summary.get("results") or {}).items():
+        if isinstance(value, dict):
+            flat = {k: v for k, v in value.items() if isinstance(v, int | float | str | bool)}
+            for suite, suite_value in value.items():
+                if isinstance(suite_value, dict) and "accuracy" in suite_value:
+                    flat[suite] = suite_value["accuracy"]
+            rows.append({"model": model, **flat})
+    return rows
+
+
+def summary_markdown(params: Params, records: Sequence[StepRecord], parent_run_id: str | None, status: str,
+                     table: Sequence[dict[str, Any]]) -> str:
+    """The Prefect summary artifact: what ran, what was cached, where the results are."""
+    from components.tracking import tracking_uri
+
+    lines = [
+        f"# mentor-pipeline: {status}",
+        "",
+        f"- profile: `{params.profile}` (params hash `{params_hash(params)}`)",
+        f"- outputs: `{run_paths(params).root}`",
+        f"- MLflow: `{tracking_uri(params)}`, experiment `{params.orchestration.experiment}`, "
+        f"parent run `{parent_run_id or '-'}`",
+        "",
+        "| stage | status | where | seconds | note |",
+        "|---|---|---|---:|---|",
+    ]
+    for r in records:
+        note = r.error.replace("|", "/")[:200] if r.error else ""
+        lines.append(f"| {r.label} | {r.status} | {r.where} | {r.seconds:.1f} | {note} |")
+    if table:
+        header = list(dict.fromkeys(k for row in table for k in row))
+        lines += ["", "## Evaluation", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(row.get(h, "")) for h in header) + " |" for row in table]
+    register = next((r.summary for r in records if r.stage == "register" and r.summary), None)
+    if register:
+        lines += ["", "## Registry", "", "```json", json.dumps(register, indent=2, default=str)[:3000], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _artifact_key(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def _publish(params: Params, records: list[StepRecord], parent_run_id: str | None, status: str) -> dict[str, Any]:
+    """Prefect artifacts plus the same summary as MLflow artifacts of the parent run."""
+    import mlflow
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    logger = get_run_logger()
+    table = eval_table(records)
+    markdown = summary_markdown(params, records, parent_run_id, status, table)
+    result = {
+        "status": status,
+        "profile": params.profile,
+        "parent_run_id": parent_run_id,
+        "stages": {r.label: {"status": r.status, "seconds": r.seconds, "where": r.where} for r in records},
+        "summaries": {r.label: r.summary for r in records if r.summary},
+        "eval_table": table,
+    }
+    try:
+        create_markdown_artifact(markdown, key=_artifact_key(f"{params.profile}-pipeline-summary"),
+                                 description=f"mentor-pipeline {status} ({params.profile})")
+        if table:
+            create_table_artifact(table, key=_artifact_key(f"{params.profile}-evaluation"),
+                                  description="Evaluation table of the pipeline run")
+    except Exception as exc:  # noqa: BLE001 - reporting must never hide the pipeline's own outcome
+        logger.warning("could not create Prefect artifacts: %s", exc)
+    if mlflow.active_run() is not None:
+        mlflow.log_text(markdown, "pipeline/summary.md")
+        mlflow.log_dict(result, "pipeline/summary.json")
+        if table:
+            mlflow.log_table(data={k: [row.get(k) for row in table] for k in dict.fromkeys(k for row in table for k in row)},
+                             artifact_file="pipeline/eval_table.json")
+        mlflow.set_tags({f"mentor.stage.{r.label}": r.status for r in records})
+        mlflow.log_metrics({f"stage_seconds/{r.label}": r.seconds for r in records if r.status != "not run"})
+    return result
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+@flow(name="mentor-pipeline", log_prints=True)
+def mentor_pipeline(
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    compare: bool = False,
+    params_file: str = "params.yaml",
+    refresh: list[str] | None = None,
+    fresh_data: bool = False,
+    params_data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Teacher data, validation, SFT, RL, evaluation and the gated registration, as one tracked run.
+
+    ``refresh`` names stages (or ``all``) to run even on a cache hit;
+    ``fresh_data`` (scheduled retraining) draws new training tasks, seeded by
+    the run's scheduled date, so the teacher produces new data and everything
+    downstream retrains; held-out eval tasks keep their seed so results stay
+    comparable across runs. ``params_data`` (used by :func:`run_pipeline`)
+    passes already validated params instead of reading ``params_file``.
+    """
+    import mlflow
+
+    from components.tracking import configure_tracking, flat_params, lineage_tags
+
+    logger = get_run_logger()
+    params = Params.model_validate(params_data) if params_data else load_params(params_file, profile, overrides or [])
+    if fresh_data:
+        seed = _fresh_data_seed()
+        params = _set_dotted(params, "tasks.seed", seed)
+        logger.info("fresh_data: training tasks drawn with tasks.seed=%d", seed)
+    write_effective_params(params)
+    steps = plan_steps(params, compare)
+    logger.info("profile %s: %s", params.profile, " -> ".join(_label(s, a) for s, a in steps))
+
+    configure_tracking(params)
+    run_name = f"pipeline-{params.profile}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    tags = {**lineage_tags(params, "pipeline"), "mentor.compare": str(compare).lower()}
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        tags["prefect.flow_run_id"] = str(context.flow_run.id)
+    with mlflow.start_run(run_name=run_name, tags=tags, nested=mlflow.active_run() is not None) as parent:
+        mlflow.log_params(flat_params(params))
+        parent_id = parent.info.run_id
+        try:
+            records = _run_steps(params, steps, set(refresh or []), parent_id)
+        except PipelineStageError as error:
+            _publish(params, getattr(error, "records", []), parent_id, "failed")
+            logger.error(str(error))
+            raise
+        return _publish(params, records, parent_id, "completed")
+
+
+def run_pipeline(
+    params: Params,
+    compare: bool = False,
+    params_file: str = "params.yaml",
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Entry point of ``mentor run``: the flow, in-process, on these params.
+
+    Raises :class:`PipelineStageError` (a ``StageError``: the CLI prints it as
+    one paragraph) when a stage fails.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    return mentor_pipeline(
+        profile=params.profile,
+        overrides=list(overrides),
+        compare=compare,
+        params_file=str(params_file),
+        params_data=params.model_dump(mode="json"),
+    )

@@ -1,0 +1,262 @@
+"""What each pipeline stage reads and writes, in one table both orchestrators obey.
+
+DVC (``dvc.yaml``) and the Prefect flow (``flows/pipeline.py``) must agree on
+when a stage is out of date, or a run skipped by one would be redone by the
+other. Both decide from the same three things, listed here per stage:
+
+* ``params``: the dotted keys of the *effective* params (base + profile +
+  overrides) the stage reads. DVC tracks them in the generated
+  ``outputs/<profile>/params.json``; Prefect hashes their values into the cache key.
+* ``code``: the source files whose change must rerun the stage.
+* inputs and outputs: files and folders under ``outputs/<profile>``.
+
+``tests/flows/test_dvc_yaml.py`` checks that ``dvc.yaml`` lists exactly these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, RunPaths, run_paths
+from components.config.schema import RlParams
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The file DVC reads effective params from, relative to ``run_paths(params).root``.
+EFFECTIVE_PARAMS = "params.json"
+#: Stage summaries (JSON) live here, relative to the run root; DVC lists them as metrics.
+METRICS_DIR = "metrics"
+
+# RL reads every rl.* key but the two that only choose *which* arms run:
+# one arm's model must not be retrained because another arm was added.
+RL_KEYS: tuple[str, ...] = tuple(f"rl.{name}" for name in RlParams.model_fields if name not in {"arm", "compare_arms"})
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: the keys, code and files that decide whether it must run again."""
+
+    name: str
+    params: tuple[str, ...]
+    code: tuple[str, ...]
+    inputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    #: What must exist for a stored result to be trusted (DVC's ``outs`` may be wider folders).
+    outputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    #: Talks to something outside the process (an LLM endpoint, a tracking server): worth retrying.
+    io_bound: bool = False
+    #: The name ``orchestration.gpu_stages`` uses for it, if it may run on a GPU pool.
+    gpu_name: str | None = None
+    #: Its result is state in the tracking server, so the tracking URI is part of its cache key.
+    keyed_on_tracking: bool = False
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            name="models",
+            params=("models", "teacher.backend"),
+            code=("components/models",),
+        ),
+        StageSpec(
+            name="teacher",
+            params=("teacher", "tasks", "models.teacher", "models.dtype", "project.seed"),
+            code=("components/teacher", "components/tools"),
+            outputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
+            # Only the openai backend leaves the process; scripted and hf are deterministic local code.
+            io_bound=True,
+        ),
+        StageSpec(
+            name="validate",
+            params=("validation", "tasks"),
+            code=("components/validation",),
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
+            outputs=lambda paths, arm: [paths.validation_dir / "validated.jsonl"],
+        ),
+        StageSpec(
+            name="sft",
+            params=("sft", "models.student", "models.dtype"),
+            code=(
+                "components/training/sft_stage.py",
+                "components/training/sft_data.py",
+                "components/training/callbacks.py",
+            ),
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir],
+            outputs=lambda paths, arm: [paths.sft_model],
+            gpu_name="sft",
+        ),
+        StageSpec(
+            name="rl",
+            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs"),
+            code=(
+                "components/training/rl_stage.py",
+                "components/training/rl_data.py",
+                "components/training/rl_env.py",
+                "components/training/rl_callbacks.py",
+                "components/training/rewards.py",
+                "components/training/callbacks.py",
+                "components/tools",
+            ),
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.sft_dir],
+            outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
+            gpu_name="rl",
+        ),
+        StageSpec(
+            name="evaluate",
+            params=("eval", "tasks.eval_packs", "models.student", "models.dtype", "sft.enabled", "rl.arm"),
+            code=("components/evaluation", "components/tools"),
+            inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_dir, paths.root / "rl"],
+            outputs=lambda paths, arm: [paths.eval_dir],
+            gpu_name="eval",
+        ),
+        StageSpec(
+            name="register",
+            params=("registry", "models.dtype", "eval.max_new_tokens"),
+            code=("components/registry",),
+            inputs=lambda paths, arm: [paths.eval_dir, paths.root / "rl", paths.sft_model, paths.teacher_dataset],
+            io_bound=True,
+            # Its output lives in the MLflow registry: another tracking server means another registry.
+            keyed_on_tracking=True,
+        ),
+    )
+}
+
+ORDER: tuple[str, ...] = tuple(STAGES)
+
+
+# --------------------------------------------------------------------------- effective params
+
+
+def effective_value(params: Params, dotted: str) -> Any:
+    """The JSON value of one dotted key of the effective params (``KeyError`` names a bad key)."""
+    node: Any = params.model_dump(mode="json")
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(f"params has no key '{dotted}' (failed at '{part}')")
+        node = node[part]
+    return node
+
+
+def stage_params(params: Params, stage: str) -> dict[str, Any]:
+    """The values a stage reads, keyed by dotted name: what its cache key and DVC's lock record."""
+    return {key: effective_value(params, key) for key in STAGES[stage].params}
+
+
+def write_effective_params(params: Params, path: Path | None = None) -> Path:
+    """Write the effective params as JSON (sorted keys, so unchanged values mean unchanged bytes)."""
+    target = path or run_paths(params).root / EFFECTIVE_PARAMS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(params.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    if not target.exists() or target.read_text() != text:
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    return target
+
+
+def metrics_path(params: Params, stage: str, arm: str | None = None) -> Path:
+    """Where a stage's JSON summary goes (the same file DVC lists under ``metrics``)."""
+    name = f"{stage}-{arm}" if arm else stage
+    return run_paths(params).root / METRICS_DIR / f"{name}.json"
+
+
+# --------------------------------------------------------------------------- content digests
+
+
+class DigestCache:
+    """sha256 of files, remembered by (size, mtime) so a no-op rerun does not re-read models.
+
+    The memo lives in a JSON file in the project's state folder; a file whose
+    size or modification time changed is hashed again, so a stale memo can
+    only cost time, never give a wrong digest for an edited file.
+    """
+
+    def __init__(self, memo_path: Path | None = None) -> None:
+        self.memo_path = memo_path
+        self._memo: dict[str, list[Any]] = {}
+        self._dirty = False
+        if memo_path is not None and memo_path.exists():
+            try:
+                self._memo = json.loads(memo_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                self._memo = {}
+
+    def file(self, path: Path) -> str:
+        stat = path.stat()
+        key = str(path.resolve())
+        hit = self._memo.get(key)
+        if hit and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
+            return str(hit[2])
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        value = digest.hexdigest()
+        self._memo[key] = [stat.st_size, stat.st_mtime_ns, value]
+        self._dirty = True
+        return value
+
+    def path(self, path: Path) -> str:
+        """Digest of a file, or of a folder's (relative name, digest) pairs; ``missing`` if absent."""
+        if path.is_file():
+            return self.file(path)
+        if not path.is_dir():
+            return "missing"
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(f"{child.relative_to(path).as_posix()}\0{self.file(child)}\n".encode())
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        if self.memo_path is None or not self._dirty:
+            return
+        self.memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.memo_path.with_name(f"{self.memo_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self._memo))
+        tmp.replace(self.memo_path)
+        self._dirty = False
+
+
+def code_digest(spec: StageSpec, digests: DigestCache, root: Path = REPO_ROOT) -> str:
+    """Digest of the stage's source files (``*.py`` and data files, not bytecode)."""
+    parts = {rel: digests.path(root / rel) for rel in spec.code}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def stage_cache_key(params: Params, stage: str, arm: str | None, digests: DigestCache) -> str:
+    """Content key of one stage run: its params values, code and input files, never Python objects.
+
+    Two runs with the same key would produce the same outputs, so Prefect may
+    return the stored summary instead of running the stage again.
+    """
+    spec = STAGES[stage]
+    paths = run_paths(params)
+    payload = {
+        "stage": stage,
+        "arm": arm,
+        "profile": params.profile,
+        "root": str(paths.root),
+        "params": stage_params(params, stage),
+        "code": code_digest(spec, digests),
+        "inputs": {str(p): digests.path(p) for p in spec.inputs(paths, arm)},
+    }
+    if spec.keyed_on_tracking:
+        from components.tracking import tracking_uri
+
+        payload["tracking_uri"] = tracking_uri(params)
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return f"mentor-{stage}{'-' + arm if arm else ''}-{hashlib.sha256(blob).hexdigest()[:32]}"
+
+
+def outputs_present(params: Params, stage: str, arm: str | None = None) -> bool:
+    """True when every output of the stage exists (a cache hit is only trusted then)."""
+    paths = run_paths(params)
+    outputs = STAGES[stage].outputs(paths, arm)
+    if stage == "sft" and not params.sft.enabled:
+        return True  # SFT switched off writes no model on purpose
+    return all(p.exists() and (p.is_file() or any(p.iterdir())) for p in outputs)

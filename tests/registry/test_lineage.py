@@ -1,0 +1,179 @@
+"""Lineage documents, tags and the tree, without a registry (build_lineage is pure)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.registry.lineage import (
+    LINKS,
+    LineageError,
+    build_lineage,
+    lineage_tags,
+    parse_ref,
+    read_dvc_lock,
+    render_tree,
+    sha256_path,
+    teacher_identity,
+)
+
+DVC_LOCK = """\
+schema: '2.0'
+stages:
+  teacher:
+    cmd: mentor stage teacher
+    deps:
+    - path: components/teacher
+      hash: md5
+      md5: 0f1e2d3c4b5a69788796a5b4c3d2e1f0.dir
+      size: 1234
+      nfiles: 5
+    params:
+      params.yaml:
+        teacher.backend: scripted
+    outs:
+    - path: outputs/smoke/data/teacher.jsonl
+      hash: md5
+      md5: 11111111111111111111111111111111
+      size: 99
+  rl:
+    cmd: mentor stage rl
+    deps:
+    - path: outputs/smoke/data/teacher.jsonl
+      hash: md5
+      md5: 11111111111111111111111111111111
+    outs:
+    - path: outputs/smoke/rl/mentor/model
+      hash: md5
+      md5: 22222222222222222222222222222222.dir
+"""
+
+
+def test_read_dvc_lock_gives_per_stage_hashes(tmp_path: Path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(DVC_LOCK)
+    stages = read_dvc_lock(lock)
+    assert set(stages) == {"teacher", "rl"}
+    assert stages["teacher"]["deps"] == {"components/teacher": "0f1e2d3c4b5a69788796a5b4c3d2e1f0.dir"}
+    assert stages["rl"]["outs"] == {"outputs/smoke/rl/mentor/model": "22222222222222222222222222222222.dir"}
+    assert len(stages["teacher"]["hash"]) == 16
+    # The stage hash follows its contents.
+    lock.write_text(DVC_LOCK.replace("22222222222222222222222222222222", "33333333333333333333333333333333"))
+    changed = read_dvc_lock(lock)
+    assert changed["rl"]["hash"] != stages["rl"]["hash"]
+    assert changed["teacher"]["hash"] == stages["teacher"]["hash"]
+    assert read_dvc_lock(tmp_path / "absent.lock") == {}
+
+
+def test_teacher_identity_counts_rows_per_teacher(tmp_path: Path):
+    path = tmp_path / "teacher.jsonl"
+    rows = [{"id": i, "teacher_backend": "openai", "teacher_model": "qwen-7b", "teacher_settings": json.dumps({"t": 0})}
+            for i in range(3)] + [{"id": 9, "teacher_backend": "scripted", "teacher_model": "expert"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    info = teacher_identity(path)
+    assert (info["backend"], info["model"]) == ("openai", "qwen-7b")
+    assert info["identities"][1] == {"backend": "scripted", "model": "expert", "rows": 1}
+    assert info["settings"] == {"t": 0}
+    assert teacher_identity(tmp_path / "none.jsonl") == {}
+
+
+def test_sha256_path_of_files_and_folders(tmp_path: Path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("x")
+    first = sha256_path(tmp_path / "d")
+    (tmp_path / "d" / "a.txt").write_text("y")
+    assert sha256_path(tmp_path / "d") != first
+    assert sha256_path(tmp_path / "missing") is None
+    assert len(sha256_path(tmp_path / "d" / "a.txt")) == 64
+
+
+def full_doc() -> dict:
+    return {
+        "schema": 1,
+        "model": {"dir": "/x", "kind": "rl", "arm": "mentor", "checksum": "c" * 64, "source_run_id": "rl-run"},
+        "pipeline_run_id": "pipe-run",
+        "stage_runs": {s: {"stage": s, "run_id": f"{s}-run"} for s in ("teacher", "validate", "sft", "rl", "evaluate")},
+        "stage_runs_matched_by": "parent_run",
+        "data": {"teacher_dataset": {"path": "t.jsonl", "sha256": "a" * 64, "rows": 60},
+                 "eval_tasks": {"path": "e.jsonl", "sha256": "b" * 64}},
+        "teacher": {"backend": "scripted", "model": "expert"},
+        "base_model": {"name": "tiny-random", "checksum": "d" * 64},
+        "params": {"hash": "0123456789abcdef", "profile": "smoke", "effective": {"rl": {"arm": "mentor"}}},
+        "dvc": {"lock_sha256": "e" * 64, "stages": {"teacher": {"hash": "f" * 16, "deps": {}, "outs": {}}}},
+        "code": {"git_commit": "abc123", "git_dirty": "false"},
+    }
+
+
+VERSION = {"name": "m", "version": "3", "aliases": ["champion"], "source": "models:/m-1", "run_id": "reg-run"}
+
+
+def test_every_link_survives_the_round_trip_through_tags_alone():
+    tags = lineage_tags(full_doc())
+    lineage = build_lineage(VERSION, tags, doc=None)
+    assert lineage["missing"] == []
+    assert set(lineage["links"]) == set(LINKS)
+    assert [s["stage"] for s in lineage["stages"]] == ["evaluate", "rl", "sft", "validate", "teacher"]
+    assert lineage["stages"][1]["run_id"] == "rl-run"
+    assert lineage["code"] == {"git_commit": "abc123", "git_dirty": "false"}
+    assert lineage["dvc"]["stages"]["teacher"]["hash"] == "f" * 16
+    assert lineage["params"]["effective"] == {"rl": {"arm": "mentor"}}
+    assert lineage["data"]["teacher_dataset"]["sha256"] == "a" * 64
+    assert lineage["base_model"]["checksum"] == "d" * 64
+    assert lineage["pipeline_run_id"] == "pipe-run"
+
+
+def test_the_document_adds_detail_and_missing_links_are_listed():
+    doc = full_doc()
+    doc["code"] = {"git_commit": None, "git_dirty": None}
+    doc["dvc"] = {"lock_sha256": None, "stages": {}}
+    tags = {k: v for k, v in lineage_tags(doc).items() if not k.startswith("mentor.run.")}
+    lineage = build_lineage(VERSION, tags, doc=full_doc() | {"code": {}, "dvc": {}, "stage_runs": {}},
+                            runs={})
+    assert lineage["missing"] == ["stage_runs", "dvc", "code"]
+    tree = render_tree(lineage)
+    assert "missing links: stage_runs, dvc, code" in tree
+
+
+def test_stage_runs_that_no_longer_exist_are_flagged():
+    lineage = build_lineage(VERSION, lineage_tags(full_doc()),
+                            runs={"rl-run": {"run_name": "rl-mentor", "status": "FINISHED"}})
+    by_stage = {s["stage"]: s for s in lineage["stages"]}
+    assert by_stage["rl"]["exists"] is True and by_stage["rl"]["status"] == "FINISHED"
+    assert by_stage["sft"]["exists"] is False
+
+
+def test_tree_shows_the_chain_from_version_to_code():
+    tags = {**lineage_tags(full_doc()), "mentor.gate.decision": "promoted", "mentor.gate.method": "paired_bootstrap",
+            "mentor.gate.reason": "Promoted over v1", "promoted_by": "gate", "forced": "false"}
+    tree = render_tree(build_lineage(VERSION, tags, full_doc()))
+    lines = tree.splitlines()
+    assert lines[0].startswith("m v3  [champion]")
+    order = ["gate: PROMOTED", "registration run: reg-run", "pipeline run: pipe-run", "evaluate", "teacher_dataset: sha256",
+             "teacher: scripted / expert", "base model: tiny-random", "params: hash 0123456789abcdef", "dvc.lock",
+             "code: git abc123 (dirty: false)"]
+    positions = [tree.index(text) for text in order]
+    assert positions == sorted(positions)
+    assert lines[-1].startswith("└─ code:")
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("models:/mentor-student@champion", ("mentor-student", None, "champion")),
+        ("models:/mentor-student/4", ("mentor-student", "4", None)),
+        ("mentor-student/12", ("mentor-student", "12", None)),
+        ("other@challenger", ("other", None, "challenger")),
+        ("7", ("default", "7", None)),
+        ("@champion", ("default", None, "champion")),
+    ],
+)
+def test_parse_ref(ref, expected):
+    assert parse_ref(ref, "default") == expected
+
+
+@pytest.mark.parametrize("ref", ["models:/m-0123456789abcdef0123", "mentor-student", "a/b/latest"])
+def test_parse_ref_rejects_what_it_cannot_resolve(ref):
+    with pytest.raises(LineageError, match="models:/<name>"):
+        parse_ref(ref, "default")

@@ -1,0 +1,180 @@
+"""SFT stage on the tiny model: trains, logs to MLflow, resumes exactly, refuses bad data, stops on divergence."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+from components.config import Params, load_params, run_paths
+from components.errors import DataValidationError, StageError, TrainingDivergedError
+from components.training.sft_stage import run_sft_stage, train_sft
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_teacher_dataset(params: Params, n: int = 8, seed: int = 0) -> Path:
+    """Real teacher-format rows (arith expert trajectories through the teacher's row builder) at the stage's input."""
+    from components.teacher.records import TeacherIdentity, TrajectoryResult, trajectory_row
+    from components.tools.packs.arith import ArithPack
+
+    pack = ArithPack()
+    identity = TeacherIdentity(backend="scripted", model="expert", settings={"seed": seed})
+    path = run_paths(params).teacher_dataset
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for i, task in enumerate(pack.generate(n, seed=seed, difficulties=[1, 2])):
+            messages = pack.expert(task, random.Random(seed + i))
+            result = TrajectoryResult(task=task, messages=messages, teacher_answer=task.answer, verified=True)
+            # Only the schemas of the tools this trajectory uses: ~3x shorter rows keep the tests fast.
+            used = {m["function"]["name"] for msg in messages for m in msg.get("tool_calls") or []}
+            schemas = [s for s in pack.tool_schemas() if s["function"]["name"] in used]
+            row = trajectory_row(result, pack.system_prompt, schemas, identity)
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def with_overrides(params: Params, tmp: Path, *overrides: str) -> Params:
+    """Smoke params with a separate output folder (and any extra overrides)."""
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={params.project.state_dir}",
+            f"project.output_dir={tmp}",
+            f"models.cache_dir={params.models.cache_dir}",
+            *overrides,
+        ],
+    )
+
+
+def load_weights(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "model.safetensors"))
+
+
+class CrashAfterSave(TrainerCallback):
+    """Simulates a kill right after the checkpoint at ``step`` is on disk."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"simulated crash after checkpoint {self.step}")
+
+
+def test_smoke_sft_trains_saves_and_logs(smoke_params: Params, tiny_model_dir: Path) -> None:
+    import mlflow
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    write_teacher_dataset(smoke_params)
+    summary = run_sft_stage(smoke_params)
+    paths = run_paths(smoke_params)
+
+    model_dir = paths.sft_model
+    assert summary["enabled"] and Path(summary["model_dir"]) == model_dir
+    assert summary["global_step"] == smoke_params.sft.max_steps
+    assert summary["validation"] == "not_run"
+    # A loadable plain model + tokenizer with the student's exact chat template; checkpoints cleaned up.
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
+    AutoModelForCausalLM.from_pretrained(model_dir)
+    assert not (paths.sft_dir / "checkpoints").exists()
+    assert [p.name for p in paths.sft_dir.iterdir()] == ["model"]  # no temp folders left
+    before, after = load_weights(tiny_model_dir), load_weights(model_dir)
+    assert any(not (before[k] == after[k]).all() for k in before)  # it did train
+
+    client = mlflow.tracking.MlflowClient()
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.params["sft.learning_rate"] == str(smoke_params.sft.learning_rate)
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in losses] == list(range(1, smoke_params.sft.max_steps + 1))
+    assert client.get_metric_history(run.info.run_id, "train/learning_rate")
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.digest and inputs[0].dataset.name == "teacher-smoke"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"sft", "model"} <= artifacts
+    sample = Path(client.download_artifacts(run.info.run_id, "sft/template_sample.txt")).read_text()
+    assert "[[TRAIN]]<tool_call>" in sample
+    model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model.safetensors", "tokenizer.json", "config.json"} <= model_files
+
+
+def test_resume_after_crash_matches_uninterrupted_run(smoke_params: Params, tmp_path: Path) -> None:
+    # Same seed, 4 steps, checkpoint every 2: one run straight through, one killed after checkpoint 2 and resumed.
+    straight = with_overrides(smoke_params, tmp_path / "straight")
+    crashed = with_overrides(smoke_params, tmp_path / "crashed")
+    for params in (straight, crashed):
+        write_teacher_dataset(params)
+
+    train_sft(straight)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(crashed, callbacks=[CrashAfterSave(step=2)])
+    assert not run_paths(crashed).sft_model.exists()
+
+    # Resuming with different settings would not reproduce anything: refused.
+    changed = with_overrides(smoke_params, tmp_path / "crashed", "sft.learning_rate=0.001")
+    with pytest.raises(StageError, match="without --resume"):
+        train_sft(changed, resume=True)
+
+    summary = run_sft_stage(crashed, resume=True)
+    assert summary["resumed_from"] and summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["global_step"] == 4
+
+    import torch
+
+    a, b = load_weights(run_paths(straight).sft_model), load_weights(run_paths(crashed).sft_model)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), key
+
+
+def test_diverging_run_stops_with_clear_error_and_no_model(smoke_params: Params, tmp_path: Path) -> None:
+    params = with_overrides(smoke_params, tmp_path / "nan", "sft.learning_rate=1000000.0")
+    write_teacher_dataset(params)
+    paths = run_paths(params)
+    paths.sft_model.mkdir(parents=True)  # a model from an earlier run must not survive as if it were this one
+    (paths.sft_model / "config.json").write_text("{}")
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        train_sft(params)
+    assert not paths.sft_model.exists()
+    assert not [p for p in paths.sft_dir.iterdir() if p.name.startswith(".model.tmp")]
+
+
+def test_lora_adapter_is_merged_into_a_plain_model(smoke_params: Params, tmp_path: Path, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    params = with_overrides(smoke_params, tmp_path / "lora", "sft.use_lora=true", "sft.max_steps=2",
+                            "sft.learning_rate=0.01")
+    write_teacher_dataset(params, n=4)
+    summary = train_sft(params)
+    model_dir = Path(summary["model_dir"])
+    assert summary["use_lora"] and not (model_dir / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert "PeftModel" not in type(model).__name__
+    before, after = load_weights(tiny_model_dir), load_weights(model_dir)
+    assert set(after) == set(before)  # same plain parameter names, no lora_A/lora_B
+    changed = [k for k in before if not (before[k] == after[k]).all()]
+    assert changed and all("proj" in k for k in changed)  # only LoRA-targeted projections moved
+
+
+def test_failed_validation_is_refused(smoke_params: Params) -> None:
+    write_teacher_dataset(smoke_params, n=2)
+    validation = run_paths(smoke_params).validation_dir
+    validation.mkdir(parents=True)
+    (validation / "summary.json").write_text(json.dumps({"passed": False, "message": "3 rows with bad JSON"}))
+    with pytest.raises(DataValidationError, match="3 rows with bad JSON"):
+        run_sft_stage(smoke_params)
+    assert not run_paths(smoke_params).sft_dir.exists()
+
+
+def test_disabled_sft_writes_nothing(smoke_params: Params, tmp_path: Path) -> None:
+    params = with_overrides(smoke_params, tmp_path / "off", "sft.enabled=false")
+    summary = run_sft_stage(params)
+    assert summary["enabled"] is False and summary["rl_init"] == "base"
+    assert not run_paths(params).root.exists()
