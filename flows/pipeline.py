@@ -55,6 +55,7 @@ from flows.stages import (
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
 STAGE_FLOW_NAME = "mentor-stage"
 ATTEMPTS_FILE = ".pipeline/attempts.json"
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
 
 class PipelineStageError(StageError):
@@ -479,11 +480,16 @@ def run_pipeline(
     Raises :class:`PipelineStageError` (a ``StageError``: the CLI prints it as
     one paragraph) when a stage fails.
     """
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    return mentor_pipeline(
-        profile=params.profile,
-        overrides=list(overrides),
-        compare=compare,
-        params_file=str(params_file),
-        params_data=params.model_dump(mode="json"),
-    )
+    # The ephemeral API server is a subprocess; on a busy 2-core machine it needs longer than the default 20 s.
+    timeout = max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), EPHEMERAL_STARTUP_TIMEOUT_S)
+    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: timeout}):
+        return mentor_pipeline(
+            profile=params.profile,
+            overrides=list(overrides),
+            compare=compare,
+            params_file=str(params_file),
+            params_data=params.model_dump(mode="json"),
+        )

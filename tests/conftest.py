@@ -69,3 +69,11 @@ def smoke_params(isolated_env: Path, model_cache: Path) -> Iterator:
             f"models.cache_dir={model_cache}",
         ],
     )
+
+# Property tests: derandomized by default so CI is reproducible (a failure found
+# once fails every time); `--hypothesis-profile=explore` searches fresh examples.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

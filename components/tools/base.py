@@ -251,12 +251,10 @@ class ToolEnv:
         return execute_call(tool, arguments, timeout_s=self.timeout_s, max_result_chars=self.max_result_chars)
 
 
-SYSTEM_PROMPT_TEMPLATE = """You are a helpful assistant that solves tasks by calling tools. {description}
-
-To call a tool, write a JSON object with the tool's name and its arguments inside <tool_call></tool_call> tags, like this:
-<tool_call>{{"name": "tool_name", "arguments": {{"argument_name": "value"}}}}</tool_call>
-You may call several tools in one turn, one <tool_call> block per call. Each result comes back inside <tool_response></tool_response>. Use the tools for every calculation or lookup and rely on their results; do not guess them.
-When you know the final answer, reply without any tool call and put the final answer in \\boxed{{}}, for example \\boxed{{42}}."""
+SYSTEM_PROMPT_TEMPLATE = """You solve tasks by calling tools. {description}
+Call a tool as <tool_call>{{"name": "tool_name", "arguments": {{...}}}}</tool_call>; results come back in <tool_response></tool_response>. When you know the final answer, reply without a tool call and put it in \\boxed{{}}, e.g. \\boxed{{42}}."""
+# Kept short on purpose: the chat template already explains the call format, and
+# every prompt token is paid for in SFT, each GRPO rollout and each eval turn.
 
 
 def build_system_prompt(description: str) -> str:

@@ -211,7 +211,15 @@ def _bare_json_calls(text: str, tools: Mapping[str, Tool] | None) -> list[ToolCa
         return []
     try:
         payload = _loads(candidate)
-    except ValueError:
+    except ValueError as exc:
+        # Call-shaped JSON that only the strict rules reject (NaN/Infinity) is an
+        # attempted call with bad JSON, not prose: count it as such.
+        try:
+            lenient = json.loads(candidate)
+        except ValueError:
+            return []
+        if _looks_like_call(lenient):
+            return [ParseError(ParseErrorKind.bad_json, _describe_json_error(exc), _short(candidate))]
         return []
     if not _looks_like_call(payload):
         return []

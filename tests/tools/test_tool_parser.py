@@ -189,3 +189,9 @@ def test_fuzz_call_shaped_text_is_call_or_typed_error(name: str, arguments: dict
             ParseErrorKind.unknown_tool,
             ParseErrorKind.bad_arguments,
         )
+
+
+def test_bare_call_with_non_finite_number_is_bad_json() -> None:
+    """Regression (found by hypothesis): strict-JSON rejection of a call-shaped text is bad_json."""
+    result = parse_tool_calls('{"name": "abs_value", "arguments": {"x": Infinity}}', TOOLS)
+    assert [e.kind for e in result.items] == [ParseErrorKind.bad_json]

@@ -1,0 +1,131 @@
+"""Stage 5: evaluate every arm that exists, in and out of domain, and compare them.
+
+Arms are the models the earlier stages produced: the base student, the SFT
+model, each RL arm's model, and the teacher when it is a local model (the
+``hf`` backend; a scripted teacher is the oracle and an API teacher is not
+run here). Each arm's results go to ``eval/<arm>.json`` (read by the registry's
+promotion gate); the comparison goes to ``reports/`` and, with the per-arm
+metrics, to the stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, model_cache_dir, run_paths
+from components.errors import StageError
+from components.evaluation.cli import write_json
+from components.evaluation.generation import ChatGenerator
+from components.evaluation.harness import evaluate
+from components.evaluation.report import write_report
+from components.evaluation.responder import EvaluationError, ModelResponder
+from components.evaluation.suites import build_suite
+
+log = logging.getLogger(__name__)
+REPORT_STEM = "eval_comparison"
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def discover_arms(params: Params) -> dict[str, Path]:
+    """Arm name -> model directory, for the arms whose model exists (base always does)."""
+    from components.models.sources import resolve_model
+
+    paths = run_paths(params)
+    arms: dict[str, Path] = {"base": resolve_model(params.models.student, model_cache_dir(params))}
+    if _is_model_dir(paths.sft_model):
+        arms["sft"] = paths.sft_model
+    rl_names = list(dict.fromkeys([params.rl.arm, *params.rl.compare_arms]))
+    rl_root = paths.rl_dir("_").parent
+    if rl_root.is_dir():
+        rl_names += sorted(p.name for p in rl_root.iterdir() if p.is_dir() and p.name not in rl_names)
+    for arm in rl_names:
+        if _is_model_dir(paths.rl_model(arm)):
+            arms[arm] = paths.rl_model(arm)
+    if params.teacher.backend == "hf":
+        arms["teacher"] = resolve_model(params.models.teacher, model_cache_dir(params))
+    return arms
+
+
+def _metric_key(*parts: str) -> str:
+    """MLflow metric names allow letters, digits, ``_ - . / space``; BFCL suites contain ``:``."""
+    return "/".join(re.sub(r"[^\w\-. /]", ".", part) for part in parts)
+
+
+def _echo(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    """Evaluate the arms on ``eval.suites`` (``eval.limit`` items each); write JSON, report, MLflow."""
+    import mlflow
+
+    from components.tracking import stage_run
+
+    paths = run_paths(params)
+    try:
+        suites = [build_suite(name, params, params.eval.limit) for name in params.eval.suites]
+    except EvaluationError as exc:
+        raise StageError(f"eval.suites is invalid: {exc}") from exc
+    found = discover_arms(params)
+    if arms:
+        missing = [a for a in arms if a not in found]
+        if missing:
+            raise StageError(f"no model for arm(s) {', '.join(missing)}; arms with a model: {', '.join(found)}")
+        found = {a: found[a] for a in arms}
+    results: dict[str, dict[str, Any]] = {}
+    written: dict[str, Path] = {}
+    with stage_run(params, "evaluate", sections=["eval", "models", "tasks", "rl"]) as run:
+        for arm, model_dir in found.items():
+            _echo(f"== evaluating arm '{arm}' ({model_dir})")
+            generator = ChatGenerator.from_pretrained(
+                model_dir,
+                dtype=params.models.dtype,
+                max_new_tokens=params.eval.max_new_tokens,
+                batch_size=params.eval.batch_size,
+            )
+            document = evaluate(ModelResponder(generator, arm), suites, params, limit=params.eval.limit, echo=_echo)
+            document["arm"] = arm
+            document["model_dir"] = str(model_dir)
+            results[arm] = document
+            written[arm] = write_json(document, paths.eval_dir / f"{arm}.json")
+            del generator
+            gc.collect()
+            metrics: dict[str, float] = {}
+            for suite in document["suites"]:
+                for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
+                            "mean_calls", "mean_turns"):
+                    if suite.get(key) is not None:
+                        metrics[_metric_key(arm, suite["suite"], key)] = float(suite[key])
+            for domain, summary in document["domains"].items():
+                if summary["accuracy"] is not None:
+                    metrics[_metric_key(arm, domain, "accuracy")] = float(summary["accuracy"])
+            metrics[_metric_key(arm, "tokens_per_second")] = float(document["generation"]["tokens_per_second"])
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(str(written[arm]), artifact_path="eval")
+        md, png = write_report(results, paths.reports, stem=REPORT_STEM)
+        mlflow.log_artifact(str(md), artifact_path="reports")
+        mlflow.log_artifact(str(png), artifact_path="reports")
+        run_id = run.info.run_id
+    return {
+        "run_id": run_id,
+        "suites": [s.name for s in suites],
+        "arms": {
+            arm: {
+                "model": str(found[arm]),
+                "results": str(written[arm]),
+                "in_domain_accuracy": doc["domains"]["in_domain"]["accuracy"],
+                "ood_accuracy": doc["domains"]["ood"]["accuracy"],
+            }
+            for arm, doc in results.items()
+        },
+        "report": str(md),
+        "chart": str(png),
+    }
