@@ -20,6 +20,8 @@ Why it is built this way:
   restarts it (SFT/RL from their last checkpoint when the inputs are unchanged).
 * **One MLflow parent run per pipeline run**, every stage run nested under it
   (in-process via the active run, in subprocesses via ``MENTOR_PARENT_RUN_ID``).
+* **No ``log_prints``.** Libraries capture stdout with ``redirect_stdout`` (the
+  datasets/dill code hashing does); Prefect's print patch would steal that text.
 * **GPU routing.** With ``orchestration.gpu_pool`` set, the stages named in
   ``orchestration.gpu_stages`` run as flow runs of the ``mentor-stage``
   deployment on that pool (``mentor deploy`` creates it); the pool's workers
@@ -36,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -46,15 +49,18 @@ from components.errors import DataValidationError, StageError, TrainingDivergedE
 from flows.stages import (
     STAGES,
     DigestCache,
+    cache_key,
+    key_changes,
     metrics_path,
     outputs_present,
-    stage_cache_key,
+    stage_key_payload,
     write_effective_params,
 )
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
 STAGE_FLOW_NAME = "mentor-stage"
 ATTEMPTS_FILE = ".pipeline/attempts.json"
+KEYS_DIR = ".pipeline/keys"
 EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
 
@@ -108,7 +114,7 @@ def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bo
     return summary
 
 
-@flow(name=STAGE_FLOW_NAME, log_prints=True)
+@flow(name=STAGE_FLOW_NAME)
 def mentor_stage(
     stage: str,
     params_data: dict[str, Any],
@@ -197,6 +203,20 @@ class StepRecord:
     where: str = "local"
     summary: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    reason: str = ""  # what changed since the stage last ran, when it ran
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _changes_since(key_file: Path, payload: dict[str, Any]) -> list[str]:
+    try:
+        before = json.loads(key_file.read_text()) if key_file.exists() else None
+    except (OSError, json.JSONDecodeError):
+        before = None
+    return key_changes(before, payload) or ["forced or outputs missing"]
 
 
 def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
@@ -281,8 +301,10 @@ def _run_steps(
     data = params.model_dump(mode="json")
     for index, record in enumerate(records, start=1):
         stage, arm = record.stage, record.arm
-        key = stage_cache_key(params, stage, arm, digests)
+        payload = stage_key_payload(params, stage, arm, digests)
+        key = cache_key(payload)
         digests.save()
+        key_file = run_paths(params).root / KEYS_DIR / f"{record.label}.json"
         forced = stage in refresh or record.label in refresh or "all" in refresh
         missing = not outputs_present(params, stage, arm)
         remote = _is_remote(params, stage)
@@ -299,10 +321,14 @@ def _run_steps(
         record.seconds = round(time.perf_counter() - started, 2)
         if state.is_completed():
             record.status = "cached" if state.name == "Cached" else "ran"
+            if record.status == "ran":
+                record.reason = ", ".join(_changes_since(key_file, payload))
+                _write_json(key_file, payload)
             record.summary = state.result() or {}
             if stage in {"sft", "rl"}:
                 attempts.record(record.label, None)
-            logger.info("stage %s %s in %.1fs", record.label, record.status, record.seconds)
+            logger.info("stage %s %s in %.1fs%s", record.label, record.status, record.seconds,
+                        f" (changed: {record.reason})" if record.reason else "")
             continue
         exc = state.result(raise_on_failure=False)
         record.status, record.error = "failed", str(exc)
@@ -330,20 +356,32 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
 
 
 def eval_table(records: Sequence[StepRecord]) -> list[dict[str, Any]]:
-    """Rows of the evaluation table from the evaluate stage's summary (whatever shape it reports)."""
+    """One row per evaluated arm: accuracy per suite (with 95% interval) and the in-domain/OOD averages.
+
+    Read from the evaluate stage's summary (``arms``) and the per-arm result
+    files it names; an arm whose file cannot be read keeps the summary's averages.
+    """
     summary = next((r.summary for r in records if r.stage == "evaluate"), None) or {}
-    for key in ("table", "rows", "results_table"):
-        rows = summary.get(key)
-        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-            return [{k: v for k, v in row.items() if not isinstance(v, dict | list)} for row in rows]
-    rows = []
-    for model, value in (summary.get("models") or summary.get("results") or {}).items():
-        if isinstance(value, dict):
-            flat = {k: v for k, v in value.items() if isinstance(v, int | float | str | bool)}
-            for suite, suite_value in value.items():
-                if isinstance(suite_value, dict) and "accuracy" in suite_value:
-                    flat[suite] = suite_value["accuracy"]
-            rows.append({"model": model, **flat})
+    rows: list[dict[str, Any]] = []
+    for arm, info in (summary.get("arms") or {}).items():
+        if not isinstance(info, dict):
+            continue
+        row: dict[str, Any] = {"arm": arm}
+        try:
+            document = json.loads(Path(str(info.get("results"))).read_text())
+        except (OSError, ValueError, TypeError):
+            document = {}
+        for suite in document.get("suites") or []:
+            if isinstance(suite, dict) and "suite" in suite and suite.get("accuracy") is not None:
+                low, high = suite.get("ci95_low"), suite.get("ci95_high")
+                interval = f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None and high is not None else ""
+                row[str(suite["suite"])] = f"{100 * suite['accuracy']:.1f}{interval}"
+        for key, label in (("in_domain_accuracy", "in-domain"), ("ood_accuracy", "OOD")):
+            value = info.get(key)
+            if isinstance(value, int | float):
+                row[label] = round(100 * float(value), 1)
+        row["n_suites"] = len(document.get("suites") or [])
+        rows.append(row)
     return rows
 
 
@@ -364,7 +402,7 @@ def summary_markdown(params: Params, records: Sequence[StepRecord], parent_run_i
         "|---|---|---|---:|---|",
     ]
     for r in records:
-        note = r.error.replace("|", "/")[:200] if r.error else ""
+        note = (r.error or (f"changed: {r.reason}" if r.reason else "")).replace("|", "/")[:200]
         lines.append(f"| {r.label} | {r.status} | {r.where} | {r.seconds:.1f} | {note} |")
     if table:
         header = list(dict.fromkeys(k for row in table for k in row))
@@ -392,7 +430,8 @@ def _publish(params: Params, records: list[StepRecord], parent_run_id: str | Non
         "status": status,
         "profile": params.profile,
         "parent_run_id": parent_run_id,
-        "stages": {r.label: {"status": r.status, "seconds": r.seconds, "where": r.where} for r in records},
+        "stages": {r.label: {"status": r.status, "seconds": r.seconds, "where": r.where, "reason": r.reason}
+                   for r in records},
         "summaries": {r.label: r.summary for r in records if r.summary},
         "eval_table": table,
     }
@@ -418,7 +457,7 @@ def _publish(params: Params, records: list[StepRecord], parent_run_id: str | Non
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name="mentor-pipeline", log_prints=True)
+@flow(name="mentor-pipeline")
 def mentor_pipeline(
     profile: str | None = None,
     overrides: list[str] | None = None,

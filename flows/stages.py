@@ -102,15 +102,17 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/callbacks.py",
                 "components/tools",
             ),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.sft_dir],
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.sft_model],
             outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
             gpu_name="rl",
         ),
         StageSpec(
             name="evaluate",
-            params=("eval", "tasks.eval_packs", "models.student", "models.dtype", "sft.enabled", "rl.arm"),
+            # Every arm whose model exists is evaluated; rl.arm / compare_arms only order them.
+            params=("eval", "tasks", "models.student", "models.teacher", "models.dtype", "teacher.backend",
+                    "rl.arm", "rl.compare_arms"),
             code=("components/evaluation", "components/tools"),
-            inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_dir, paths.root / "rl"],
+            inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
             outputs=lambda paths, arm: [paths.eval_dir],
             gpu_name="eval",
         ),
@@ -222,35 +224,56 @@ class DigestCache:
         self._dirty = False
 
 
-def code_digest(spec: StageSpec, digests: DigestCache, root: Path = REPO_ROOT) -> str:
-    """Digest of the stage's source files (``*.py`` and data files, not bytecode)."""
-    parts = {rel: digests.path(root / rel) for rel in spec.code}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+def code_digests(spec: StageSpec, digests: DigestCache, root: Path = REPO_ROOT) -> dict[str, str]:
+    """Digest of each source path of the stage (``*.py`` and data files, not bytecode)."""
+    return {rel: digests.path(root / rel) for rel in spec.code}
 
 
-def stage_cache_key(params: Params, stage: str, arm: str | None, digests: DigestCache) -> str:
-    """Content key of one stage run: its params values, code and input files, never Python objects.
-
-    Two runs with the same key would produce the same outputs, so Prefect may
-    return the stored summary instead of running the stage again.
-    """
+def stage_key_payload(params: Params, stage: str, arm: str | None, digests: DigestCache) -> dict[str, Any]:
+    """Everything a stage's result depends on, as plain JSON (what the cache key hashes)."""
     spec = STAGES[stage]
     paths = run_paths(params)
-    payload = {
+    payload: dict[str, Any] = {
         "stage": stage,
         "arm": arm,
         "profile": params.profile,
         "root": str(paths.root),
         "params": stage_params(params, stage),
-        "code": code_digest(spec, digests),
+        "code": code_digests(spec, digests),
         "inputs": {str(p): digests.path(p) for p in spec.inputs(paths, arm)},
     }
     if spec.keyed_on_tracking:
         from components.tracking import tracking_uri
 
         payload["tracking_uri"] = tracking_uri(params)
+    return payload
+
+
+def cache_key(payload: Mapping[str, Any]) -> str:
+    """Content key of one stage run: params values, code and input digests, never Python objects.
+
+    Two runs with the same key would produce the same outputs, so Prefect may
+    return the stored summary instead of running the stage again.
+    """
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    stage, arm = payload["stage"], payload.get("arm")
     return f"mentor-{stage}{'-' + arm if arm else ''}-{hashlib.sha256(blob).hexdigest()[:32]}"
+
+
+def stage_cache_key(params: Params, stage: str, arm: str | None, digests: DigestCache) -> str:
+    return cache_key(stage_key_payload(params, stage, arm, digests))
+
+
+def key_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """What differs between two payloads, as ``params:rl.max_steps``, ``code:components/tools``, ``inputs:...``."""
+    if not before:
+        return ["first run"]
+    changes: list[str] = []
+    for section in ("params", "code", "inputs"):
+        old, new = before.get(section) or {}, after.get(section) or {}
+        changes += [f"{section}:{name}" for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    changes += [name for name in ("profile", "root", "tracking_uri") if before.get(name) != after.get(name)]
+    return changes
 
 
 def outputs_present(params: Params, stage: str, arm: str | None = None) -> bool:

@@ -74,8 +74,8 @@ class ServiceProcess:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group we created, then SIGKILL if it lingers."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the process group we created, then SIGKILL if it lingers (uvicorn may wait on keep-alives)."""
         if self.process.poll() is not None:
             return
         try:

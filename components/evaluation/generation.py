@@ -156,7 +156,7 @@ class ChatGenerator:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
         return cls(model=model, tokenizer=tokenizer, **kwargs)
 
     def _stop_ids(self) -> list[int]:
@@ -192,7 +192,7 @@ class ChatGenerator:
         self, conversations: Sequence[Messages], tools: Tools | Sequence[Tools] | None = None
     ) -> list[GenerationOutput]:
         per_conv = _per_conversation_tools(tools, len(conversations))
-        prompts = [self.render(conv, conv_tools) for conv, conv_tools in zip(conversations, per_conv)]
+        prompts = [self.render(conv, conv_tools) for conv, conv_tools in zip(conversations, per_conv, strict=True)]
         outputs = self.generate_prompts(prompts)
         self.last_outputs = outputs
         return outputs
@@ -282,9 +282,9 @@ def _per_conversation_tools(tools: Tools | Sequence[Tools] | None, n: int) -> li
     """Accept one shared tool list or one list per conversation."""
     if tools is None:
         return [None] * n
-    tools = list(tools)
-    if not tools or isinstance(tools[0], Mapping):
-        return [tools] * n  # type: ignore[list-item]
-    if len(tools) != n:
-        raise ValueError(f"got {len(tools)} tool lists for {n} conversations; pass one per conversation or one shared")
-    return [list(t) if t is not None else None for t in tools]  # type: ignore[union-attr]
+    entries: list[Any] = list(tools)
+    if not entries or isinstance(entries[0], Mapping):
+        return [entries] * n
+    if len(entries) != n:
+        raise ValueError(f"got {len(entries)} tool lists for {n} conversations; pass one per conversation or one shared")
+    return [list(t) if t is not None else None for t in entries]

@@ -79,15 +79,15 @@ def macro_bootstrap_ci(
     Resampling within each suite keeps every suite's weight fixed, which is
     what an "average over OOD suites" means.
     """
-    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    if not groups:
+    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not arrays:
         return 0.0, 0.0, 0.0
     rng = np.random.default_rng(seed)
-    point = float(np.mean([g.mean() for g in groups]))
+    point = float(np.mean([a.mean() for a in arrays]))
     samples = np.zeros(n_samples)
-    for g in groups:
-        samples += g[rng.integers(0, g.size, size=(n_samples, g.size))].mean(axis=1)
-    samples /= len(groups)
+    for a in arrays:
+        samples += a[rng.integers(0, a.size, size=(n_samples, a.size))].mean(axis=1)
+    samples /= len(arrays)
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(samples, [alpha, 1.0 - alpha])
     return point, float(low), float(high)

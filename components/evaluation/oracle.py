@@ -33,7 +33,7 @@ def _position(rest: Messages) -> tuple[int, int]:
     """(user turn, assistant messages in that turn) after the prompt."""
     turn, step, previous = 0, 0, "user"
     for message in rest:
-        role = message.get("role")
+        role = str(message.get("role"))
         if role == "user" and previous != "user":
             turn, step = turn + 1, 0
         elif role == "assistant":
@@ -65,7 +65,7 @@ class OracleResponder:
                 f"the oracle needs the item id of every conversation (suite {self._suite!r} passed "
                 f"{'none' if item_ids is None else len(item_ids)} for {len(conversations)} conversations)"
             )
-        texts = [self._answer(item_id, list(conversation)) for item_id, conversation in zip(item_ids, conversations)]
+        texts = [self._answer(item_id, list(conversation)) for item_id, conversation in zip(item_ids, conversations, strict=True)]
         self.stats.sequences += len(texts)
         self.stats.calls += 1
         return texts

@@ -32,7 +32,10 @@ class Responder(Protocol):
     """Answers a batch of conversations, one assistant turn each, in order."""
 
     name: str
-    stats: GenerationStats
+
+    @property
+    def stats(self) -> GenerationStats:
+        """Generation totals so far (the oracle generates no tokens)."""
 
     def prepare(self, suite: Suite) -> None:
         """Called once before a suite runs (the oracle loads its reference answers here)."""

@@ -42,7 +42,7 @@ def discover_arms(params: Params) -> dict[str, Path]:
     arms: dict[str, Path] = {"base": resolve_model(params.models.student, model_cache_dir(params))}
     if _is_model_dir(paths.sft_model):
         arms["sft"] = paths.sft_model
-    rl_names = list(dict.fromkeys([params.rl.arm, *params.rl.compare_arms]))
+    rl_names: list[str] = list(dict.fromkeys([params.rl.arm, *params.rl.compare_arms]))
     rl_root = paths.rl_dir("_").parent
     if rl_root.is_dir():
         rl_names += sorted(p.name for p in rl_root.iterdir() if p.is_dir() and p.name not in rl_names)

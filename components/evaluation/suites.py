@@ -149,7 +149,6 @@ class PackSuite(Suite):
 
     def run(self, responder: Responder) -> list[ItemResult]:
         from components.tools.episode import run_episodes
-
         from components.tools.parser import parse_tool_calls
 
         schemas = self.pack.tool_schemas()
@@ -160,12 +159,12 @@ class PackSuite(Suite):
 
         def generate_batch(conversations: list[Messages]) -> list[str]:
             if len(conversations) != len(active) or any(
-                conv[1].get("content") != self.tasks[i].prompt for conv, i in zip(conversations, active)
+                conv[1].get("content") != self.tasks[i].prompt for conv, i in zip(conversations, active, strict=True)
             ):
                 raise EvaluationError(f"suite {self.name}: lost track of which conversation belongs to which task")
             ids = [self.tasks[i].task_id for i in active]
             texts = responder.respond(conversations, [schemas] * len(conversations), item_ids=ids)
-            active[:] = [i for i, text in zip(active, texts) if parse_tool_calls(text).attempted]
+            active[:] = [i for i, text in zip(active, texts, strict=True) if parse_tool_calls(text).attempted]
             return texts
 
         episodes = run_episodes(self.pack, self.tasks, generate_batch, max_turns=self.max_turns)
@@ -182,9 +181,9 @@ def episode_result(episode: Episode) -> ItemResult:
         failures[ParseErrorKind.no_calls.value] += 1
     reason = None
     if not episode.correct:
+        answered = episode.messages[-1]["role"] == "assistant" and not episode.messages[-1].get("tool_calls")
         if episode.final_answer is None:
-            reason = "no \\boxed{} answer" + ("" if episode.finished and episode.messages[-1]["role"] == "assistant"
-                                              and not episode.messages[-1].get("tool_calls") else " (ran out of turns)")
+            reason = "no \\boxed{} answer" if answered else "no answer within eval.max_turns"
         else:
             reason = f"answer {episode.final_answer!r}, expected {episode.task.answer!r}"
     return ItemResult(
@@ -328,7 +327,7 @@ class BfclSuite(Suite):
             item_ids=[case.case_id for case in self.cases],
         )
         results = []
-        for case, text in zip(self.cases, texts):
+        for case, text in zip(self.cases, texts, strict=True):
             parsed = parse_tool_calls(text, _bfcl_tools(case))
             calls = _decoded_calls(parsed)
             verdict = check_case(case, calls)
@@ -365,7 +364,7 @@ class BfclSuite(Suite):
             texts = responder.respond(
                 [s.messages for s in active], [s.case.tools for s in active], item_ids=[s.case.case_id for s in active]
             )
-            for state, text in zip(active, texts):
+            for state, text in zip(active, texts, strict=True):
                 state.generations += 1
                 state.steps += 1
                 parsed = parse_tool_calls(text, state.tools)

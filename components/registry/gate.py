@@ -371,22 +371,21 @@ def evaluate_gate(
     checks.append(Check("challenger has an in-domain evaluation", bool(usable_ind),
                         f"in-domain suites with items: {', '.join(usable_ind) or 'none'} "
                         f"(expected {', '.join(config.in_domain_suites)})"))
-    if usable_ood:
-        decision.challenger_ood = macro_accuracy(challenger, usable_ood)
-        decision.challenger_ood_ci = macro_interval(challenger, usable_ood)
-    if usable_ind:
-        decision.challenger_in_domain = macro_accuracy(challenger, usable_ind)
     decision.ood_suites, decision.in_domain_suites = usable_ood, usable_ind
     if not (usable_ood and usable_ind):
         decision.reason = "Rejected: the challenger's evaluation lacks an OOD or an in-domain suite, so it cannot be judged."
         return decision
+    ood_score = macro_accuracy(challenger, usable_ood)
+    ind_score = macro_accuracy(challenger, usable_ind)
+    decision.challenger_ood, decision.challenger_in_domain = ood_score, ind_score
+    decision.challenger_ood_ci = macro_interval(challenger, usable_ood)
 
     if champion is None:
         decision.method = "first_model"
         decision.promote = True
         decision.reason = (
             f"Promoted: no champion yet; first model with a usable evaluation "
-            f"(OOD {100 * decision.challenger_ood:.1f}%, in-domain {100 * decision.challenger_in_domain:.1f}%)."
+            f"(OOD {100 * ood_score:.1f}%, in-domain {100 * ind_score:.1f}%)."
         )
         return decision
 

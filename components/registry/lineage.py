@@ -160,7 +160,7 @@ def _matches_arm(run: Any, arm: str) -> bool:
     )
 
 
-def pick_stage_runs(runs: list[Any], arm: str | None, exclude: set[str] = frozenset()) -> dict[str, StageRun]:
+def pick_stage_runs(runs: list[Any], arm: str | None, exclude: frozenset[str] = frozenset()) -> dict[str, StageRun]:
     """Latest finished-or-running run per stage (runs are given newest first); RL prefers the registered arm."""
     chosen: dict[str, Any] = {}
     for run in runs:

@@ -14,6 +14,7 @@ import getpass
 import os
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 from components.config import Params
@@ -109,23 +110,24 @@ def gate_version(client: Any, params: Params, name: str, version: str,
     results = results if results is not None else version_results(client, mv)
     config = gate_config(params)
     if results is None:
-        decision = GateDecision(promote=False, method=config.confidence, config=config.__dict__,
+        decision = GateDecision(promote=False, method=config.confidence, config=asdict(config),
                                 reason=f"Rejected: v{version} has no stored evaluation ({RESULTS_ARTIFACT} in its run); "
                                        "re-register it after `mentor stage evaluate`.")
     else:
         champ = champion_version(client, name)
         champ_results = None
-        if champ is not None and str(champ.version) != str(version):
+        champ_number = str(champ.version) if champ is not None else None
+        if champ is not None and champ_number != str(version):
             champ_results = version_results(client, champ)
             if champ_results is None:
                 decision = GateDecision(
-                    promote=False, method=config.confidence, config=config.__dict__, champion_version=str(champ.version),
-                    reason=f"Rejected: champion v{champ.version} has no stored evaluation to compare against; a human "
+                    promote=False, method=config.confidence, config=asdict(config), champion_version=champ_number,
+                    reason=f"Rejected: champion v{champ_number} has no stored evaluation to compare against; a human "
                            f"can replace it with `mentor promote {version} --force`.")
                 _record(client, name, version, decision)
                 return decision
         decision = evaluate_gate(results, champ_results, config,
-                                 champion_version=str(champ.version) if champ_results is not None else None)
+                                 champion_version=champ_number if champ_results is not None else None)
         if decision.promote:
             _make_champion(client, name, version, promoted_by="gate", forced=False, previous=champ)
     _record(client, name, version, decision)
@@ -189,7 +191,7 @@ def promote_command(params: Params, version: str, force: bool = False) -> dict[s
     client = MlflowClient()
     try:
         name, number, alias = parse_ref(version, params.registry.model_name)
-        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, number)
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(number))
     except (LineageError, MlflowException) as exc:
         typer.secho(f"error: cannot find version '{version}' of '{params.registry.model_name}': {exc}",
                     fg=typer.colors.RED, err=True)

@@ -180,9 +180,9 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
 
 def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:
     rl = params.rl.model_dump(mode="json")
-    rl.pop("compare_arms", None)
-    rl.pop("arm", None)
-    rl.pop("max_steps", None)  # resuming with a larger budget is allowed
+    # What may differ on resume: the arm list, a larger step budget, checkpoint and log cadence.
+    for key in ("compare_arms", "arm", "max_steps", "save_steps", "logging_steps"):
+        rl.pop(key, None)
     payload = {"rl": rl, "arm": arm, "models": params.models.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
                "start": str(start_dir.resolve()), "start_manifest": _manifest(start_dir), "dataset_sha256": dataset_sha}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -80,19 +80,17 @@ def suite(name: str, n: int, k: int) -> dict[str, Any]:
 
 
 def write_student(tiny_model_dir: Path, target: Path, seed: int) -> str:
-    """A genuinely different student: the tiny model with seeded noise on its weights."""
+    """A genuinely different student: the tiny model's files with seeded noise on every weight tensor."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors.torch import load_file, save_file
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for tensor in model.parameters():
-            tensor.add_(0.01 * torch.randn_like(tensor))
     if target.exists():
         shutil.rmtree(target)
-    model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(target)
+    shutil.copytree(tiny_model_dir, target)
+    weights = load_file(target / "model.safetensors")
+    generator = torch.Generator().manual_seed(seed)
+    noisy = {k: v + 0.01 * torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in weights.items()}
+    save_file(noisy, target / "model.safetensors", metadata={"format": "pt"})
     return model_checksum(target)
 
 

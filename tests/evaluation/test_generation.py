@@ -1,0 +1,99 @@
+"""Batched generation: left padding keeps greedy outputs identical to one-at-a-time decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.evaluation.generation import ChatGenerator, template_messages
+
+TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add two numbers.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}}]
+CONVERSATIONS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "You add numbers with tools; this system prompt makes the prompt longer."},
+     {"role": "user", "content": "What is 2 + 3, and then that times 7?"}],
+    [{"role": "user", "content": "Add 1 and 2."},
+     {"role": "assistant", "content": "", "tool_calls": [
+         {"type": "function", "function": {"name": "add", "arguments": json.dumps({"a": 1, "b": 2})}}]},
+     {"role": "tool", "name": "add", "content": "3"}],
+]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir: Path) -> ChatGenerator:
+    """A tiny random Llama whose greedy outputs depend on the prompt.
+
+    The prepared tiny model's small init makes every prompt decode to the same
+    newline; a wider init gives varied tokens, so a padding bug would show.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    return ChatGenerator(model=model, tokenizer=tokenizer, max_new_tokens=12, batch_size=8, progress=False)
+
+
+def test_batched_equals_unbatched_greedy(generator: ChatGenerator) -> None:
+    generator.batch_size = 8
+    batched = generator.generate_outputs(CONVERSATIONS, TOOLS)
+    generator.batch_size = 1
+    single = generator.generate_outputs(CONVERSATIONS, TOOLS)
+    assert [o.token_ids for o in batched] == [o.token_ids for o in single]
+    assert [o.text for o in batched] == [o.text for o in single]
+    assert len({o.token_ids for o in batched}) == len(CONVERSATIONS)  # outputs differ: the test can see a mix-up
+    # and the prompts really had different lengths, so the batch was padded
+    lengths = {len(generator.tokenizer(generator.render(c, TOOLS), add_special_tokens=False)["input_ids"])
+               for c in CONVERSATIONS}
+    assert len(lengths) == len(CONVERSATIONS)
+
+
+def test_order_and_counts(generator: ChatGenerator) -> None:
+    generator.batch_size = 2
+    before = generator.stats.snapshot()
+    outputs = generator.generate_outputs(list(reversed(CONVERSATIONS)), TOOLS)
+    reference = generator.generate_outputs(CONVERSATIONS, TOOLS)
+    assert [o.token_ids for o in outputs] == [o.token_ids for o in reversed(reference)]
+    done = generator.stats.since(before)
+    assert done.sequences == 6 and done.calls == 2
+    assert done.generated_tokens == sum(o.n_tokens for o in outputs + reference)
+    assert done.truncated == sum(not o.finished for o in outputs + reference)
+    assert all(o.n_tokens <= generator.max_new_tokens for o in outputs)
+
+
+def test_decode_stops_at_end_of_turn(generator: ChatGenerator) -> None:
+    tok = generator.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    body = tok("<tool_call>\n{\"name\": \"add\"}\n</tool_call>", add_special_tokens=False)["input_ids"]
+    out = generator._decode(body + [end] + tok("garbage after the turn", add_special_tokens=False)["input_ids"])
+    assert out.finished and out.n_tokens == len(body) + 1
+    assert out.text == "<tool_call>\n{\"name\": \"add\"}\n</tool_call>"
+    cut = generator._decode(body)
+    assert not cut.finished and cut.n_tokens == len(body)
+
+
+def test_tool_call_arguments_render_as_objects(generator: ChatGenerator) -> None:
+    messages = template_messages(CONVERSATIONS[2])
+    assert messages[1]["tool_calls"][0]["function"]["arguments"] == {"a": 1, "b": 2}
+    assert CONVERSATIONS[2][1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'  # input untouched
+    prompt = generator.render(CONVERSATIONS[2], TOOLS)
+    assert '"arguments": {"a": 1, "b": 2}' in prompt and "\\\"a\\\"" not in prompt
+    assert "<tool_response>\n3\n</tool_response>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_per_conversation_tools(generator: ChatGenerator) -> None:
+    generator.batch_size = 4
+    none_offered = generator.render(CONVERSATIONS[0], None)
+    assert "<tools>" not in none_offered
+    outputs = generator.generate_outputs(CONVERSATIONS[:2], [TOOLS, []])
+    assert len(outputs) == 2
+    with pytest.raises(ValueError, match="one per conversation"):
+        generator.generate_outputs(CONVERSATIONS, [TOOLS, TOOLS])

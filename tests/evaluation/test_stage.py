@@ -1,0 +1,71 @@
+"""The evaluate stage with the tiny model: per-arm JSON, comparison report, MLflow run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from components.config import Params, load_params, run_paths
+from components.evaluation.stage import discover_arms, run_evaluate_stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _params(base: Params, *extra: str) -> Params:
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={base.project.state_dir}",
+            f"project.output_dir={base.project.output_dir}",
+            f"models.cache_dir={base.models.cache_dir}",
+            *extra,
+        ],
+    )
+
+
+def test_discover_arms(smoke_params: Params, tiny_model_dir: Path) -> None:
+    paths = run_paths(smoke_params)
+    assert list(discover_arms(smoke_params)) == ["base"]
+    shutil.copytree(tiny_model_dir, paths.sft_model)
+    shutil.copytree(tiny_model_dir, paths.rl_model("strict"))
+    paths.rl_dir("sparse").mkdir(parents=True)  # a started arm without a finished model is skipped
+    arms = discover_arms(smoke_params)
+    assert list(arms) == ["base", "sft", "strict"]
+    assert arms["sft"] == paths.sft_model
+    hf_teacher = _params(smoke_params, "teacher.backend=hf", "models.teacher=tiny-random")
+    assert discover_arms(hf_teacher)["teacher"] == tiny_model_dir
+
+
+def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path) -> None:
+    import mlflow
+
+    params = _params(smoke_params, "eval.limit=2", "eval.max_new_tokens=6", "eval.suites=[arith,bfcl:simple_python]")
+    paths = run_paths(params)
+    shutil.copytree(tiny_model_dir, paths.sft_model)
+
+    summary = run_evaluate_stage(params)
+
+    assert set(summary["arms"]) == {"base", "sft"}
+    for arm in ("base", "sft"):
+        document = json.loads((paths.eval_dir / f"{arm}.json").read_text())
+        assert document["arm"] == arm
+        assert [s["suite"] for s in document["suites"]] == ["arith", "bfcl:simple_python"]
+        for suite in document["suites"]:
+            assert suite["n"] == 2 and len(suite["per_item"]) == 2
+            assert suite["generation"]["generated_tokens"] > 0
+        assert document["domains"]["in_domain"]["suites"] == ["arith"]
+        assert document["domains"]["ood"]["suites"] == ["bfcl:simple_python"]
+    markdown = Path(summary["report"]).read_text()
+    assert "| base student |" in markdown and "| SFT |" in markdown and "in-domain" in markdown
+    assert Path(summary["chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(summary["report"]).parent == paths.reports
+
+    run = mlflow.get_run(summary["run_id"])
+    assert run.data.tags["mentor.stage"] == "evaluate"
+    assert "base/arith/accuracy" in run.data.metrics and "sft/ood/accuracy" in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "reports")}
+    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png"}
+    evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
+    assert evals == {"eval/base.json", "eval/sft.json"}

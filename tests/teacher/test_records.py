@@ -1,0 +1,73 @@
+"""Crash-safe JSONL files and the message conversions of the OpenAI client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.teacher.openai_client import ChatReply, redact_url, reply_text, to_api_messages
+from components.teacher.records import JsonlAppender, calls_of, read_jsonl, write_jsonl_atomic
+from components.tools.parser import parse_tool_calls
+
+
+def test_read_jsonl_ignores_a_torn_last_line_but_not_a_broken_middle_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tex')
+    assert [row["id"] for row in read_jsonl(path)] == ["a", "b"]
+
+    path.write_text('{"id": "a"}\n{"id": \n{"id": "c"}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_jsonl(path)
+
+
+def test_appender_cuts_a_torn_tail_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b", "half')
+    with JsonlAppender(path) as out:
+        out.write({"id": "c"})
+    assert [row["id"] for row in read_jsonl(path)] == ["a", "c"]
+    assert path.read_text().endswith("\n")
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    write_jsonl_atomic(path, [{"x": 1}, {"x": 2}])
+    assert read_jsonl(path) == [{"x": 1}, {"x": 2}]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_api_messages_link_calls_and_results_by_id() -> None:
+    messages = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+            {"type": "function", "function": {"name": "multiply", "arguments": {"a": 2, "b": 3}}},
+        ]},
+        {"role": "tool", "name": "add", "content": "3"},
+        {"role": "tool", "name": "multiply", "content": "6"},
+    ]
+    api = to_api_messages(messages)
+    ids = [call["id"] for call in api[2]["tool_calls"]]
+    assert len(set(ids)) == 2
+    assert [m["tool_call_id"] for m in api[3:]] == ids
+    assert all("name" not in m for m in api[3:])
+    assert json.loads(api[2]["tool_calls"][1]["function"]["arguments"]) == {"a": 2, "b": 3}
+
+
+def test_reply_text_reads_native_calls_and_calls_in_content_alike() -> None:
+    native = ChatReply(content="", tool_calls=[
+        {"id": "x", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    ])
+    in_content = ChatReply(content='{"name": "add", "arguments": {"a": 1, "b": 2}}')
+    for reply in (native, in_content):
+        parsed = parse_tool_calls(reply_text(reply))
+        assert [(c.name, c.arguments) for c in parsed.calls] == [("add", {"a": 1, "b": 2})]
+
+
+def test_calls_of_and_redaction() -> None:
+    messages = [{"role": "assistant", "tool_calls": [{"function": {"name": "sqrt", "arguments": '{"x": 4}'}}]}]
+    assert calls_of(messages) == [{"name": "sqrt", "arguments": {"x": 4}}]
+    assert redact_url("https://user:secret@api.example.com:8443/v1?key=abc") == "https://api.example.com:8443/v1"
