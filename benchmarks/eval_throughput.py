@@ -3,7 +3,9 @@
 The same prompts (the first turn of each suite's items, rendered with the
 model's chat template and the suite's tools) go through
 
-1. ``harness``: ``ChatGenerator`` -- length-sorted, left-padded batches, KV cache;
+1. ``harness``: ``ChatGenerator`` -- length-sorted, left-padded batches, KV cache,
+   the shared prompt head (system prompt + tool schemas) encoded once;
+   ``harness-noprefix`` is the same without that prefix cache;
 2. ``plain-b1``: ``model.generate`` on one prompt at a time;
 3. ``plain-batched``: ``model.generate`` on batches in input order (left padding).
 
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu-demo")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--skip-b1", action="store_true", help="skip the slow one-at-a-time loop")
+    parser.add_argument("--skip-noprefix", action="store_true", help="skip the harness run without prefix cache")
     parser.add_argument("--seed", type=int, default=0, help="shuffles the prompt order (as a mixed workload)")
     args = parser.parse_args()
 
@@ -109,6 +112,12 @@ def main() -> None:
     harness_seconds = time.perf_counter() - started
     harness_tokens = sum(o.n_tokens for o in outputs)
     rows.append(("harness", harness_tokens, harness_seconds))
+    if not args.skip_noprefix:
+        generator.prefix_cache = False
+        started = time.perf_counter()
+        plain_outputs = generator.generate_outputs([c for c, _ in items], [t for _, t in items])
+        rows.append(("harness-noprefix", sum(o.n_tokens for o in plain_outputs), time.perf_counter() - started))
+        generator.prefix_cache = True
 
     stops = generator.stop_ids
     batched_tokens, batched_seconds, _ = plain_loop(generator.model, generator.tokenizer, prompts, args.batch_size,
@@ -121,11 +130,11 @@ def main() -> None:
         rows.append(("plain-b1", b1_tokens, b1_seconds))
         agree = sum(o.token_ids == ref for o, ref in zip(outputs, b1_outputs, strict=True))
 
-    print(f"{'mode':<14} {'tokens':>7} {'seconds':>8} {'tok/s':>7} {'harness/this':>13}")
+    print(f"{'mode':<17} {'tokens':>7} {'seconds':>8} {'tok/s':>7} {'harness/this':>13}")
     harness_rate = harness_tokens / harness_seconds
     for mode, tokens, seconds in rows:
         rate = tokens / seconds
-        print(f"{mode:<14} {tokens:>7} {seconds:>8.1f} {rate:>7.1f} {harness_rate / rate:>13.2f}")
+        print(f"{mode:<17} {tokens:>7} {seconds:>8.1f} {rate:>7.1f} {harness_rate / rate:>13.2f}")
     if agree is not None:
         print(f"greedy outputs identical to plain-b1: {agree}/{len(prompts)}")
 

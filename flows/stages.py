@@ -86,7 +86,8 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/sft_data.py",
                 "components/training/callbacks.py",
             ),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir],
+            # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
             outputs=lambda paths, arm: [paths.sft_model],
             gpu_name="sft",
         ),

@@ -3,9 +3,13 @@
 Each fixture starts a real process (or database) bound to 127.0.0.1 on a free port,
 waits until it answers, and stops it at the end of the session, so tests exercise
 the same protocols as production (REFERENCE §5) without touching anything outside
-the machine. Import the fixtures into a ``conftest.py`` to use them::
+the machine. Import the fixtures *and the ones they depend on* into a
+``conftest.py`` (``__all__`` lists them all)::
 
-    from tests.services import mlflow_server, moto_s3, postgres_db  # noqa: F401
+    from tests.services import *  # noqa: F403  (mlflow_server, mlflow_tracking, moto_s3, ...)
+
+Session-scoped fixtures imported into two conftests are two fixtures (two
+servers); to share one server across packages, import them in ``tests/conftest.py``.
 
 Tests that use them carry ``@pytest.mark.services``. When PostgreSQL is not
 reachable the fixtures skip with the reason instead of failing half-way.
@@ -38,6 +42,15 @@ DUMMY_AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 START_TIMEOUT_S = float(os.environ.get("MENTOR_TEST_SERVICE_TIMEOUT", "120"))
+
+__all__ = [
+    "mlflow_server",
+    "mlflow_tracking",
+    "moto_s3",
+    "postgres_databases",
+    "postgres_db",
+    "service_log_dir",
+]
 
 
 def free_port() -> int:
@@ -181,19 +194,36 @@ def moto_s3(service_log_dir: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def postgres_db() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database for the session; dropped at the end. Yields its URI."""
+def postgres_databases() -> Iterator[Callable[[str], str]]:
+    """Factory: ``create(purpose)`` makes a fresh, uniquely named database and returns its URI.
+
+    Every database made through it is dropped at the end of the session (e.g. one
+    for MLflow, one for a Prefect server).
+    """
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
-    name = f"mentor_test_{uuid.uuid4().hex[:10]}"
-    subprocess.run(["createdb", name], env=_pg_env(), check=True, capture_output=True, timeout=60)
+    created: list[str] = []
+
+    def create(purpose: str = "db") -> str:
+        name = f"mentor_test_{purpose}_{uuid.uuid4().hex[:10]}".lower()
+        subprocess.run(["createdb", name], env=_pg_env(), check=True, capture_output=True, timeout=60)
+        created.append(name)
+        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
     try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        yield create
     finally:
-        # WITH (FORCE) ends connections a killed server may have left behind.
-        subprocess.run(["psql", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                       env=_pg_env(), capture_output=True, timeout=60)
+        for name in reversed(created):
+            # WITH (FORCE) ends connections a killed server may have left behind.
+            subprocess.run(["psql", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                           env=_pg_env(), capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def postgres_db(postgres_databases: Callable[[str], str]) -> str:
+    """A fresh PostgreSQL database for the session (the MLflow server's backend store); dropped at the end."""
+    return postgres_databases("mlflow")
 
 
 @pytest.fixture(scope="session")

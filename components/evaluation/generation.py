@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ Messages = list[dict[str, Any]]
 Tools = list[dict[str, Any]]
 
 END_OF_TURN = "<|im_end|>"
+PREFIX_STORE_SIZE = 4
 
 
 @dataclass
@@ -127,8 +129,11 @@ class ChatGenerator:
     top_p: float = 1.0
     progress: bool = True
     desc: str = "generate"
+    prefix_cache: bool = True
+    min_prefix_tokens: int = 32
     stats: GenerationStats = field(default_factory=GenerationStats)
     last_outputs: list[GenerationOutput] = field(default_factory=list)
+    _prefix_store: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -199,7 +204,6 @@ class ChatGenerator:
 
     def generate_prompts(self, prompts: Sequence[str]) -> list[GenerationOutput]:
         """Generate from already-rendered prompt texts (benchmarks use this directly)."""
-        import torch
         from tqdm.auto import tqdm
 
         if not prompts:
@@ -209,7 +213,6 @@ class ChatGenerator:
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         results: list[GenerationOutput | None] = [None] * len(prompts)
         device = next(self.model.parameters()).device
-        pad_id = self.tokenizer.pad_token_id
         config = self._generation_config()
         started = time.perf_counter()
         bar = tqdm(
@@ -219,19 +222,7 @@ class ChatGenerator:
         try:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                width = max(len(encoded[i]) for i in rows)
-                input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, i in enumerate(rows):
-                    ids = encoded[i]
-                    input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                    attention[r, width - len(ids) :] = 1
-                with torch.inference_mode():
-                    sequences = self.model.generate(
-                        input_ids=input_ids.to(device),
-                        attention_mask=attention.to(device),
-                        generation_config=config,
-                    )
+                sequences, width = self._generate_batch([encoded[i] for i in rows], config, device)
                 new_tokens = sequences[:, width:].tolist()
                 for r, i in enumerate(rows):
                     out = self._decode(new_tokens[r])
@@ -249,6 +240,80 @@ class ChatGenerator:
             self.stats.sequences += sum(r is not None for r in results)
             self.stats.calls += 1
         return [r for r in results if r is not None]
+
+    def _generate_batch(self, rows: list[list[int]], config: Any, device: Any) -> tuple[Any, int]:
+        """Generate for one batch; returns (sequences, prompt width), new tokens start at the width.
+
+        Prompts of one suite share a long head (system prompt + tool schemas,
+        over 1,000 tokens for a 12-tool pack); encoding it once and reusing its
+        KV cache saves most of the prompt work. The layout is then
+        ``[shared prefix | left padding | own suffix]``: the attention mask hides
+        the padding and positions come from the mask, so every row sees exactly
+        the tokens (and positions) it would see alone.
+        """
+        import copy
+
+        import torch
+
+        pad_id = self.tokenizer.pad_token_id
+        prefix_len, cache = 0, None
+        if self.prefix_cache:
+            shared = _common_prefix_length(rows)
+            # A lone prompt only reuses a stored head (a later turn of the same
+            # conversation, or of the same suite); encoding its own head is no saving.
+            found = self._prefix_kv(rows[0][:shared], device, store=len(rows) > 1)
+            if found is not None:
+                prefix_len, base = found
+                cache = copy.deepcopy(base)
+                cache.batch_repeat_interleave(len(rows))
+        suffixes = [ids[prefix_len:] for ids in rows]
+        suffix_width = max(len(ids) for ids in suffixes)
+        width = prefix_len + suffix_width
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        if prefix_len:
+            input_ids[:, :prefix_len] = torch.tensor(rows[0][:prefix_len], dtype=torch.long)
+            attention[:, :prefix_len] = 1
+        for r, ids in enumerate(suffixes):
+            input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[r, width - len(ids) :] = 1
+        extra: dict[str, Any] = {"past_key_values": cache} if cache is not None else {}
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                generation_config=config,
+                **extra,
+            )
+        return sequences, width
+
+    def _prefix_kv(self, prefix: list[int], device: Any, store: bool = True) -> tuple[int, Any] | None:
+        """KV cache (batch 1) of a shared prompt head, reused across batches and calls.
+
+        A stored head that covers most of the wanted one is reused as is (the
+        rest is encoded per row); otherwise, with ``store``, the head is encoded
+        and kept, evicting the oldest beyond ``PREFIX_STORE_SIZE``. None when
+        the head is too short to be worth it.
+        """
+        import torch
+
+        best: tuple[int, ...] | None = None
+        for key in self._prefix_store:
+            if len(key) <= len(prefix) and (best is None or len(key) > len(best)) and tuple(prefix[: len(key)]) == key:
+                best = key
+        if best is not None and len(best) >= self.min_prefix_tokens and (not store or len(best) >= 0.9 * len(prefix)):
+            self._prefix_store.move_to_end(best)
+            return len(best), self._prefix_store[best]
+        if not store or len(prefix) < self.min_prefix_tokens:
+            return None
+        with torch.inference_mode():
+            ids = torch.tensor([prefix], dtype=torch.long, device=device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        key = tuple(prefix)
+        self._prefix_store[key] = out.past_key_values
+        while len(self._prefix_store) > PREFIX_STORE_SIZE:
+            self._prefix_store.popitem(last=False)
+        return len(key), out.past_key_values
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
@@ -276,6 +341,20 @@ class ChatGenerator:
     def _text(self, tokens: list[int]) -> str:
         # Keep added non-special tokens such as <tool_call> (Qwen vocabularies have them).
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own.
+
+    The last prompt token must go through the model with the batch to give the
+    first new token's logits, so the shared head stops one short of the shortest row.
+    """
+    first = rows[0]
+    limit = min(len(r) for r in rows) - 1
+    length = 0
+    while length < limit and all(r[length] == first[length] for r in rows):
+        length += 1
+    return length
 
 
 def _per_conversation_tools(tools: Tools | Sequence[Tools] | None, n: int) -> list[Tools | None]:

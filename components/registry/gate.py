@@ -49,6 +49,7 @@ class SuiteResult:
     valid_call_rate: float | None = None
     per_item: tuple[int, ...] | None = None
     item_ids: tuple[str, ...] | None = None
+    domain: str | None = None  # "in_domain" | "ood" when the evaluation says so
 
     def interval(self) -> tuple[float, float]:
         """The reported 95% interval, or a Wilson interval when the file has none."""
@@ -147,6 +148,7 @@ def parse_suite(raw: Mapping[str, Any], where: str, name: str | None = None) -> 
         valid_call_rate=_as_float(raw.get("valid_call_rate"), where, "valid_call_rate", required=False),
         per_item=per_item,
         item_ids=ids,
+        domain=str(raw["domain"]) if raw.get("domain") in ("in_domain", "ood") else None,
     )
 
 
@@ -287,9 +289,15 @@ class GateDecision:
 
 
 def split_suites(results: Mapping[str, SuiteResult], in_domain: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(in-domain, OOD) suite names present in ``results`` (OOD = everything not in-domain)."""
-    ind = [s for s in results if s in in_domain]
-    ood = [s for s in results if s not in in_domain]
+    """(in-domain, OOD) suite names in ``results``: the suite's own ``domain`` when the evaluation
+    recorded one, else in-domain iff the suite is a training pack (OOD = everything else)."""
+
+    def is_in_domain(name: str) -> bool:
+        domain = results[name].domain
+        return domain == "in_domain" if domain else name in in_domain
+
+    ind = [s for s in results if is_in_domain(s)]
+    ood = [s for s in results if not is_in_domain(s)]
     return ind, ood
 
 

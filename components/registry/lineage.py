@@ -132,6 +132,7 @@ class StageRun:
     status: str
     start_time: int | None
     params_hash: str | None
+    matched_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -184,26 +185,30 @@ def find_stage_runs(
     """The stage runs that produced this model, and how they were matched.
 
     Preferred: siblings under the same pipeline run (``mlflow.parentRunId`` or
-    ``mentor.parent_run_id``). Without a pipeline run (stages launched one by
-    one, e.g. by DVC): the latest run of each stage with the same params hash;
-    failing that the same profile, reported as the weaker ``profile`` match.
+    ``mentor.parent_run_id``). Stages missing there (cached by the flow, or
+    launched one by one, e.g. by DVC) are filled from the latest run of that
+    stage with the same params hash, then with the same profile (the weakest
+    match). Each run records how it was matched; the second value summarises.
     """
     order = ["attributes.start_time DESC"]
+    queries: list[tuple[str, str]] = []
     if parent_run_id:
-        for key in ("mlflow.parentRunId", "mentor.parent_run_id"):
-            runs = client.search_runs(experiment_ids, f"tags.`{key}` = '{parent_run_id}'", order_by=order, max_results=500)
-            found = pick_stage_runs(list(runs), arm)
-            if found:
-                return found, "parent_run"
-    runs = client.search_runs(experiment_ids, f"tags.`mentor.params_hash` = '{params_hash(params)}'",
-                              order_by=order, max_results=500)
-    found = pick_stage_runs(list(runs), arm)
-    if found:
-        return found, "params_hash"
-    runs = client.search_runs(experiment_ids, f"tags.`mentor.profile` = '{params.profile}'", order_by=order,
-                              max_results=500)
-    found = pick_stage_runs(list(runs), arm)
-    return found, ("profile" if found else "none")
+        queries += [("parent_run", f"tags.`mlflow.parentRunId` = '{parent_run_id}'"),
+                    ("parent_run", f"tags.`mentor.parent_run_id` = '{parent_run_id}'")]
+    queries += [("params_hash", f"tags.`mentor.params_hash` = '{params_hash(params)}'"),
+                ("profile", f"tags.`mentor.profile` = '{params.profile}'")]
+    found: dict[str, StageRun] = {}
+    how: list[str] = []
+    for label, query in queries:
+        if not experiment_ids:
+            break
+        runs = client.search_runs(experiment_ids, query, order_by=order, max_results=500)
+        for stage, run in pick_stage_runs(list(runs), arm).items():
+            if stage not in found:
+                found[stage] = StageRun(**{**run.to_dict(), "matched_by": label})
+                if label not in how:
+                    how.append(label)
+    return found, ("+".join(how) if how else "none")
 
 
 def current_parent_run_id() -> str | None:
@@ -481,7 +486,9 @@ def render_tree(lineage: Mapping[str, Any]) -> str:
     stage_lines = []
     for entry in lineage.get("stages", []):
         status = entry.get("status") or ("MISSING" if entry.get("exists") is False else "")
-        stage_lines.append(f"{entry['stage']:<9} run {entry.get('run_id')}  {entry.get('run_name') or ''} {status}".rstrip())
+        how = entry.get("matched_by")
+        how = f" (matched by {how})" if how and how != "parent_run" else ""
+        stage_lines.append(f"{entry['stage']:<9} run {entry.get('run_id')}  {entry.get('run_name') or ''} {status}{how}".rstrip())
     matched = lineage.get("stage_runs_matched_by")
     branches.append((f"stage runs (newest first; matched by {matched or '?'})", stage_lines or ["none found"]))
     data_lines = []
@@ -566,12 +573,19 @@ def load_run_json(client: Any, run_id: str, artifact_path: str) -> Any | None:
 
     from mlflow.exceptions import MlflowException
 
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file: no progress bar noise
     try:
         with tempfile.TemporaryDirectory() as tmp:
             local = client.download_artifacts(run_id, artifact_path, tmp)
             return json.loads(Path(local).read_text())
     except (MlflowException, OSError, json.JSONDecodeError):
         return None
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
 
 
 def fetch_lineage(client: Any, ref: str, default_name: str) -> dict[str, Any]:

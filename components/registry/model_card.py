@@ -84,6 +84,8 @@ def training_arms_table(params: Params, registered_arm: str, model_kind: str) ->
     reward = params.rl.reward
     lines += [
         "",
+        "Arms are listed as configured; the evaluation table shows which of them were trained and evaluated.",
+        "",
         f"MENTOR reward weights: correct {reward.correct}, tool-set match {reward.tool_match}, "
         f"no hallucination {reward.no_hallucination}, wrong-answer scale {reward.wrong_scale}, "
         f"missing box {reward.missing_box}, no EOS {reward.eos_gate}.",
@@ -151,8 +153,8 @@ def build_model_card(
         "",
         "## Limits",
         "",
-        "- Trained on synthetic tool packs; accuracy outside them (see the OOD rows) is low and intervals are wide "
-        "at these sample sizes.",
+        f"- Trained only on synthetic tool packs ({in_domain}); behaviour on other tools is what the OOD rows above "
+        f"measure, on at most {params.eval.limit or 'all'} items per suite, so the intervals are wide.",
         "- A small model: it can call tools that do not exist, pass wrong argument types, or stop without an answer. "
         "Execute its tool calls only through a validating executor, never with `eval`.",
         "- Not evaluated for safety, bias, or non-English use; not for decisions about people.",

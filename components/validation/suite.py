@@ -25,6 +25,7 @@ from components.validation.checks import JSON_COLUMNS, PROBLEM_COLUMNS, REQUIRED
 
 SITE_NAME = "mentor"
 MAX_EXAMPLES = 5
+INDEX_COLUMNS = ("id", "group")
 
 
 @dataclass
@@ -190,7 +191,8 @@ def _to_check(result: Any) -> CheckResult:
     examples: list[dict[str, Any]] = []
     for item in (info.get("unexpected_index_list") or [])[:MAX_EXAMPLES]:
         if isinstance(item, Mapping):
-            examples.append({str(k): _plain(v) for k, v in item.items()})
+            keys = sorted(item, key=lambda k: (k not in INDEX_COLUMNS, str(k)))
+            examples.append({str(k): _plain(item[k]) for k in keys})
         else:
             examples.append({"row": _plain(item)})
     if not examples and info.get("partial_unexpected_list"):
@@ -230,6 +232,8 @@ def run_suite(
     frame, groups = build_frames(rows, params)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)  # the ephemeral default would litter a new temp dir per run
     if docs_dir.exists():
         shutil.rmtree(docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)

@@ -97,3 +97,25 @@ def test_per_conversation_tools(generator: ChatGenerator) -> None:
     assert len(outputs) == 2
     with pytest.raises(ValueError, match="one per conversation"):
         generator.generate_outputs(CONVERSATIONS, [TOOLS, TOOLS])
+
+
+def test_shared_prompt_head_is_encoded_once_without_changing_outputs(generator: ChatGenerator) -> None:
+    """The prefix cache ([head | padding | suffix] layout) gives the same tokens as plain decoding."""
+    system = {"role": "system", "content": "You solve arithmetic word problems with the tools. " * 4}
+    conversations = [[system, {"role": "user", "content": text}]
+                     for text in ("What is 2 + 3?", "Add 10 and 32, then halve it.", "hi")]
+    conversations.append(conversations[1] + CONVERSATIONS[2][1:])  # a later turn of the same conversation
+    generator.batch_size = 4
+    generator.prefix_cache = False
+    plain = generator.generate_outputs(conversations, TOOLS)
+    generator.prefix_cache = True
+    generator._prefix_store.clear()
+    cached = generator.generate_outputs(conversations, TOOLS)
+    assert len(generator._prefix_store) == 1  # the head was encoded once and stored
+    (head,) = generator._prefix_store
+    assert len(head) > 100
+    generator.batch_size = 1
+    one_by_one = generator.generate_outputs(conversations, TOOLS)  # lone prompts reuse the stored head
+    assert len(generator._prefix_store) == 1
+    assert [o.token_ids for o in cached] == [o.token_ids for o in plain] == [o.token_ids for o in one_by_one]
+    assert len({o.token_ids for o in plain}) == len(conversations)

@@ -193,3 +193,21 @@ def test_results_accept_dict_forms_and_item_objects():
     assert by_name["arith"].per_item == (1, 0) and by_name["arith"].item_ids == ("a", "b")
     low, high = by_name["arith"].interval()
     assert 0 < low < 0.5 < high < 1
+
+
+def test_the_evaluation_format_of_the_evaluate_stage_is_understood():
+    """eval/<arm>.json as components.evaluation writes it: per_item objects with item_id, and a domain per suite."""
+    def doc(units_correct: int) -> dict:
+        def entry(name: str, domain: str, k: int) -> dict:
+            return {"suite": name, "domain": domain, "n": 30, "accuracy": k / 30, "ci95_low": 0.0, "ci95_high": 1.0,
+                    "valid_call_rate": 1.0, "per_item": [{"item_id": f"{name}/{i}", "correct": i < k, "n_calls": 1}
+                                                         for i in range(30)]}
+        return {"model": "m", "arm": "mentor", "suites": [entry("arith", "in_domain", 20), entry("units", "ood", units_correct),
+                                                         entry("mystery", "ood", 5)],
+                "domains": {"in_domain": {}, "ood": {}}}
+
+    challenger, champion = parse_results(doc(25)), parse_results(doc(5))
+    assert challenger["units"].item_ids[0] == "units/0" and challenger["arith"].domain == "in_domain"
+    decision = evaluate_gate(challenger, champion, CFG, "1")
+    assert decision.ood_suites == ["units", "mystery"] and decision.in_domain_suites == ["arith"]
+    assert decision.method == "paired_bootstrap" and decision.promote

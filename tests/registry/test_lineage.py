@@ -177,3 +177,36 @@ def test_parse_ref(ref, expected):
 def test_parse_ref_rejects_what_it_cannot_resolve(ref):
     with pytest.raises(LineageError, match="models:/<name>"):
         parse_ref(ref, "default")
+
+
+def test_find_stage_runs_prefers_the_pipeline_and_fills_cached_stages_by_params_hash(smoke_params, tmp_path: Path):
+    """Real MLflow (SQLite) runs: a pipeline that re-ran only rl+evaluate (the rest cached) still has every link."""
+    from mlflow import MlflowClient
+
+    from components.config import params_hash
+    from components.registry.lineage import find_stage_runs
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs.db'}")
+    exp = client.create_experiment("lineage", artifact_location=(tmp_path / "art").as_uri())
+    base = {"mentor.params_hash": params_hash(smoke_params), "mentor.profile": "smoke"}
+
+    def run(stage: str, name: str | None = None, **tags: str) -> str:
+        created = client.create_run(exp, run_name=name or stage, tags={**base, "mentor.stage": stage, **tags})
+        client.set_terminated(created.info.run_id)
+        return created.info.run_id
+
+    old = {s: run(s) for s in ("teacher", "validate", "sft")}
+    run("rl", "rl-sparse", **{"mentor.arm": "sparse"})
+    other_profile = run("teacher", **{"mentor.params_hash": "elsewhere", "mentor.profile": "gpu"})
+    parent = client.create_run(exp, run_name="pipeline").info.run_id
+    new_rl = run("rl", "rl-mentor", **{"mentor.arm": "mentor", "mentor.parent_run_id": parent})
+    run("rl", "rl-sparse", **{"mentor.arm": "sparse", "mentor.parent_run_id": parent})
+    new_eval = run("evaluate", **{"mentor.parent_run_id": parent})
+    registered = run("register", **{"mentor.parent_run_id": parent})
+
+    found, how = find_stage_runs(client, [exp], smoke_params, parent, "mentor")
+    assert {s: r.run_id for s, r in found.items()} == {**old, "rl": new_rl, "evaluate": new_eval}
+    assert found["rl"].matched_by == "parent_run" and found["teacher"].matched_by == "params_hash"
+    assert how == "parent_run+params_hash"
+    assert registered not in {r.run_id for r in found.values()} and other_profile not in {r.run_id for r in found.values()}
+    assert find_stage_runs(client, [exp], smoke_params, None, "sparse")[0]["rl"].run_name == "rl-sparse"

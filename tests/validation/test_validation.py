@@ -97,43 +97,51 @@ def _wrong_answer(rows: list[dict]) -> None:
     rows[1]["teacher_answer"] = "-123456"
 
 
-CORRUPTIONS = {
-    "bad_json_call": (_bad_json_call, "valid_call_arguments", "not valid JSON"),
-    "unknown_tool": (_unknown_tool, "known_tools", "teleport"),
-    "duplicate_id": (_duplicate_id, "unique_ids", "arith-0-0"),
-    "arguments_against_schema": (_bad_schema_arguments, "valid_call_arguments", "banana"),
-    "wrong_answer": (_wrong_answer, "answer_verified", "-123456"),
-}
-
-
-@pytest.mark.parametrize("name", list(CORRUPTIONS))
-def test_corruption_is_caught_and_named(name: str, clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
-    params, rows = clean
-    change, check, needle = CORRUPTIONS[name]
-    path = corrupted(tmp_path, rows, change)
-    outcome, _ = validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)
-    failures = failed_checks(outcome)
-    assert check in failures, f"{name} not caught; failed: {list(failures)}"
-    report = (tmp_path / "out" / "report.txt").read_text()
-    assert "FAILED" in report and check in report and needle in report
-    assert failures[check].examples, "the report must show example rows"
-
-
-def test_leaked_prompt_is_caught(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
-    params, rows = clean
-    eval_prompt = read_jsonl(run_paths(params).eval_tasks)[4]["prompt"]
-
-    def leak(copy: list[dict]) -> None:
-        row = copy[7]
+def _leaked_prompt(eval_prompt: str) -> Callable[[list[dict]], None]:
+    def leak(rows: list[dict]) -> None:
+        row = rows[7]
         messages = json.loads(row["messages"])
         messages[1]["content"] = eval_prompt
         task = json.loads(row["task"])
         task["prompt"] = eval_prompt
         row.update(prompt=eval_prompt, messages=json.dumps(messages), task=json.dumps(task))
 
-    outcome, _ = validate_dataset(corrupted(tmp_path, rows, leak), params, tmp_path / "out", run_paths(params).eval_tasks)
-    assert list(failed_checks(outcome)) == ["no_leakage"]
-    assert rows[7]["id"] in (tmp_path / "out" / "report.txt").read_text()
+    return leak
+
+
+# corruption -> (its function, the row it damages, the check that must catch it, text the report must show)
+CORRUPTIONS: dict[str, tuple[Callable[[list[dict]], None], int, str, str]] = {
+    "bad_json_call": (_bad_json_call, 3, "valid_call_arguments", "not valid JSON"),
+    "unknown_tool": (_unknown_tool, 5, "known_tools", "teleport"),
+    "arguments_against_schema": (_bad_schema_arguments, 2, "valid_call_arguments", "required property"),
+    "wrong_answer": (_wrong_answer, 1, "answer_verified", "-123456"),
+    "duplicate_id": (_duplicate_id, 0, "unique_ids", "arith-0-0"),
+}
+
+
+def test_each_corruption_is_caught_and_named(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
+    """Several corrupted rows in one dataset: every one is caught by its check, naming its row.
+
+    One GX run for all of them keeps the suite fast and shows that one problem
+    never hides another; the checks must also leave the clean rows alone.
+    """
+    params, rows = clean
+    eval_prompt = read_jsonl(run_paths(params).eval_tasks)[4]["prompt"]
+    changes = [change for change, *_ in CORRUPTIONS.values()] + [_leaked_prompt(eval_prompt)]
+    path = corrupted(tmp_path, rows, lambda copy: [change(copy) for change in changes])
+    outcome, _ = validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)
+    failures = failed_checks(outcome)
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert "FAILED" in report
+    expected = {name: (rows[index]["id"], check, needle) for name, (_, index, check, needle) in CORRUPTIONS.items()}
+    expected["leaked_prompt"] = (rows[7]["id"], "no_leakage", rows[7]["id"])
+    for name, (row_id, check, needle) in expected.items():
+        assert check in failures, f"{name} not caught; failed: {list(failures)}"
+        assert row_id in {example.get("id") for example in failures[check].examples}, f"{name}: row not named"
+        assert check in report and needle in report, f"{name}: the report does not show it"
+    damaged = {rows[i]["id"] for i in (0, 1, 2, 3, 5, 7)}
+    for check in failures.values():
+        assert {example.get("id") for example in check.examples} <= damaged, f"{check.check} flags clean rows"
 
 
 def test_too_few_examples_in_a_group_names_the_group(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
