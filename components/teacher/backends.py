@@ -97,10 +97,12 @@ class TeacherBackend(ABC):
         """Attempt every task of one pack; call ``on_result`` as each finishes."""
 
     def preflight(self) -> None:
-        """Fail fast (``StageError``) when the backend cannot work at all."""
+        """Fail fast (``StageError``) when the backend cannot work at all (default: nothing to check)."""
+        return None
 
     def close(self) -> None:
-        """Release models, connections and threads."""
+        """Release models, connections and threads (default: nothing held)."""
+        return None
 
     def _base_settings(self) -> dict[str, Any]:
         teacher = self.params.teacher

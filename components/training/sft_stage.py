@@ -56,10 +56,11 @@ MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFES
 def check_validation(validation_dir: Path, dataset_path: Path) -> str:
     """Refuse to train on data that failed validation; returns a one-word status for the summary.
 
-    Reads the summary the validation stage writes (``summary.json`` with a
-    boolean ``passed``/``success``); when it names the dataset's sha256 and that
-    no longer matches, the validation is stale and training is refused too.
-    No summary at all means the validation stage was not run: we train and say so.
+    Reads ``summary.json`` written by the validate stage (``success``,
+    ``dataset_sha256``, ``failed_checks``, ``report``). A summary for another
+    version of the dataset (sha256 differs) is stale, and refused too. No
+    summary at all means the validate stage was not run: we train and say so
+    (``"not_run"`` in the stage summary and the MLflow tag ``mentor.validation``).
     """
     summary_path = _validation_summary_path(validation_dir)
     if summary_path is None:
@@ -70,28 +71,28 @@ def check_validation(validation_dir: Path, dataset_path: Path) -> str:
         raise DataValidationError(
             f"the validation summary {summary_path} cannot be read ({exc}); rerun `mentor stage validate`."
         ) from exc
-    passed = next((summary[k] for k in ("passed", "success", "ok") if k in summary), None)
+    passed = next((summary[k] for k in ("success", "passed") if k in summary), None)
     if passed is not True:
-        reason = summary.get("message") or summary.get("reason") or summary.get("failures") or "see the report"
+        failed = summary.get("failed_checks") or []
+        reason = summary.get("message") or (f"failed checks: {', '.join(map(str, failed))}" if failed else "")
+        report = summary.get("report") or summary_path
         raise DataValidationError(
-            f"the teacher dataset failed validation ({summary_path}: {reason}); SFT will not train on it. "
-            "Fix the data (rerun `mentor stage teacher`) and `mentor stage validate` until it passes."
+            f"the teacher dataset failed validation ({reason or 'see the report'}; report: {report}); "
+            "SFT will not train on it. Fix the data (rerun `mentor stage teacher`) and rerun "
+            "`mentor stage validate` until it passes."
         )
-    expected = summary.get("dataset_sha256") or summary.get("sha256")
-    if isinstance(expected, str) and len(expected) == 64 and expected != file_sha256(dataset_path):
+    expected = summary.get("dataset_sha256")
+    if isinstance(expected, str) and expected != file_sha256(dataset_path):
         raise DataValidationError(
-            f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs); "
-            "rerun `mentor stage validate` before SFT."
+            f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs): "
+            "the dataset changed after validation. Rerun `mentor stage validate` before SFT."
         )
     return "passed"
 
 
 def _validation_summary_path(validation_dir: Path) -> Path | None:
-    for name in ("summary.json", "validation_summary.json", "result.json"):
-        path = Path(validation_dir) / name
-        if path.exists():
-            return path
-    return None
+    path = Path(validation_dir) / "summary.json"  # components.validation.stage.SUMMARY_FILE
+    return path if path.exists() else None
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -195,19 +195,30 @@ def test_lora_adapter_is_merged_into_a_plain_model(straight_run, tmp_path: Path,
     assert changed and all(k.split(".")[-2] in targets for k in changed)  # only LoRA-targeted projections moved
 
 
-def test_failed_validation_is_refused(straight_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    params = with_overrides(straight_run[0], tmp_path / "invalid")
-    write_teacher_dataset(params, n=2)
+def test_failed_or_stale_validation_is_refused(smoke_params: Params) -> None:
+    from components.training.sft_data import file_sha256
+
+    params = smoke_params
+    dataset = write_teacher_dataset(params, n=2)
     validation = run_paths(params).validation_dir
     validation.mkdir(parents=True)
-    (validation / "summary.json").write_text(json.dumps({"passed": False, "message": "3 rows with bad JSON"}))
-    with pytest.raises(DataValidationError, match="3 rows with bad JSON"):
+    summary = validation / "summary.json"  # as components.validation.stage writes it
+    summary.write_text(json.dumps({"success": False, "failed_checks": ["messages:json_parseable"],
+                                   "report": str(validation / "report.txt")}))
+    with pytest.raises(DataValidationError, match="messages:json_parseable"):
+        run_sft_stage(params)
+    summary.write_text(json.dumps({"success": True, "dataset_sha256": "0" * 64}))
+    with pytest.raises(DataValidationError, match="changed after validation"):
         run_sft_stage(params)
     assert not run_paths(params).sft_dir.exists()
+    summary.write_text(json.dumps({"success": True, "dataset_sha256": file_sha256(dataset)}))
+    from components.training.sft_stage import check_validation
+
+    assert check_validation(validation, dataset) == "passed"
 
 
-def test_disabled_sft_writes_nothing_and_removes_a_stale_model(straight_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    params = with_overrides(straight_run[0], tmp_path / "off", "sft.enabled=false")
+def test_disabled_sft_writes_nothing_and_removes_a_stale_model(smoke_params: Params, tmp_path: Path) -> None:
+    params = with_overrides(smoke_params, tmp_path / "off", "sft.enabled=false")
     summary = run_sft_stage(params)
     assert summary["enabled"] is False and summary["rl_init"] == "base"
     assert not run_paths(params).root.exists()
