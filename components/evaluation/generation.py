@@ -25,6 +25,7 @@ Tools = list[dict[str, Any]]
 
 END_OF_TURN = "<|im_end|>"
 PREFIX_STORE_SIZE = 4
+HEAD_TOKENS = 48  # prompts agreeing on this many first tokens are batched together
 
 
 @dataclass
@@ -209,8 +210,10 @@ class ChatGenerator:
         if not prompts:
             return []
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        # Prompts with the same head (one suite's system prompt) together, so a batch
+        # shares its head for the prefix cache; within a head, longest first: similar
+        # lengths share a batch, and an out-of-memory shows up at once.
+        order = sorted(range(len(prompts)), key=lambda i: (encoded[i][:HEAD_TOKENS], -len(encoded[i])))
         results: list[GenerationOutput | None] = [None] * len(prompts)
         device = next(self.model.parameters()).device
         config = self._generation_config()

@@ -115,8 +115,9 @@ def load_eval_tasks(pack: ToolPack, params: Params) -> list[Task]:
                     tasks.append(Task.from_dict(row))
         if tasks:
             return tasks
-    difficulties = [d for d in params.tasks.difficulties if d in pack.difficulties] or list(pack.difficulties)
-    return pack.generate(params.tasks.n_eval, params.tasks.eval_seed, difficulties=difficulties)
+    # Same call as the teacher stage's task sets: the requested levels the pack has, else its own.
+    levels = [d for d in params.tasks.difficulties if d in tuple(pack.difficulties)] or None
+    return pack.generate(params.tasks.n_eval, params.tasks.eval_seed, levels)
 
 
 class PackSuite(Suite):

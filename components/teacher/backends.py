@@ -69,6 +69,9 @@ def classify_episode(episode: Any, max_turns: int) -> TrajectoryResult:
     elif answer is None:
         result.failure = "max_turns" if result.n_turns >= max_turns else "no_answer"
         result.detail = f"no \\boxed{{}} answer after {result.n_turns} turn(s)"
+        if call_errors:
+            kinds = sorted({_kind(e) for e in call_errors})
+            result.detail += f"; {len(call_errors)} invalid call(s) ({', '.join(kinds)}): {getattr(call_errors[0], 'message', '')}"
     else:
         result.failure = "wrong_answer"
         result.detail = f"answered {answer!r}, expected {episode.task.answer!r}"

@@ -76,9 +76,11 @@ class HFGenerator:
 
     def render(self, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The prompt text for one conversation, ending with the assistant generation prompt."""
-        return self.tokenizer.apply_chat_template(
-            template_messages(conversation), tools=list(tools) if tools else None, add_generation_prompt=True, tokenize=False
+        text = self.tokenizer.apply_chat_template(
+            template_messages(conversation), tools=[dict(t) for t in tools] if tools else None,
+            add_generation_prompt=True, tokenize=False,
         )
+        return str(text)
 
     def generate(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], tools: Sequence[Mapping[str, Any]] | None = None
@@ -99,7 +101,7 @@ class HFGenerator:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with self._lock, torch.inference_mode():
-            output = self.model.generate(**encoded, **kwargs)
+            output = self.model.generate(**encoded, **kwargs)  # type: ignore[misc]
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         texts: list[str] = []
         pad = self.tokenizer.pad_token_id
@@ -114,6 +116,6 @@ class HFGenerator:
                     continue
                 kept.append(token)
             self.completion_tokens += len(kept)
-            texts.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
+            texts.append(str(self.tokenizer.decode(kept, skip_special_tokens=True)).strip())
         self.prompt_tokens += int(encoded["attention_mask"].sum().item())
         return texts

@@ -262,7 +262,7 @@ class ChatClient:
         usage = data.get("usage") or {}
         return ChatReply(
             content=message.get("content") or "",
-            tool_calls=[c for c in (message.get("tool_calls") or []) if isinstance(c, Mapping)],
+            tool_calls=[dict(c) for c in (message.get("tool_calls") or []) if isinstance(c, Mapping)],
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),

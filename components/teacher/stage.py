@@ -95,13 +95,14 @@ def _log_dataset_input(report: GenerationReport, source: str) -> None:
     """Register the dataset as an MLflow input (name, digest, schema) for lineage; best effort."""
     import mlflow
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
 
     try:
         frame = pd.DataFrame(report.rows).drop(columns=["tool_names", "tool_set"], errors="ignore")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's schema hints about int columns and source guessing
-            dataset = mlflow.data.from_pandas(frame, source=source, name="teacher-trajectories",
-                                              digest=report.dataset_sha256[:16] or None)
+            dataset = from_pandas(frame, source=source, name="teacher-trajectories",
+                                  digest=report.dataset_sha256[:16] or None)
             mlflow.log_input(dataset, context="teacher")
     except Exception as exc:  # noqa: BLE001 - lineage metadata must never fail the stage
         log.warning("could not log the dataset as an MLflow input: %s", exc)

@@ -18,9 +18,15 @@ rollout (``components.training.rewards``) and records its components, which
 
 Start model: the SFT model (``run_paths(params).sft_model``) when
 ``sft.enabled``, else the base student. Batch semantics are TRL's:
-``rl.batch_size`` counts *completions* per device step (so
-``rl.batch_size / rl.num_generations`` prompts), and must be a multiple of
-``rl.num_generations``.
+``rl.batch_size`` counts *completions* per forward/backward micro-batch and
+``rl.grad_accum`` micro-batches make one optimizer step, which is also one
+generation round of ``batch_size * grad_accum`` completions, i.e.
+``batch_size * grad_accum / num_generations`` prompts; that product must be a
+multiple of ``rl.num_generations``. On CPU, ``batch_size=1, grad_accum=4``
+trains the same group of 4 with a quarter of the activation memory.
+``rl.gradient_checkpointing`` is on in the base params because arith prompts
+are ~1.3k tokens (the 12 tool schemas): without it a SmolLM2 step with 4
+completions needed more than 16 GB of RAM; the tiny smoke model turns it off.
 
 GPU rollouts: ``rl.use_vllm=true`` passes ``use_vllm=True, vllm_mode="colocate"``
 to ``GRPOConfig``: vLLM runs inside the training process on the same GPU,
@@ -223,10 +229,11 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
     from trl import GRPOConfig
 
     rl = params.rl
-    if rl.batch_size % rl.num_generations:
+    if (rl.batch_size * rl.grad_accum) % rl.num_generations:
         raise StageError(
-            f"rl.batch_size ({rl.batch_size}) counts completions per step and must be a multiple of "
-            f"rl.num_generations ({rl.num_generations}); e.g. --set rl.batch_size={rl.num_generations * max(1, rl.batch_size // rl.num_generations)}"
+            f"rl.batch_size x rl.grad_accum ({rl.batch_size} x {rl.grad_accum}) completions are generated per "
+            f"optimizer step and must be a multiple of rl.num_generations ({rl.num_generations}), so every prompt "
+            f"gets a full group; e.g. --set rl.batch_size={rl.num_generations}"
         )
     cuda = torch.cuda.is_available()
     if rl.use_vllm:

@@ -268,12 +268,13 @@ def _log_inputs(
     """Dataset input (with MLflow's content digest), data stats, and the rendered template sample."""
     import mlflow
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
 
     frame = pd.DataFrame(rows)
     for column in frame.columns:  # lists/dicts -> JSON text so the digest covers every column
         if frame[column].map(lambda v: isinstance(v, list | dict)).any():
             frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True))
-    dataset = mlflow.data.from_pandas(frame, source=str(dataset_path.resolve()), name=f"teacher-{params.profile}")
+    dataset = from_pandas(frame, source=str(dataset_path.resolve()), name=f"teacher-{params.profile}")
     mlflow.log_input(dataset, context="training")
     mlflow.set_tags({"mentor.dataset_sha256": dataset_sha, "mentor.validation": validation,
                      "mentor.base_model_dir": str(base_dir)})
@@ -346,7 +347,7 @@ def _build_trainer(
     trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint)]
     if not interactive:
         trainer_callbacks.append(ProgressLines("sft"))
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=to_hf_dataset(examples),
@@ -354,6 +355,11 @@ def _build_trainer(
         peft_config=peft_config,
         callbacks=[*trainer_callbacks, *callbacks],
     )
+    if not interactive:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # ProgressLines prints the same with rate and ETA
+    return trainer
 
 
 def _final_model(trainer: Any, params: Params):  # type: ignore[no-untyped-def]

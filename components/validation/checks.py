@@ -200,7 +200,8 @@ def derive_row(row: Mapping[str, Any]) -> dict[str, Any]:
         out[column] = _short(problem) if problem else None
     out["n_messages"] = len(messages) if isinstance(messages, list) else 0
     out["n_calls"] = len(_tool_calls(messages)) if isinstance(messages, list) else 0
-    out["n_chars"] = len(row.get("messages")) if isinstance(row.get("messages"), str) else 0
+    raw_messages = row.get("messages")
+    out["n_chars"] = len(raw_messages) if isinstance(raw_messages, str) else 0
     out["prompt_key"] = prompt_key(row["prompt"]) if isinstance(row.get("prompt"), str) else None
     return out
 

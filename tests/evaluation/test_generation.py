@@ -38,7 +38,7 @@ def generator(tiny_model_dir: Path) -> ChatGenerator:
                          num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5,
                          tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    return ChatGenerator(model=model, tokenizer=tokenizer, max_new_tokens=12, batch_size=8, progress=False)
+    return ChatGenerator(model=model, tokenizer=tokenizer, max_new_tokens=8, batch_size=8, progress=False)
 
 
 def test_batched_equals_unbatched_greedy(generator: ChatGenerator) -> None:

