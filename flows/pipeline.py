@@ -344,7 +344,7 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
     done = [r.label for r in records if r.status in {"ran", "cached"}]
     cause = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
     error = PipelineStageError(
-        f"stage '{record.label}' failed: {cause}. Outputs of the stages before it "
+        f"stage '{record.label}' failed: {str(cause).rstrip('. ')}. Outputs of the stages before it "
         f"({', '.join(done) or 'none'}) are intact under {run_paths(params).root}; fix the cause and rerun "
         f"`mentor run --profile {params.profile}` to resume from '{record.label}' (finished stages are cache hits)."
     )

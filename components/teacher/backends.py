@@ -34,6 +34,8 @@ from components.tools.base import Task, ToolPack
 log = logging.getLogger(__name__)
 
 OnResult = Callable[[TrajectoryResult], None]
+REJECTED_STATUS = frozenset({400, 413, 422})  # this request is bad; others may be fine
+REJECTIONS_BEFORE_STOP = 3
 GenerateBatch = Callable[[list[list[dict]]], list[str]]
 
 
@@ -240,6 +242,7 @@ class OpenAIBackend(TeacherBackend):
             max_retries=teacher.max_retries, max_connections=teacher.max_concurrency,
         )
         self._lock = threading.Lock()
+        self.served_model: str | None = None
 
     @property
     def identity(self) -> TeacherIdentity:
@@ -251,27 +254,41 @@ class OpenAIBackend(TeacherBackend):
             "base_url": redact_url(teacher.base_url),
             "max_concurrency": teacher.max_concurrency,
         }
-        return TeacherIdentity(backend=self.name, model=self.client.model, settings=settings)
+        model = self.served_model or self.client.model or teacher.api_model
+        return TeacherIdentity(backend=self.name, model=model, settings=settings)
 
     def preflight(self) -> None:
-        """Check the endpoint answers and pick the served model when ``api_model`` is ``default``."""
+        """Check the endpoint answers, and learn the served model when ``api_model`` is ``default``.
+
+        ``GET /models`` names the model on vLLM and hosted APIs; ``transformers
+        serve`` may fail that listing (it scans the HF cache) while chatting
+        fine, so then one tiny completion without a model name shows that the
+        endpoint works and which model answered. Requests then leave the model
+        name out, which a single-model server accepts.
+        """
         where = redact_url(self.client.base_url)
+        how = (f"Start an OpenAI-compatible server there (e.g. `transformers serve --host 127.0.0.1 --port 8000 "
+               f"<model dir>` or `vllm serve <model>`) or set teacher.base_url; the API key is read from "
+               f"${self.params.teacher.api_key_env}.")
         try:
             models = self.client.list_models()
         except ChatAPIError as exc:
-            if exc.status == 404:
-                models = []
-            else:
-                raise StageError(
-                    f"the teacher endpoint {where} is not usable: {exc}. Start an OpenAI-compatible server there "
-                    f"(e.g. `transformers serve --host 127.0.0.1 --port 8000 <model dir>` or `vllm serve <model>`) "
-                    f"or set teacher.base_url; the API key is read from ${self.params.teacher.api_key_env}."
-                ) from exc
-        if self.client.model in ("", "default"):
-            if not models:
-                raise StageError(f"{where} lists no models; set teacher.api_model to the model name the server expects")
-            self.client.model = models[0]
-            log.info("teacher.api_model=default: using the served model %s", self.client.model)
+            if exc.status is None or exc.status in (401, 403):
+                raise StageError(f"the teacher endpoint {where} is not usable: {exc}. {how}") from exc
+            log.warning("%s cannot list its models (%s); probing with a short completion", where, exc)
+            models = []
+        if self.client.model not in (None, "", "default"):
+            return
+        if models:
+            self.client.model = self.served_model = models[0]
+        else:
+            self.client.model = None
+            try:
+                reply = self.client.chat([{"role": "user", "content": "Say OK."}], max_tokens=2)
+            except ChatAPIError as exc:
+                raise StageError(f"the teacher endpoint {where} does not answer chat requests: {exc}. {how}") from exc
+            self.served_model = reply.model
+        log.info("teacher.api_model=default: the endpoint serves %s", self.served_model or "an unnamed model")
 
     def _generate_for(self, tools: list[dict]) -> GenerateBatch:
         teacher = self.params.teacher
@@ -293,17 +310,51 @@ class OpenAIBackend(TeacherBackend):
         try:
             episode = _run_episodes(pack, [task], generate, self.params.teacher.max_turns)[0]
         except ChatAPIError as exc:
+            if exc.status in REJECTED_STATUS:
+                return TrajectoryResult(task=task, messages=[], teacher_answer=None, verified=False,
+                                        failure="request_rejected", detail=str(exc))
             if not exc.retryable:
                 raise
             return TrajectoryResult(task=task, messages=[], teacher_answer=None, verified=False,
                                     failure="backend_error", detail=str(exc), retryable=True)
         return classify_episode(episode, self.params.teacher.max_turns)
 
+    def _config_error(self, detail: str) -> StageError:
+        return StageError(
+            f"the teacher endpoint {redact_url(self.client.base_url)} refuses the requests: {detail}. Check "
+            f"teacher.api_model, teacher.base_url and the key in ${self.params.teacher.api_key_env}."
+        )
+
     def run(self, pack: ToolPack, tasks: Sequence[Task], on_result: OnResult) -> None:
+        """Bounded parallel episodes; results are handed over in the calling thread as they finish.
+
+        A request the server rejects (400/413/422, e.g. a conversation too long
+        for its context) fails only its task, unless the server has rejected
+        every request so far: such rejections are held back, and if the first
+        few are all rejections the settings are wrong and the stage stops
+        without recording them, so a fixed rerun tries those tasks again.
+        """
         generate = self._generate_for(pack.tool_schemas())
         queue = list(tasks)
         pool = ThreadPoolExecutor(max_workers=self.params.teacher.max_concurrency, thread_name_prefix="teacher")
         running: set[Future[TrajectoryResult]] = set()
+        held: list[TrajectoryResult] = []
+        accepted = False
+
+        def deliver(result: TrajectoryResult) -> None:
+            nonlocal accepted
+            if result.failure == "request_rejected" and not accepted:
+                held.append(result)
+                if len(held) >= REJECTIONS_BEFORE_STOP:
+                    raise self._config_error(result.detail)
+                return
+            if not accepted and result.failure != "backend_error":
+                accepted = True
+                for waiting in held:
+                    on_result(waiting)
+                held.clear()
+            on_result(result)
+
         try:
             while queue or running:
                 while queue and len(running) < self.params.teacher.max_concurrency:
@@ -311,12 +362,11 @@ class OpenAIBackend(TeacherBackend):
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     try:
-                        on_result(future.result())
+                        deliver(future.result())
                     except ChatAPIError as exc:
-                        raise StageError(
-                            f"the teacher endpoint rejected a request: {exc}. Check teacher.api_model, "
-                            f"teacher.base_url and the key in ${self.params.teacher.api_key_env}."
-                        ) from exc
+                        raise self._config_error(str(exc)) from exc
+            if held:
+                raise self._config_error(held[0].detail)
         finally:
             # On Ctrl-C or an error: drop queued work; in-flight requests end on their own.
             pool.shutdown(wait=False, cancel_futures=True)

@@ -58,6 +58,7 @@ class ChatReply:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    model: str | None = None
 
 
 def redact_url(url: str) -> str:
@@ -72,14 +73,27 @@ def redact_url(url: str) -> str:
 def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Dataset-format messages -> what chat-completions endpoints accept.
 
-    Each assistant tool call gets an id (``call_<turn>_<i>``) and every following
-    tool message is linked to the matching id in order; ``arguments`` are sent as
-    JSON strings. A tool message's ``name`` is dropped (not in the API schema).
+    Each assistant tool call gets an id (``call_<turn>_<i>``) and every tool
+    message that follows is linked to the first unanswered call of the same
+    name; ``arguments`` are sent as JSON strings. A tool message that answers no
+    call (the episode's reply to unparsable call JSON) has nothing to link to,
+    and endpoints reject such a message, so it goes back as a user turn holding
+    the ``<tool_response>``, after the turn's linked results. A tool message's ``name`` is dropped (not in the API schema).
     """
     out: list[dict[str, Any]] = []
-    pending: list[str] = []
+    pending: list[tuple[str, str]] = []
+    orphans: list[str] = []
+
+    def flush_orphans() -> None:
+        # After every linked tool message of the turn: endpoints want those right behind the calls.
+        if orphans:
+            out.append({"role": "user", "content": "\n".join(f"<tool_response>\n{c}\n</tool_response>" for c in orphans)})
+            orphans.clear()
+
     for turn, message in enumerate(messages):
         role = message.get("role")
+        if role != "tool":
+            flush_orphans()
         if role == "assistant" and message.get("tool_calls"):
             calls = []
             pending = []
@@ -89,14 +103,22 @@ def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
                 if not isinstance(arguments, str):
                     arguments = json.dumps(arguments, ensure_ascii=False)
                 call_id = call.get("id") or f"call_{turn}_{i}"
-                pending.append(call_id)
+                pending.append((call_id, str(function.get("name"))))
                 calls.append({"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}})
             out.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": calls})
         elif role == "tool":
-            call_id = message.get("tool_call_id") or (pending.pop(0) if pending else f"call_{turn}_0")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": str(message.get("content", ""))})
+            content = str(message.get("content", ""))
+            call_id = message.get("tool_call_id")
+            if not call_id:
+                match = next((i for i, (_, name) in enumerate(pending) if name == message.get("name")), None)
+                call_id = pending.pop(match)[0] if match is not None else None
+            if call_id:
+                out.append({"role": "tool", "tool_call_id": call_id, "content": content})
+            else:
+                orphans.append(content)
         else:
             out.append({"role": str(role), "content": message.get("content") or ""})
+    flush_orphans()
     return out
 
 
@@ -133,7 +155,7 @@ class ChatClient:
     def __init__(
         self,
         base_url: str,
-        model: str,
+        model: str | None,
         *,
         api_key: str | None = None,
         timeout_s: float = 120.0,
@@ -244,11 +266,12 @@ class ChatClient:
     ) -> ChatReply:
         """One chat completion for dataset-format ``messages`` (converted here)."""
         body: dict[str, Any] = {
-            "model": self.model,
             "messages": to_api_messages(messages),
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
+        if self.model:  # None: let a single-model server use the model it serves
+            body["model"] = self.model
         if tools:
             body["tools"] = list(tools)
         if seed is not None:
@@ -266,4 +289,5 @@ class ChatClient:
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=str(data["model"]) if data.get("model") else None,
         )

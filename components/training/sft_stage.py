@@ -190,8 +190,8 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
 
     with stage_run(params, "sft", sections=["project", "models", "tasks", "sft"]) as run:
         _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
-        started = time.perf_counter()
         trainer = _build_trainer(params, base_dir, tokenizer, examples, checkpoints, callbacks)
+        started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - started
         model = _final_model(trainer, params)

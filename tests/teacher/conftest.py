@@ -31,6 +31,8 @@ class ServerState:
     style: str = "native"  # native | content
     fail_first: list[int] = field(default_factory=list)
     always_status: int | None = None
+    models_status: int = 200  # 500: like `transformers serve` without an HF cache
+    reject_prompts: set[str] = field(default_factory=set)  # answered with 400 (e.g. "context too long")
     delay_s: float = 0.0
     requests: int = 0
     in_flight: int = 0
@@ -42,6 +44,8 @@ class ServerState:
 
 def _expert_reply(state: ServerState, messages: list[dict]) -> dict[str, Any]:
     user = next(m["content"] for m in messages if m["role"] == "user")
+    if user not in state.tasks_by_prompt:  # a health probe, not a task
+        return {"role": "assistant", "content": "OK"}
     task = state.tasks_by_prompt[user]
     pack = get_pack(task.pack)
     expert = pack.expert(task, random.Random(task.task_id))
@@ -74,7 +78,9 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            if self.path.rstrip("/") == "/v1/models":
+            if self.path.rstrip("/") == "/v1/models" and state.models_status != 200:
+                self._send(state.models_status, {"error": "cannot scan the cache"})
+            elif self.path.rstrip("/") == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": "stub-teacher", "object": "model"}]})
             else:
                 self._send(404, {"error": "not found"})
@@ -89,6 +95,8 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 state.auth_headers.append(self.headers.get("Authorization") or "")
                 state.bodies.append(body)
                 status = state.fail_first.pop(0) if state.fail_first else state.always_status
+                if any(m.get("content") in state.reject_prompts for m in body.get("messages", [])):
+                    status = 400
             try:
                 if state.delay_s:
                     time.sleep(state.delay_s)
@@ -97,7 +105,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                     return
                 message = _expert_reply(state, body["messages"])
                 self._send(200, {
-                    "id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
+                    "id": "cmpl-1", "object": "chat.completion", "model": body.get("model") or "stub-teacher",
                     "choices": [{"index": 0, "message": message,
                                  "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},

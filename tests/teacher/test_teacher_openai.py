@@ -59,6 +59,17 @@ def test_verified_trajectories_from_native_and_in_content_tool_calls(style: str,
         assert body["tools"] and body["model"] == "stub-teacher"
 
 
+def test_a_server_that_cannot_list_models_is_probed_and_used(expert_server, tmp_path: Path) -> None:
+    """``transformers serve`` answers 500 on /v1/models without an HF cache, yet chats fine."""
+    base_url, state = expert_server
+    params = openai_params(tmp_path, base_url, "tasks.n_train=2", "teacher.api_model=default")
+    serve_tasks(state, params)
+    state.models_status = 500
+    report = generate_trajectories(params, fast_backend(params), progress=False)
+    assert report.verified_new == 2 and report.identity.model == "stub-teacher"
+    assert all("model" not in body for body in state.bodies)  # a pinned server rejects a wrong name
+
+
 def test_429_and_5xx_are_retried_with_backoff(expert_server, tmp_path: Path) -> None:
     base_url, state = expert_server
     params = openai_params(tmp_path, base_url, "tasks.n_train=2", "teacher.max_concurrency=1")
@@ -75,6 +86,29 @@ def test_a_bad_request_is_not_retried(expert_server) -> None:
     with ChatClient(base_url, "m", max_retries=5, backoff_s=0.001) as client, pytest.raises(ChatAPIError) as info:
         client.chat([{"role": "user", "content": "hi"}])
     assert info.value.status == 400 and not info.value.retryable and state.requests == 1
+
+
+def test_a_rejected_request_fails_its_task_only(expert_server, tmp_path: Path) -> None:
+    base_url, state = expert_server
+    params = openai_params(tmp_path, base_url, "teacher.max_concurrency=1")
+    serve_tasks(state, params)
+    bad = build_task_sets(params).train_tasks[0]
+    state.reject_prompts = {bad.prompt}
+    report = generate_trajectories(params, fast_backend(params), progress=False)
+    failures = read_jsonl(run_paths(params).teacher_failures)
+    assert [(f["id"], f["reason"]) for f in failures] == [(bad.task_id, "request_rejected")]
+    assert report.verified_new == 8
+
+
+def test_an_endpoint_rejecting_everything_stops_without_recording(expert_server, tmp_path: Path) -> None:
+    base_url, state = expert_server
+    params = openai_params(tmp_path, base_url, "teacher.max_concurrency=2")
+    serve_tasks(state, params)
+    state.always_status = 422
+    with pytest.raises(StageError, match="refuses the requests"):
+        generate_trajectories(params, fast_backend(params), progress=False)
+    assert read_jsonl(run_paths(params).teacher_failures) == []
+    assert state.requests < 9  # stopped early, no retries of a rejected request
 
 
 def test_endpoint_down_loses_nothing_and_a_rerun_finishes(expert_server, tmp_path: Path) -> None:

@@ -71,3 +71,17 @@ def test_calls_of_and_redaction() -> None:
     messages = [{"role": "assistant", "tool_calls": [{"function": {"name": "sqrt", "arguments": '{"x": 4}'}}]}]
     assert calls_of(messages) == [{"name": "sqrt", "arguments": {"x": 4}}]
     assert redact_url("https://user:secret@api.example.com:8443/v1?key=abc") == "https://api.example.com:8443/v1"
+
+
+def test_a_reply_to_unparsable_call_json_goes_back_as_a_user_turn() -> None:
+    """The episode answers broken call JSON with a tool message that matches no call; the API would reject it."""
+    messages = [
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]},
+        {"role": "tool", "name": "invalid_tool_call", "content": "Error: invalid JSON"},
+        {"role": "tool", "name": "add", "content": "3"},
+    ]
+    api = to_api_messages(messages)
+    assert api[2] == {"role": "tool", "tool_call_id": api[1]["tool_calls"][0]["id"], "content": "3"}
+    assert api[3] == {"role": "user", "content": "<tool_response>\nError: invalid JSON\n</tool_response>"}

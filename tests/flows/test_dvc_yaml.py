@@ -1,0 +1,105 @@
+"""dvc.yaml says the same as flows/stages.py, and DVC itself parses it into the expected DAG."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.config.paths import RunPaths
+from flows.stages import STAGES
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = "outputs/${profile}"
+PARAMS_FILE = f"{ROOT}/params.json"
+
+
+@pytest.fixture(scope="module")
+def dvc_stages() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _body(dvc_stages: dict[str, Any], name: str) -> dict[str, Any]:
+    stage = dvc_stages[name]
+    return stage["do"] if "foreach" in stage else stage
+
+
+def _listed_params(body: dict[str, Any]) -> list[str]:
+    [entry] = body["params"]
+    [(path, keys)] = entry.items()
+    assert path == PARAMS_FILE, "stages must read the effective params, not params.yaml"
+    return list(keys)
+
+
+def _paths(items: list[Any]) -> list[str]:
+    return [next(iter(item)) if isinstance(item, dict) else item for item in items or []]
+
+
+def _covered(path: str, candidates: list[str]) -> bool:
+    return any(path == c or path.startswith(c.rstrip("/") + "/") for c in candidates)
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_matches_the_shared_table(dvc_stages: dict[str, Any], name: str) -> None:
+    spec = STAGES[name]
+    body = _body(dvc_stages, name)
+    arm = "${item}" if name == "rl" else None
+    assert body["cmd"].split()[:5] == ["mentor", "stage", name, "--profile", "${profile}"]
+    assert _listed_params(body) == list(spec.params)
+    deps = _paths(body.get("deps"))
+    assert sorted(d for d in deps if d.startswith("components/")) == sorted(spec.code)
+    paths = RunPaths(Path(ROOT))
+    for needed in spec.inputs(paths, arm):
+        assert _covered(str(needed), deps), f"{name}: input {needed} is not a dvc dep"
+    outs = _paths(body.get("outs"))
+    for produced in spec.outputs(paths, arm):
+        assert _covered(str(produced), outs), f"{name}: output {produced} is not under a dvc out"
+    metric = f"{ROOT}/metrics/{name}-${{item}}.json" if arm else f"{ROOT}/metrics/{name}.json"
+    assert _paths(body.get("metrics")) == [metric]
+    assert f"--summary {metric}" in " ".join(body["cmd"].split())
+
+
+def test_rl_runs_once_per_compared_arm(dvc_stages: dict[str, Any]) -> None:
+    assert dvc_stages["rl"]["foreach"] == "${rl.compare_arms}"
+    assert "--arm ${item}" in dvc_stages["rl"]["do"]["cmd"]
+
+
+def test_every_dependency_path_exists_or_is_produced(dvc_stages: dict[str, Any]) -> None:
+    produced = [o for s in dvc_stages for o in _paths(_body(dvc_stages, s).get("outs"))
+                + _paths(_body(dvc_stages, s).get("metrics"))]
+    for name in dvc_stages:
+        for dep in _paths(_body(dvc_stages, name).get("deps")):
+            if "${" in dep:
+                assert _covered(dep, produced) or any(dep.startswith(p.rsplit("/", 1)[0]) for p in produced), dep
+            else:
+                assert (REPO / dep).exists(), f"{name}: dependency {dep} does not exist"
+
+
+def test_dvc_parses_the_pipeline_into_the_expected_dag() -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "dag", "--dot"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    dot = result.stdout
+    for arm in yaml.safe_load((REPO / "params.yaml").read_text())["rl"]["compare_arms"]:
+        assert f'"sft" -> "rl@{arm}"' in dot and f'"rl@{arm}" -> "evaluate"' in dot
+    for edge in ('"params" -> "teacher"', '"teacher" -> "validate"', '"validate" -> "sft"',
+                 '"evaluate" -> "register"', '"models" -> "sft"'):
+        assert edge in dot, edge
+
+
+def test_dvc_config_has_an_s3_remote_and_no_machine_paths() -> None:
+    text = (REPO / ".dvc" / "config").read_text()
+    config = configparser.ConfigParser()
+    config.read_string(text)
+    default = config["core"]["remote"]
+    remote = config[f"'remote \"{default}\"'"]
+    assert remote["url"].startswith("s3://")
+    assert remote["endpointurl"].startswith("http")
+    assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text
+    ignore = (REPO / ".dvcignore").read_text()
+    assert "__pycache__/" in ignore
