@@ -16,6 +16,12 @@ scripted teacher writes the data there first, in seconds); ``--output-dir``
 reuses a run folder that already has teacher data (and an SFT model when
 ``sft.enabled``). ``--history`` only reads the per-step table a finished RL
 run wrote and prints the same figures.
+
+An untrained student calls few or no tools, which would make the tool share
+look free; so the script also replays real expert trajectories (arith tasks)
+through the same environment and reward function, measures the cost per tool
+call and per scored rollout, and projects the share for a step in which every
+rollout calls tools like the teacher.
 """
 
 from __future__ import annotations
@@ -55,6 +61,63 @@ def _totals(rows: list[dict[str, float]]) -> None:
     print(f"reward + tools:     {(reward + tool) / step:.3%} of step time (target < 5%)")
 
 
+def expert_rollout_costs(pack_name: str = "arith", n_tasks: int = 40, seed: int = 7) -> dict[str, float]:
+    """Per-rollout cost of tools and reward on real expert trajectories (what a trained student does).
+
+    Each task's expert calls are executed through the RL environment (safe
+    executor, worker thread per call) and the completion is scored by the
+    ``mentor`` reward function, exactly the code a training step runs.
+    """
+    import json
+    import random
+
+    from components.config.schema import RewardParams
+    from components.tools.registry import get_pack
+    from components.training.rl_callbacks import RlRecorder
+    from components.training.rl_env import make_environment_class, make_reward_function
+
+    pack = get_pack(pack_name)
+    recorder = RlRecorder(group_size=1)
+    env = make_environment_class(pack, recorder)()
+    reward = make_reward_function("mentor", RewardParams(), [0], recorder)
+    calls = 0
+    reward_s = 0.0
+    for task in pack.generate(n_tasks, seed):
+        env.reset(task=json.dumps(task.to_dict()))
+        messages: list[dict] = []
+        ref_calls: list[dict] = []
+        for message in pack.expert(task, random.Random(0)):
+            if message["role"] != "assistant":
+                continue
+            turn_calls = [{"type": "function", "function": {"name": c["function"]["name"],
+                                                            "arguments": json.loads(c["function"]["arguments"])}}
+                          for c in message.get("tool_calls") or []]
+            messages.append({"role": "assistant", "content": message.get("content") or "",
+                             **({"tool_calls": turn_calls} if turn_calls else {})})
+            for call in turn_calls:
+                result = getattr(env, call["function"]["name"])(**call["function"]["arguments"])
+                messages.append({"role": "tool", "name": call["function"]["name"], "content": result})
+                ref_calls.append({"name": call["function"]["name"], "arguments": call["function"]["arguments"]})
+                calls += 1
+        started = time.perf_counter()
+        got = reward(prompts=[[]], completions=[messages], completion_ids=[[0]], environments=[env],
+                     ref_tool_set=[sorted({c["name"] for c in ref_calls})], ref_calls=[json.dumps(ref_calls)])
+        reward_s += time.perf_counter() - started
+        assert got[0] > 1.0, "an expert rollout must earn the maximum reward"
+    tool_s = recorder.drain()["time/tool_s"]
+    return {"tasks": n_tasks, "calls_per_rollout": calls / n_tasks, "tool_s_per_call": tool_s / max(calls, 1),
+            "reward_s_per_rollout": reward_s / n_tasks, "tool_s_per_rollout": tool_s / n_tasks}
+
+
+def _projection(costs: dict[str, float], rollouts_per_step: int, step_s: float) -> None:
+    per_step = rollouts_per_step * (costs["reward_s_per_rollout"] + costs["tool_s_per_rollout"])
+    print(f"\nexpert trajectories ({costs['tasks']:.0f} arith tasks, {costs['calls_per_rollout']:.2f} calls each): "
+          f"tool call {costs['tool_s_per_call'] * 1e3:.3f} ms, reward {costs['reward_s_per_rollout'] * 1e3:.3f} ms per rollout")
+    if step_s > 0:
+        print(f"projected for {rollouts_per_step} tool-using rollouts per step: {per_step * 1e3:.2f} ms "
+              f"= {per_step / step_s:.4%} of a {step_s:.1f} s step")
+
+
 def _read_history(path: Path) -> list[dict[str, float]]:
     with path.open() as handle:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
@@ -68,15 +131,18 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE params override")
     parser.add_argument("--output-dir", type=Path, default=None, help="reuse this project.output_dir (has teacher data)")
     parser.add_argument("--history", type=Path, default=None, help="only summarise a finished run's history.csv")
+    parser.add_argument("--rollouts", type=int, default=4, help="rollouts per step for the --history projection")
     args = parser.parse_args()
 
+    sys.path.insert(0, str(REPO))
     if args.history:
         rows = _read_history(args.history)
         _table(rows)
         _totals(rows)
+        steps = [r["time/step_s"] for r in rows if r.get("time/step_s")]
+        _projection(expert_rollout_costs(), args.rollouts, sum(steps) / len(steps) if steps else 0.0)
         return 0
 
-    sys.path.insert(0, str(REPO))
     from components.config import load_params, run_paths
 
     tmp = Path(tempfile.mkdtemp(prefix="rl-step-profile-"))
@@ -109,6 +175,10 @@ def main() -> int:
     rows = _read_history(run_paths(params).rl_dir(args.arm) / "history.csv")  # the stage's per-step table
     _table(rows)
     _totals(rows)
+    # A random or untrained student calls few tools; bound the share for a student that calls like the teacher.
+    steps = [r["time/step_s"] for r in rows if r.get("time/step_s")]
+    rollouts = params.rl.batch_size * params.rl.grad_accum
+    _projection(expert_rollout_costs(), rollouts, sum(steps) / len(steps) if steps else 0.0)
     return 0
 
 

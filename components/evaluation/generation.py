@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,9 @@ class ChatGenerator:
     Call it like a function on a list of conversations: it returns the texts,
     which is the ``generate_batch`` shape the episode runner wants. ``tools``
     is one tool list for all conversations or one per conversation.
+    ``prefix_cache`` encodes a batch's shared prompt head once (see
+    :meth:`_generate_batch`); outputs are the same with it on or off.
+    ``stats`` accumulates sequences, tokens and seconds for rate reporting.
     """
 
     model: Any
@@ -223,8 +227,7 @@ class ChatGenerator:
         )
         generated = 0
         try:
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+            for rows in _batches(order, encoded, self.batch_size):
                 sequences, width = self._generate_batch([encoded[i] for i in rows], config, device)
                 new_tokens = sequences[:, width:].tolist()
                 for r, i in enumerate(rows):
@@ -268,7 +271,10 @@ class ChatGenerator:
             if found is not None:
                 prefix_len, base = found
                 cache = copy.deepcopy(base)
-                cache.batch_repeat_interleave(len(rows))
+                if not hasattr(cache, "batch_repeat_interleave"):  # an exotic cache type: no reuse
+                    self.prefix_cache, prefix_len, cache = False, 0, None
+                else:
+                    cache.batch_repeat_interleave(len(rows))
         suffixes = [ids[prefix_len:] for ids in rows]
         suffix_width = max(len(ids) for ids in suffixes)
         width = prefix_len + suffix_width
@@ -344,6 +350,19 @@ class ChatGenerator:
     def _text(self, tokens: list[int]) -> str:
         # Keep added non-special tokens such as <tool_call> (Qwen vocabularies have them).
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def _batches(order: Sequence[int], encoded: Sequence[Sequence[int]], size: int) -> list[list[int]]:
+    """Consecutive rows of ``order`` in batches of ``size``, never mixing prompt heads.
+
+    Two suites' prompts in one batch would share no prefix to cache and pad
+    the short ones to the long ones' length.
+    """
+    batches: list[list[int]] = []
+    for _, group in groupby(order, key=lambda i: tuple(encoded[i][:HEAD_TOKENS])):
+        rows = list(group)
+        batches += [rows[start : start + size] for start in range(0, len(rows), size)]
+    return batches
 
 
 def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:

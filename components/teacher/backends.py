@@ -47,8 +47,8 @@ def _kind(error: Any) -> str:
 def classify_episode(episode: Any, max_turns: int) -> TrajectoryResult:
     """Turn an ``Episode`` into a result: verified only when right *and* clean.
 
-    Clean means at least one tool call and no malformed, unknown or invalid call
-    anywhere: the trajectory is training data, so a right answer reached through
+    Clean means at least one tool call, no malformed, unknown or invalid call
+    anywhere, and a final answer turn of its own: the trajectory is training data, so a right answer reached through
     a hallucinated tool is rejected (``invalid_call``), as is an answer with no
     tool use at all (``no_tool_calls``), which cannot teach tool use.
     """
@@ -59,10 +59,15 @@ def classify_episode(episode: Any, max_turns: int) -> TrajectoryResult:
     result = TrajectoryResult(
         task=episode.task, messages=messages, teacher_answer=answer, verified=False, n_turns=int(episode.n_turns or 0)
     )
-    if episode.correct and not call_errors and calls:
+    last = messages[-1] if messages else {}
+    ends_with_answer = last.get("role") == "assistant" and not last.get("tool_calls")
+    if episode.correct and not call_errors and calls and ends_with_answer:
         result.verified = True
         return result
-    if episode.correct and call_errors:
+    if episode.correct and not call_errors and calls:
+        result.failure = "no_final_turn"
+        result.detail = "the answer came in a turn that also called tools; no separate final answer"
+    elif episode.correct and call_errors:
         result.failure = "invalid_call"
         result.detail = "; ".join(f"{_kind(e)}: {getattr(e, 'message', e)}" for e in call_errors[:3])
     elif episode.correct:

@@ -26,8 +26,10 @@ class TrajectoryResult:
     """What one teacher attempt at one task produced, before it becomes a row.
 
     ``failure`` is None for a verified, clean trajectory, else a short reason
-    code (``wrong_answer``, ``no_answer``, ``invalid_call``, ``no_tool_calls``,
-    ``max_turns``, ``backend_error``); ``detail`` says more for people.
+    code: ``wrong_answer``, ``no_answer``, ``max_turns``, ``invalid_call``
+    (malformed/unknown/invalid call), ``no_tool_calls``, ``no_final_turn``,
+    ``request_rejected`` (HTTP 400/413/422), ``backend_error`` (endpoint down),
+    ``replay_mismatch``/``expert_error`` (scripted expert); ``detail`` says more.
     ``retryable`` failures (backend errors) are not recorded as done, so a rerun
     tries them again.
     """

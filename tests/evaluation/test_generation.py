@@ -119,3 +119,14 @@ def test_shared_prompt_head_is_encoded_once_without_changing_outputs(generator: 
     assert len(generator._prefix_store) == 1
     assert [o.token_ids for o in cached] == [o.token_ids for o in plain] == [o.token_ids for o in one_by_one]
     assert len({o.token_ids for o in plain}) == len(conversations)
+
+
+def test_batches_never_mix_prompt_heads() -> None:
+    from components.evaluation.generation import HEAD_TOKENS, _batches, _common_prefix_length
+
+    head_a, head_b = [1] * HEAD_TOKENS, [2] * HEAD_TOKENS
+    encoded = [head_a + [5] * 9, head_a + [6] * 3, head_b + [7] * 4, head_a + [8], head_b + [9] * 2]
+    order = sorted(range(len(encoded)), key=lambda i: (encoded[i][:HEAD_TOKENS], -len(encoded[i])))
+    assert _batches(order, encoded, 2) == [[0, 1], [3], [2, 4]]
+    assert _common_prefix_length([encoded[0], encoded[1]]) == HEAD_TOKENS
+    assert _common_prefix_length([encoded[3], encoded[3]]) == HEAD_TOKENS  # leaves one token of its own

@@ -31,6 +31,7 @@ from tests.services import (  # noqa: E402,F401  (fixtures are used by name)
     mlflow_server,
     mlflow_tracking,
     moto_s3,
+    postgres_databases,
     postgres_db,
     service_log_dir,
     start_process,

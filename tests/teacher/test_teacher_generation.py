@@ -122,7 +122,8 @@ def test_tiny_random_hf_teacher_records_why_it_failed(tmp_path: Path, tiny_model
     failures = read_jsonl(paths.teacher_failures)
     assert read_jsonl(paths.teacher_dataset) == []
     assert sorted(f["id"] for f in failures) == sorted(f"arith-0-{i}" for i in range(3))
-    assert all(f["reason"] in {"no_answer", "max_turns", "wrong_answer", "invalid_call", "no_tool_calls"} for f in failures)
+    assert all(f["reason"] in {"no_answer", "max_turns", "wrong_answer", "invalid_call", "no_tool_calls", "no_final_turn"}
+               for f in failures)
     assert all(f["teacher_backend"] == "hf" and f["teacher_model"] == "tiny-random" for f in failures)
     assert report.completion_tokens > 0
     # Failures count as done: a rerun does not try them again.

@@ -29,7 +29,7 @@ from components.validation.checks import PROBLEM_COLUMNS, derive_row
 
 REPO = Path(__file__).resolve().parents[2]
 QWEN = "qwen2.5-coder-0.5b-instruct"
-REASONS = {"wrong_answer", "no_answer", "max_turns", "invalid_call", "no_tool_calls"}
+REASONS = {"wrong_answer", "no_answer", "max_turns", "invalid_call", "no_tool_calls", "no_final_turn"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # long CPU prefills on a shared machine
 
 
