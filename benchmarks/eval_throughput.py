@@ -106,36 +106,44 @@ def main() -> None:
           f"min {min(lengths)} mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}  "
           f"batch {args.batch_size}  max_new_tokens {args.max_new_tokens}  torch threads {torch.get_num_threads()}")
 
-    rows: list[tuple[str, int, float]] = []
-    started = time.perf_counter()
-    outputs = generator.generate_outputs([c for c, _ in items], [t for _, t in items])
-    harness_seconds = time.perf_counter() - started
-    harness_tokens = sum(o.n_tokens for o in outputs)
-    rows.append(("harness", harness_tokens, harness_seconds))
-    if not args.skip_noprefix:
-        generator.prefix_cache = False
-        started = time.perf_counter()
-        plain_outputs = generator.generate_outputs([c for c, _ in items], [t for _, t in items])
-        rows.append(("harness-noprefix", sum(o.n_tokens for o in plain_outputs), time.perf_counter() - started))
-        generator.prefix_cache = True
-
+    conversations, tool_lists = [c for c, _ in items], [t for _, t in items]
     stops = generator.stop_ids
-    batched_tokens, batched_seconds, _ = plain_loop(generator.model, generator.tokenizer, prompts, args.batch_size,
-                                                    args.max_new_tokens, stops)
-    rows.append(("plain-batched", batched_tokens, batched_seconds))
-    agree = None
-    if not args.skip_b1:
-        b1_tokens, b1_seconds, b1_outputs = plain_loop(generator.model, generator.tokenizer, prompts, 1,
-                                                       args.max_new_tokens, stops)
-        rows.append(("plain-b1", b1_tokens, b1_seconds))
-        agree = sum(o.token_ids == ref for o, ref in zip(outputs, b1_outputs, strict=True))
+    print(f"{'mode':<17} {'tokens':>7} {'wall s':>8} {'tok/s':>7} {'cpu s':>8} {'tok/cpu-s':>9} "
+          f"{'harness/this (wall, cpu)':>25}", flush=True)
+    reference: dict[str, float] = {}
 
-    print(f"{'mode':<17} {'tokens':>7} {'seconds':>8} {'tok/s':>7} {'harness/this':>13}")
-    harness_rate = harness_tokens / harness_seconds
-    for mode, tokens, seconds in rows:
-        rate = tokens / seconds
-        print(f"{mode:<17} {tokens:>7} {seconds:>8.1f} {rate:>7.1f} {harness_rate / rate:>13.2f}")
-    if agree is not None:
+    def measure(mode: str, run: Any) -> Any:
+        """Run one mode; print wall and process-CPU rates (CPU time is less sensitive to other load)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        tokens, outputs = run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        rate, cpu_rate = tokens / wall, tokens / cpu
+        reference.setdefault("wall", rate)
+        reference.setdefault("cpu", cpu_rate)
+        print(f"{mode:<17} {tokens:>7} {wall:>8.1f} {rate:>7.1f} {cpu:>8.1f} {cpu_rate:>9.1f} "
+              f"{reference['wall'] / rate:>12.2f}, {reference['cpu'] / cpu_rate:.2f}", flush=True)
+        return outputs
+
+    def harness(prefix: bool) -> Any:
+        generator.prefix_cache = prefix
+        generator._prefix_store.clear()
+        outputs = generator.generate_outputs(conversations, tool_lists)
+        return sum(o.n_tokens for o in outputs), [o.token_ids for o in outputs]
+
+    def plain(batch_size: int) -> Any:
+        tokens, _, outputs = plain_loop(generator.model, generator.tokenizer, prompts, batch_size,
+                                        args.max_new_tokens, stops)
+        return tokens, outputs
+
+    # Warm up (first-call allocations, lazy initialisation) outside every measurement.
+    plain_loop(generator.model, generator.tokenizer, prompts[:1], 1, 4, stops)
+    outputs = measure("harness", lambda: harness(True))
+    if not args.skip_noprefix:
+        measure("harness-noprefix", lambda: harness(False))
+    measure("plain-batched", lambda: plain(args.batch_size))
+    if not args.skip_b1:
+        b1_outputs = measure("plain-b1", lambda: plain(1))
+        agree = sum(a == b for a, b in zip(outputs, b1_outputs, strict=True))
         print(f"greedy outputs identical to plain-b1: {agree}/{len(prompts)}")
 
 

@@ -5,8 +5,8 @@ Prefect server in ``PREFECT_API_URL``. Each scheduled run draws new training
 tasks (``fresh_data``: new teacher data), retrains, evaluates, runs the
 promotion gate and registers the student: the same flow as ``mentor run``.
 
-The code is taken from ``source`` (default: this checkout; a git URL for
-remote workers) and run by the pool's workers in that folder, so the pool's
+The code is taken from ``source`` (default: ``MENTOR_DEPLOY_SOURCE``, else this
+checkout; a git URL or the image's /opt/mentor for remote workers) and run by the pool's workers in that folder, so the pool's
 workers must have the project installed (infra/docker/pipeline.Dockerfile).
 When ``orchestration.gpu_pool`` is set, the ``mentor-stage`` flow is deployed
 to that pool as well (deployment name = pool name): the pipeline submits its
@@ -25,6 +25,8 @@ from flows.stages import REPO_ROOT
 
 PIPELINE_ENTRYPOINT = "flows/pipeline.py:mentor_pipeline"
 STAGE_ENTRYPOINT = "flows/pipeline.py:mentor_stage"
+#: Where workers find the code, when it is not this checkout's path (a git URL, or /opt/mentor in the image).
+SOURCE_ENV = "MENTOR_DEPLOY_SOURCE"
 
 
 def _require_server() -> str:
@@ -92,7 +94,7 @@ def create_deployment(
     api_url = _require_server()
     _check_cron(cron)
     pool_type = _check_pool(pool)
-    code = source or str(REPO_ROOT)
+    code = source or os.environ.get(SOURCE_ENV) or str(REPO_ROOT)
     parameters = {
         "profile": params.profile,
         "overrides": list(overrides),

@@ -11,12 +11,14 @@ one MLflow row per logging step, next to TRL's own metrics (reward std, KL,
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -124,17 +126,32 @@ def _numeric(logs: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def write_history(history: Sequence[Mapping[str, float]], path: Path) -> None:
+    """The per-step table as CSV, rewritten whole (via rename) so an interrupted run still leaves a readable file."""
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
 class RlMetricsCallback(TrainerCallback):
     """Log the recorder's window (``rl/*``, ``time/*``) to the active MLflow run at every logging step.
 
     TRL's own metrics are logged by ``callbacks.MlflowStepLogger`` (as
     ``train/<name>``) and NaN losses stopped by ``callbacks.DivergenceGuard``;
     ``history`` keeps every row, TRL's values included, so the stage can report
-    the curves' start and end values without reading MLflow back.
+    the curves' start and end values without reading MLflow back; with
+    ``history_path`` the table is also rewritten as CSV after every row, so an
+    interrupted run leaves its curves on disk.
     """
 
-    def __init__(self, recorder: RlRecorder) -> None:
+    def __init__(self, recorder: RlRecorder, history_path: Path | None = None) -> None:
         self.recorder = recorder
+        self.history_path = history_path
         self.history: list[dict[str, float]] = []
         self._step_started: float | None = None
         self._train_started = time.perf_counter()
@@ -158,6 +175,8 @@ class RlMetricsCallback(TrainerCallback):
         ours["time/elapsed_s"] = time.perf_counter() - self._train_started
         row = {**_numeric(logs), **ours, "step": float(state.global_step)}
         self.history.append(row)
+        if self.history_path is not None:
+            write_history(self.history, self.history_path)
         import mlflow
 
         if mlflow.active_run() is not None and state.is_world_process_zero:

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 RUN_INFO = "mentor_rl_run.json"
+HISTORY = "history.csv"
 MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
@@ -309,7 +310,7 @@ def build_trainer(params: Params, arm: str, model: Any, tokenizer: Any, dataset:
     classes = {name: make_environment_class(pack, recorder) for name, pack in packs.items()}
     factory: Any = next(iter(classes.values())) if len(classes) == 1 else classes
     reward = make_reward_function(arm, params.rl.reward, eos_token_ids(model, tokenizer), recorder)
-    metrics = RlMetricsCallback(recorder)
+    metrics = RlMetricsCallback(recorder, history_path=checkpoints.parent / HISTORY)
     trainer_callbacks: list[Any] = [
         MlflowStepLogger(prefix="train/"),
         DivergenceGuard(hint=f"lower rl.learning_rate (now {params.rl.learning_rate:g})"),
@@ -384,8 +385,9 @@ def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -
     if not history:
         return
     frame = pd.DataFrame(history)
-    csv = out_dir / "history.csv"
-    frame.to_csv(csv, index=False)
+    csv = out_dir / HISTORY  # written after every logged step by RlMetricsCallback
+    if not csv.exists():
+        frame.to_csv(csv, index=False)
     mlflow.log_artifact(str(csv), artifact_path="rl")
     try:
         import matplotlib
@@ -443,6 +445,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         import mlflow
 
         trainer, recorder, metrics = build_trainer(params, arm, model, tokenizer, dataset, checkpoints, callbacks)
+        metrics.history = _previous_history(out_dir / HISTORY, resume_from)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         wall_s = time.perf_counter() - started
@@ -475,6 +478,19 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             "resumed_from": str(resume_from) if resume_from else None,
             "mlflow_run_id": run.info.run_id,
         }
+
+
+def _previous_history(path: Path, resume_from: Path | None) -> list[dict[str, float]]:
+    """Rows logged before the checkpoint a resumed run starts from (none for a fresh run, whose old table goes)."""
+    if resume_from is None or not path.exists():
+        path.unlink(missing_ok=True)
+        return []
+    import csv
+
+    step = int(resume_from.name.split("-", 1)[1])
+    with path.open() as handle:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+    return [row for row in rows if row.get("step", 0.0) <= step]
 
 
 def _clean_tokenizer(start_dir: Path):  # type: ignore[no-untyped-def]

@@ -121,10 +121,13 @@ def qwen_server(qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.mark.services
 def test_openai_backend_against_transformers_serve(qwen_server: str, model_cache: Path, tmp_path: Path) -> None:
+    # `transformers serve` answers one request at a time: a second one in flight would only queue
+    # behind the first and time out, so concurrency 1 and a timeout that covers a slow CPU prefill.
     params = qwen_params(tmp_path, model_cache, "teacher.backend=openai", f"teacher.base_url={qwen_server}",
-                         "teacher.api_model=default", "tasks.n_train=2", "teacher.max_concurrency=2")
+                         "teacher.api_model=default", "tasks.n_train=1", "teacher.max_concurrency=1",
+                         "teacher.request_timeout_s=1200", "teacher.max_retries=1")
     report = generate_trajectories(params, progress=False)
-    assert report.identity.model != "default"  # resolved from /v1/models
-    assert report.attempted == 2 and report.backend_errors == 0
-    assert report.prompt_tokens > 2 * 1000 and report.completion_tokens > 0  # usage reported by the server
+    assert report.identity.model not in ("", "default")  # learned from the server
+    assert report.attempted == 1 and report.backend_errors == 0
+    assert report.prompt_tokens > 1000 and report.completion_tokens > 0  # usage reported by the server
     check_outcome(params, "openai/transformers-serve")

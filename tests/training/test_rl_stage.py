@@ -101,6 +101,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(rl_params: Params) -> None:
     summary = run_rl_stage(params, resume=True, arm="strict")
     assert summary["resumed_from"].endswith("checkpoint-1")
     assert summary["global_step"] == 2
+    # The per-step table spans the interruption: step 1 from the first run, step 2 from the resumed one.
+    assert summary["curves"]["rl/reward_mean"]["n"] == 2
+    assert (paths.rl_dir("strict") / "history.csv").read_text().count("\n") == 3
     assert (paths.rl_model("strict") / "model.safetensors").exists()
 
 
