@@ -91,7 +91,7 @@ def prefect_home(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory, service_log_dir: Path) -> Iterator[ServiceProcess]:
+def prefect_server(tmp_path_factory: pytest.TempPathFactory, service_log_dir: Path) -> Iterator[ServiceProcess]:  # noqa: F811
     """``prefect server start`` on a free port with its own home and SQLite database."""
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()

@@ -56,6 +56,17 @@ def test_gpu_job_template_creates_a_kubernetes_pool(prefect_api: str) -> None:
     assert any(e["name"] == "PREFECT__FLOW_RUN_ID" for e in container["env"])  # the worker's own wiring
 
 
+def test_deploy_refuses_a_missing_pool_and_a_bad_cron(prefect_api: str, tmp_path: Path) -> None:
+    from components.errors import StageError
+    from flows.deploy import create_deployment
+
+    params = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}"])
+    with pytest.raises(StageError, match="does not exist.*prefect work-pool create"):
+        create_deployment(params, cron="0 3 * * 0", pool="no-such-pool")
+    with pytest.raises(StageError, match="not a valid cron"):
+        create_deployment(params, cron="every sunday", pool="no-such-pool")
+
+
 def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     prefect_api: str, mlflow_server, moto_s3: dict[str, str], postgres_db: str,  # noqa: ANN001
     tmp_path: Path, model_cache: Path, service_log_dir: Path, monkeypatch: pytest.MonkeyPatch,
