@@ -1,8 +1,9 @@
 """What each pipeline stage reads and writes, in one table both orchestrators obey.
 
-DVC (``dvc.yaml``) and the Prefect flow (``flows/pipeline.py``) must agree on
-when a stage is out of date, or a run skipped by one would be redone by the
-other. Both decide from the same three things, listed here per stage:
+DVC (``dvc.yaml``) and the Prefect flow (``flows/pipeline.py``) keep separate
+records (``dvc.lock``; Prefect's result store) but must agree on when a stage is
+out of date: the same change must rerun the same stages under either. Both
+decide from the same three things, listed here per stage:
 
 * ``params``: the dotted keys of the *effective* params (base + profile +
   overrides) the stage reads. DVC tracks them in the generated
