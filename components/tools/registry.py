@@ -15,6 +15,8 @@ Built-ins are imported lazily so naming one pack never imports the others.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import importlib.metadata
 from typing import Any
 
@@ -63,6 +65,11 @@ def _unknown(name: str, detail: str = "") -> ValueError:
 
 
 def _import(module_name: str, name: str) -> Any:
+    # Like `python -m`, a user's pack module may live in the project folder: make
+    # the working directory importable so `mentor` (a console script) finds it.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -19,6 +19,15 @@ from tests.flows.conftest import REPO, fast_overrides
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _stop_ephemeral_api():  # type: ignore[no-untyped-def]
+    """Stop Prefect's ephemeral API server here, not in an atexit hook after pytest closed its streams."""
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()
+
+
 def _artifact(key: str):  # type: ignore[no-untyped-def]
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
