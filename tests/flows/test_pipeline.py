@@ -23,8 +23,25 @@ pytestmark = pytest.mark.slow
 def _stop_ephemeral_api():  # type: ignore[no-untyped-def]
     """Stop Prefect's ephemeral API server here, not in an atexit hook after pytest closed its streams."""
     yield
-    from prefect.server.api.server import SubprocessASGIServer
+    import inspect
 
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:  # pending logs and events first, or they are sent to a stopped server
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
     SubprocessASGIServer().stop()
 
 
