@@ -30,7 +30,7 @@ lint: $(STAMP)
 lock:
 	rm -rf /tmp/mentor-lock-venv && $(PYTHON) -m venv /tmp/mentor-lock-venv
 	/tmp/mentor-lock-venv/bin/pip install -q "torch==2.13.0" ".[dev]"
-	/tmp/mentor-lock-venv/bin/pip freeze | grep -v -E '^(mentor-pipeline|-e )' | sed 's/+cpu$$//' > requirements.lock
+	/tmp/mentor-lock-venv/bin/pip freeze | grep -v -i -E '^(mentor[-_]pipeline|bfcl[-_]eval|llm[-_]smollm2|pandas[-_]sns|-e )' | sed 's/+cpu$$//' > requirements.lock
 
 clean-state:
 	rm -rf .mentor outputs
