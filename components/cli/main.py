@@ -219,9 +219,13 @@ def run(
 
     func = resolve_callable("flows.pipeline:run_pipeline")
     try:
-        func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
+        result = func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
     except StageError as exc:
         fail(str(exc), code=1)
+    from components.tracking import tracking_uri
+    from flows.console import render_run_report
+
+    typer.echo(render_run_report(params, result or {}, tracking_uri(params)))
 
 
 @app.command("deploy")

@@ -11,6 +11,8 @@ metrics, to the stage's MLflow run.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -54,6 +56,42 @@ def discover_arms(params: Params) -> dict[str, Path]:
     return arms
 
 
+CODE_DIRS = ("components/evaluation", "components/tools")
+
+
+def arm_fingerprint(params: Params, model_dir: Path) -> str:
+    """What decides an arm's results: its model files, the eval/task params and the harness code.
+
+    Generation is greedy, so equal fingerprints mean equal results: a rerun that
+    only adds arms (``mentor run --compare`` after ``mentor run``) evaluates the
+    new arms and reuses the others' ``eval/<arm>.json``.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"model:{path.relative_to(model_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    settings = {"eval": params.eval.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
+                "dtype": params.models.dtype}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    root = Path(__file__).resolve().parents[2]
+    for folder in CODE_DIRS:
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(f"code:{path.relative_to(root).as_posix()}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _reusable(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The stored results of an arm when they were made by the same model, params and code."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("fingerprint") != fingerprint:
+        return None
+    return document
+
+
 def _metric_key(*parts: str) -> str:
     """MLflow metric names allow letters, digits, ``_ - . / space``; BFCL suites contain ``:``."""
     return "/".join(re.sub(r"[^\w\-. /]", ".", part) for part in parts)
@@ -83,21 +121,32 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
     results: dict[str, dict[str, Any]] = {}
     written: dict[str, Path] = {}
     with stage_run(params, "evaluate", sections=["eval", "models", "tasks", "rl"]) as run:
+        reused: list[str] = []
         for arm, model_dir in found.items():
-            _echo(f"== evaluating arm '{arm}' ({model_dir})")
-            generator = ChatGenerator.from_pretrained(
-                model_dir,
-                dtype=params.models.dtype,
-                max_new_tokens=params.eval.max_new_tokens,
-                batch_size=params.eval.batch_size,
-            )
-            document = evaluate(ModelResponder(generator, arm), suites, params, limit=params.eval.limit, echo=_echo)
-            document["arm"] = arm
-            document["model_dir"] = str(model_dir)
-            results[arm] = document
-            written[arm] = write_json(document, paths.eval_dir / f"{arm}.json")
-            del generator
-            gc.collect()
+            fingerprint = arm_fingerprint(params, model_dir)
+            target = paths.eval_dir / f"{arm}.json"
+            document = _reusable(target, fingerprint)
+            if document is not None:
+                _echo(f"== arm '{arm}': model, eval params and harness unchanged; reusing {target}")
+                reused.append(arm)
+                results[arm], written[arm] = document, target
+            else:
+                _echo(f"== evaluating arm '{arm}' ({model_dir})")
+                generator = ChatGenerator.from_pretrained(
+                    model_dir,
+                    dtype=params.models.dtype,
+                    max_new_tokens=params.eval.max_new_tokens,
+                    batch_size=params.eval.batch_size,
+                )
+                document = evaluate(ModelResponder(generator, arm), suites, params, limit=params.eval.limit,
+                                    echo=_echo)
+                document["arm"] = arm
+                document["model_dir"] = str(model_dir)
+                document["fingerprint"] = fingerprint
+                results[arm] = document
+                written[arm] = write_json(document, target)
+                del generator
+                gc.collect()
             metrics: dict[str, float] = {}
             for suite in document["suites"]:
                 for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
@@ -126,6 +175,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
             }
             for arm, doc in results.items()
         },
+        "reused": reused,
         "report": str(md),
         "chart": str(png),
     }

@@ -15,9 +15,9 @@ Built-ins are imported lazily so naming one pack never imports the others.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import sys
-import importlib.metadata
 from typing import Any
 
 from components.tools.base import ToolPack

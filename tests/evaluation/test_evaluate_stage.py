@@ -69,3 +69,19 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png"}
     evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
     assert evals == {"eval/base.json", "eval/sft.json"}
+
+    # A rerun that only adds an arm evaluates that arm and reuses the others' results.
+    shutil.copytree(tiny_model_dir, paths.rl_model("strict"))
+    before = (paths.eval_dir / "base.json").read_text()
+    again = run_evaluate_stage(params)
+    assert again["reused"] == ["base", "sft"]
+    assert set(again["arms"]) == {"base", "sft", "strict"}
+    assert (paths.eval_dir / "base.json").read_text() == before
+    assert "| strict RL |" in Path(again["report"]).read_text() or "strict" in Path(again["report"]).read_text()
+
+    # A retrained model (its files changed) or other eval params are evaluated again.
+    weights = next(paths.sft_model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())
+    changed = _params(smoke_params, "eval.limit=1", "eval.max_new_tokens=6", "eval.suites=[arith,bfcl:simple_python]")
+    assert run_evaluate_stage(params)["reused"] == ["base", "strict"]
+    assert run_evaluate_stage(changed)["reused"] == []

@@ -1,0 +1,49 @@
+"""The closing text of `mentor run`: timings, comparison table, where results are, how to open the UIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.config import load_params
+from flows.console import render_run_report
+
+REPO = Path(__file__).resolve().parents[2]
+
+RESULT = {
+    "status": "completed",
+    "stages": {"sft": {"status": "ran", "seconds": 90.0}, "rl-mentor": {"status": "ran", "seconds": 30.0},
+               "teacher": {"status": "cached", "seconds": 0.5}},
+    "eval_table": [{"arm": "sft", "arith": "40.0 [10.0, 70.0]", "units": "0.0", "in-domain": 40.0, "OOD": 0.0,
+                    "n_suites": 2},
+                   {"arm": "mentor", "arith": "50.0 [20.0, 80.0]", "in-domain": 50.0, "OOD": 10.0, "n_suites": 2}],
+    "summaries": {"evaluate": {"report": "/o/reports/eval_comparison.md", "chart": "/o/reports/eval_comparison.png"},
+                  "register": {"model_uri": "models:/mentor-student/3", "aliases": ["champion"],
+                               "decision": "promote", "reason": "OOD +0.10"}},
+}
+
+
+def test_report_lists_timings_table_paths_and_uis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    params = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}"])
+    text = render_run_report(params, RESULT, "sqlite:////x/mlflow.db")
+    lines = text.splitlines()
+    assert "pipeline time: 120.5 s (2.0 min)" in text
+    header = next(line for line in lines if line.startswith("arm "))
+    assert header.split() == ["arm", "in-domain", "OOD", "arith", "units"]
+    mentor = next(line for line in lines if line.startswith("mentor "))
+    assert "50.0 [20.0, 80.0]" in mentor and mentor.split()[-1] == "-"  # no units result -> '-'
+    assert "report:     /o/reports/eval_comparison.md" in text and "eval_comparison.png" in text
+    assert "models:/mentor-student/3" in text and "gate=promote" in text
+    assert "mlflow ui --backend-store-uri sqlite:////x/mlflow.db" in text
+    assert "prefect server start" in text
+
+
+def test_report_points_at_servers_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect:4200/api")
+    params = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}"])
+    text = render_run_report(params, {"status": "failed", "stages": {}}, "http://mlflow:5000")
+    assert "MLflow UI:  open http://mlflow:5000" in text
+    assert "Prefect UI: open http://prefect:4200/runs" in text
+    assert "(no evaluation results)" in text
