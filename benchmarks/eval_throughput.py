@@ -52,9 +52,15 @@ def count_new(tokens: list[int], stops: set[int]) -> tuple[int, tuple[int, ...]]
     return len(tokens), tuple(tokens)
 
 
-def plain_loop(model: Any, tokenizer: Any, prompts: list[str], batch_size: int, max_new_tokens: int,
-               stops: list[int]) -> tuple[int, float, list[tuple[int, ...]]]:
-    """The baseline: ``model.generate`` over the prompts in order, ``batch_size`` at a time."""
+def plain_loop(model: Any, tokenizer: Any, prompts: list[str] | list[list[int]], batch_size: int,
+               max_new_tokens: int, stops: list[int],
+               decoding: dict[str, Any] | None = None) -> tuple[int, float, list[tuple[int, ...]]]:
+    """The baseline: ``model.generate`` over the prompts in order, ``batch_size`` at a time.
+
+    ``prompts`` are rendered texts or already tokenized id lists (left-padded
+    here either way); ``decoding`` replaces greedy decoding, e.g.
+    ``{"generation_config": config}`` to sample with another generator's settings.
+    """
     import torch
 
     tokenizer.padding_side = "left"
@@ -62,10 +68,19 @@ def plain_loop(model: Any, tokenizer: Any, prompts: list[str], batch_size: int, 
     started = time.perf_counter()
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        if isinstance(chunk[0], str):
+            inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        else:
+            width = max(len(ids) for ids in chunk)
+            inputs = {
+                "input_ids": torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + list(ids) for ids in chunk]),
+                "attention_mask": torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk]),
+            }
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
         with torch.inference_mode():
-            sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                       eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+            sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=stops,
+                                       pad_token_id=tokenizer.pad_token_id,
+                                       **({"do_sample": False} if decoding is None else decoding))
         for row in sequences[:, inputs["input_ids"].shape[1] :].tolist():
             n, ids = count_new(row, set(stops))
             total += n

@@ -123,6 +123,34 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
 
 
+def prepare_params(profile: str, overrides: list[str], output_dir: Path | None = None,
+                   prefix: str = "mentor-bench-"):  # type: ignore[no-untyped-def]
+    """(params, temporary folder) for a benchmark run of ``profile``, with teacher data in place.
+
+    Outputs, state and MLflow go to a fresh temporary folder unless ``output_dir``
+    (an existing ``project.output_dir``) is given; the models cache is the
+    repository's ``.mentor/models``. When the run folder has no teacher data yet,
+    the scripted teacher writes it (seconds). ``overrides`` come last and win.
+    """
+    sys.path.insert(0, str(REPO))
+    from components.config import load_params, run_paths
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    params = load_params(REPO / "params.yaml", profile, [
+        f"project.output_dir={output_dir or tmp / 'outputs'}",
+        f"project.state_dir={tmp / 'state'}",
+        f"models.cache_dir={REPO / '.mentor' / 'models'}",
+        *overrides,
+    ])
+    if not run_paths(params).teacher_dataset.exists():
+        from components.teacher.stage import run_teacher_stage
+
+        print(f"writing teacher data to {run_paths(params).teacher_dataset} (scripted teacher)")
+        run_teacher_stage(params)
+    return params, tmp
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke")
@@ -143,26 +171,14 @@ def main() -> int:
         _projection(expert_rollout_costs(), args.rollouts, sum(steps) / len(steps) if steps else 0.0)
         return 0
 
-    from components.config import load_params, run_paths
+    from components.config import run_paths
 
-    tmp = Path(tempfile.mkdtemp(prefix="rl-step-profile-"))
-    output_dir = args.output_dir or tmp / "outputs"
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    overrides = [
-        f"project.output_dir={output_dir}",
-        f"project.state_dir={tmp / 'state'}",
-        f"models.cache_dir={REPO / '.mentor' / 'models'}",
+    params, _ = prepare_params(args.profile, [
         f"rl.max_steps={args.steps}",
         f"rl.save_steps={args.steps + 1000}",  # no checkpoint inside the timed steps
         "rl.logging_steps=1",
         *args.overrides,
-    ]
-    params = load_params(REPO / "params.yaml", args.profile, overrides)
-    if not run_paths(params).teacher_dataset.exists():
-        from components.teacher.stage import run_teacher_stage
-
-        print(f"writing teacher data to {run_paths(params).teacher_dataset} (scripted teacher)")
-        run_teacher_stage(params)
+    ], args.output_dir, prefix="rl-step-profile-")
 
     from components.training.rl_stage import train_rl
 
