@@ -151,7 +151,15 @@ def _to_stage_run(run: Any) -> StageRun:
 
 
 def _matches_arm(run: Any, arm: str) -> bool:
+    """Whether an RL run trained ``arm``: its ``mentor.arm`` tag decides when present.
+
+    The logged ``rl.arm`` param is the configured default arm, not necessarily
+    the arm the run trained (``mentor run --compare`` trains every arm with the
+    same params), so it only counts for runs without the tag.
+    """
     tags, params = run.data.tags, run.data.params
+    if tags.get("mentor.arm"):
+        return tags["mentor.arm"] == arm
     return (
         tags.get("mentor.arm") == arm
         or tags.get("mentor.rl_arm") == arm
@@ -171,9 +179,9 @@ def pick_stage_runs(runs: list[Any], arm: str | None, exclude: frozenset[str] = 
         if run.info.status == "FAILED":
             continue
         if stage == "rl" and arm:
-            current = chosen.get("rl")
-            if current is None or (not _matches_arm(current, arm) and _matches_arm(run, arm)):
-                chosen["rl"] = run
+            # Another arm's run is never this model's source: better a missing link than a wrong one.
+            if _matches_arm(run, arm):
+                chosen.setdefault("rl", run)
             continue
         chosen.setdefault(stage, run)
     return {stage: _to_stage_run(run) for stage, run in chosen.items()}

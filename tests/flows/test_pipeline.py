@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.config import load_params, run_paths
+from flows.console import render_run_report
 from flows.pipeline import PipelineStageError, run_pipeline
 from tests.flows.conftest import REPO, fast_overrides
 
@@ -86,6 +87,9 @@ def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: 
     assert paths.teacher_dataset.stat().st_mtime_ns == teacher_mtime  # resumed, not regenerated
     assert paths.sft_model.exists() and paths.rl_model("mentor").exists()
     assert {row["arm"] for row in result["eval_table"]} >= {"base", "sft", "mentor"}
+    closing = render_run_report(good, result, f"sqlite:///{tmp_path / 'mlflow.db'}")  # what `mentor run` prints
+    assert "pipeline time:" in closing and "eval_comparison.md" in closing and "models:/" in closing
+    assert {line.split()[0] for line in closing.splitlines() if line.strip()} >= {"base", "sft", "mentor"}
 
     # MLflow: one parent run per pipeline run, each stage that ran nested under it.
     parent_id = result["parent_run_id"]

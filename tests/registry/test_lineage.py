@@ -210,3 +210,33 @@ def test_find_stage_runs_prefers_the_pipeline_and_fills_cached_stages_by_params_
     assert how == "parent_run+params_hash"
     assert registered not in {r.run_id for r in found.values()} and other_profile not in {r.run_id for r in found.values()}
     assert find_stage_runs(client, [exp], smoke_params, None, "sparse")[0]["rl"].run_name == "rl-sparse"
+
+
+def test_compare_rerun_never_takes_another_arms_run_as_the_source(smoke_params, tmp_path: Path):
+    """`mentor run --compare` after `mentor run`: rl-mentor is cached, only sparse/strict ran under the new parent.
+
+    Every RL run logs the configured ``rl.arm`` (mentor) as a param; the arm tag must win.
+    """
+    from mlflow import MlflowClient
+
+    from components.config import params_hash
+    from components.registry.lineage import find_stage_runs
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs.db'}")
+    exp = client.create_experiment("lineage", artifact_location=(tmp_path / "art").as_uri())
+    base = {"mentor.params_hash": params_hash(smoke_params), "mentor.profile": "smoke"}
+
+    def run(name: str, arm: str, **tags: str) -> str:
+        created = client.create_run(exp, run_name=name, tags={**base, "mentor.stage": "rl", "mentor.arm": arm, **tags})
+        client.log_param(created.info.run_id, "rl.arm", "mentor")
+        client.set_terminated(created.info.run_id)
+        return created.info.run_id
+
+    first = run("rl-mentor", "mentor")
+    parent = client.create_run(exp, run_name="pipeline").info.run_id
+    run("rl-sparse", "sparse", **{"mentor.parent_run_id": parent})
+    run("rl-strict", "strict", **{"mentor.parent_run_id": parent})
+
+    found, _ = find_stage_runs(client, [exp], smoke_params, parent, "mentor")
+    assert found["rl"].run_id == first and found["rl"].matched_by == "params_hash"
+    assert "rl" not in find_stage_runs(client, [exp], smoke_params, parent, "mentor-f1")[0]
