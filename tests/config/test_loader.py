@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu-demo", "gpu", "base"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu-demo", "gpu", "gpu-qwen", "base"])
 def test_every_shipped_profile_is_valid(profile: str) -> None:
     params = load_params(PARAMS, profile)
     assert params.profile == profile
