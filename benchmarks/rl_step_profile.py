@@ -177,6 +177,8 @@ def main() -> int:
         f"rl.max_steps={args.steps}",
         f"rl.save_steps={args.steps + 1000}",  # no checkpoint inside the timed steps
         "rl.logging_steps=1",
+        # A temporary folder has no SFT model: start RL from the base student unless told otherwise.
+        *([] if args.output_dir else ["sft.enabled=false"]),
         *args.overrides,
     ], args.output_dir, prefix="rl-step-profile-")
 
