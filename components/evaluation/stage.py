@@ -59,17 +59,9 @@ def discover_arms(params: Params) -> dict[str, Path]:
 CODE_DIRS = ("components/evaluation", "components/tools")
 
 
-def arm_fingerprint(params: Params, model_dir: Path) -> str:
-    """What decides an arm's results: its model files, the eval/task params and the harness code.
-
-    Generation is greedy, so equal fingerprints mean equal results: a rerun that
-    only adds arms (``mentor run --compare`` after ``mentor run``) evaluates the
-    new arms and reuses the others' ``eval/<arm>.json``.
-    """
+def harness_digest(params: Params) -> str:
+    """The eval/task params and the harness code: the part of every arm's fingerprint they share."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"model:{path.relative_to(model_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     settings = {"eval": params.eval.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
                 "dtype": params.models.dtype}
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -78,6 +70,20 @@ def arm_fingerprint(params: Params, model_dir: Path) -> str:
         for path in sorted((root / folder).rglob("*.py")):
             digest.update(f"code:{path.relative_to(root).as_posix()}\n".encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def arm_fingerprint(harness: str, model_dir: Path) -> str:
+    """What decides an arm's results: its model files plus :func:`harness_digest`.
+
+    Generation is greedy, so equal fingerprints mean equal results: a rerun that
+    only adds arms (``mentor run --compare`` after ``mentor run``) evaluates the
+    new arms and reuses the others' ``eval/<arm>.json``.
+    """
+    digest = hashlib.sha256(harness.encode())
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"model:{path.relative_to(model_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -122,8 +128,9 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
     written: dict[str, Path] = {}
     with stage_run(params, "evaluate", sections=["eval", "models", "tasks", "rl"]) as run:
         reused: list[str] = []
+        harness = harness_digest(params)
         for arm, model_dir in found.items():
-            fingerprint = arm_fingerprint(params, model_dir)
+            fingerprint = arm_fingerprint(harness, model_dir)
             target = paths.eval_dir / f"{arm}.json"
             document = _reusable(target, fingerprint)
             if document is not None:

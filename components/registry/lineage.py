@@ -161,8 +161,7 @@ def _matches_arm(run: Any, arm: str) -> bool:
     if tags.get("mentor.arm"):
         return tags["mentor.arm"] == arm
     return (
-        tags.get("mentor.arm") == arm
-        or tags.get("mentor.rl_arm") == arm
+        tags.get("mentor.rl_arm") == arm
         or params.get("rl.arm") == arm
         or arm in (run.info.run_name or "").split("-")
         or (run.info.run_name or "").endswith(arm)
