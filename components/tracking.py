@@ -33,6 +33,11 @@ def tracking_uri(params: Params) -> str:
     return f"sqlite:///{db}"
 
 
+def local_artifact_root(params: Params) -> Path:
+    """Where artifacts of the default SQLite store live: next to the database, not in ./mlruns."""
+    return (state_dir(params) / "mlartifacts").resolve()
+
+
 def configure_tracking(params: Params) -> str:
     """Point MLflow at the resolved URI and experiment; returns the URI."""
     import mlflow
@@ -40,8 +45,7 @@ def configure_tracking(params: Params) -> str:
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:"):
-        # A file store keeps artifacts next to the database instead of ./mlruns.
-        artifacts = (state_dir(params) / "mlartifacts").resolve()
+        artifacts = local_artifact_root(params)
         artifacts.mkdir(parents=True, exist_ok=True)
         if mlflow.get_experiment_by_name(params.orchestration.experiment) is None:
             mlflow.create_experiment(params.orchestration.experiment, artifact_location=artifacts.as_uri())

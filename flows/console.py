@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.config import Params, run_paths, state_dir
+from components.config import Params, run_paths
+from components.tracking import local_artifact_root
 
 
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[str]:
@@ -50,7 +51,7 @@ def ui_lines(params: Params, tracking_uri: str) -> list[str]:
     if tracking_uri.startswith(("http://", "https://")):
         lines.append(f"MLflow UI:  open {tracking_uri}")
     else:
-        artifacts = (state_dir(params) / "mlartifacts").resolve()
+        artifacts = local_artifact_root(params)
         lines.append(f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} "
                      f"--default-artifact-root {artifacts} --port 5000   # then open http://127.0.0.1:5000")
     api = os.environ.get("PREFECT_API_URL")
