@@ -161,10 +161,12 @@ class ChatGenerator:
     ) -> ChatGenerator:
         """Load a model directory (CPU unless a GPU is present or ``device`` says otherwise)."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from components.models.chat_template import load_tokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or path))
+        tokenizer = load_tokenizer(tokenizer_path or path)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
         model.to(device)  # type: ignore[arg-type]
         return cls(model=model, tokenizer=tokenizer, **kwargs)

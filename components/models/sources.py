@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.models.chat_template import install_tool_template, tool_chat_template  # noqa: F401 - re-exported
+
 MANIFEST = "mentor_model.json"
 
 
@@ -109,19 +111,9 @@ def _assemble_gguf(source: GgufSource, workdir: Path) -> Path:
     return target
 
 
-def tool_chat_template() -> str:
-    """TRL's exact Qwen2.5 template: tool-aware, and recognised by TRL's tool loop by string."""
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    return qwen2_5_chat_template
-
-
 def _finalise_tokenizer(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    """SmolLM2's own template drops tools; it shares Qwen2.5's ChatML tokens, so use that template."""
-    tokenizer.chat_template = tool_chat_template()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    """SmolLM2's own template drops tools; install the pipeline's compact tool template (same ChatML tokens)."""
+    install_tool_template(tokenizer)
 
 
 def _load_gguf(source: GgufSource, workdir: Path):  # type: ignore[no-untyped-def]

@@ -101,7 +101,10 @@ def _docstring(function_schema: Mapping[str, Any]) -> str:
     if properties:
         lines += ["", "Args:"]
         for name, spec in properties.items():
-            lines.append(f"    {name}: {_one_line(spec.get('description') or f'The {name} argument.')}")
+            text = _one_line(spec.get("description") or f"The {name} argument.")
+            if "default" in spec:  # get_json_schema drops defaults: carry them in the text, as the template prints them
+                text += f" (default {json.dumps(spec['default'], ensure_ascii=False)})"
+            lines.append(f"    {name}: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -125,20 +125,13 @@ def start_model_dir(params: Params) -> tuple[Path, str]:
 
 
 def load_student(model_dir: Path, dtype_name: str):  # type: ignore[no-untyped-def]
-    """Model and tokenizer, with TRL's exact Qwen2.5 template so its tool loop parses calls."""
+    """Model and tokenizer, with the pipeline's tool template and TRL's Qwen response parser installed."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from components.models.sources import tool_chat_template
+    from components.models.chat_template import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    template = tool_chat_template()
-    if tokenizer.chat_template != template:
-        log.warning("%s does not carry TRL's Qwen2.5 tool template; installing it so tool calls are parsed", model_dir)
-        tokenizer.chat_template = template
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype_name))
     return model, tokenizer
 
@@ -494,15 +487,10 @@ def _previous_history(path: Path, resume_from: Path | None) -> list[dict[str, fl
 
 
 def _clean_tokenizer(start_dir: Path):  # type: ignore[no-untyped-def]
-    """A fresh copy of the start tokenizer: GRPOTrainer attaches a response template to the one it trains with."""
-    from transformers import AutoTokenizer
+    """A fresh copy of the start tokenizer (the trainer's own one may carry TRL's state) to save with the model."""
+    from components.models.chat_template import load_tokenizer
 
-    from components.models.sources import tool_chat_template
-
-    tokenizer = AutoTokenizer.from_pretrained(start_dir)
-    tokenizer.chat_template = tool_chat_template()
-    tokenizer.padding_side = "left"
-    return tokenizer
+    return load_tokenizer(start_dir)
 
 
 def _timing(recorder: Any) -> dict[str, float]:

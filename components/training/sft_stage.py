@@ -169,12 +169,11 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     validation = check_validation(paths.validation_dir, dataset_path)
     dataset_sha = file_sha256(dataset_path)
 
-    from transformers import AutoTokenizer
-
+    from components.models.chat_template import load_tokenizer
     from components.models.sources import model_checksum, resolve_model
 
     base_dir = resolve_model(params.models.student, model_cache_dir(params))
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = load_tokenizer(base_dir)
     examples, stats = build_examples(rows, tokenizer, params.sft.max_length)
 
     checkpoints = paths.sft_dir / CHECKPOINTS

@@ -26,12 +26,13 @@ EOS = 2  # any id works: the EOS rule only compares the last id with the EOS ids
 
 
 def _strip(schema: dict) -> dict:
-    """The pack schema without the keys get_json_schema cannot express (extra-properties flag, defaults)."""
+    """The pack schema as get_json_schema can express it: no extra-properties flag, defaults moved into the text."""
     function = json.loads(json.dumps(schema["function"]))
     params = function["parameters"]
     params.pop("additionalProperties", None)
     for spec in params.get("properties", {}).values():
-        spec.pop("default", None)
+        if "default" in spec:
+            spec["description"] = f"{spec['description']} (default {json.dumps(spec.pop('default'))})"
     if not params.get("required"):
         params.pop("required", None)
     return function
@@ -105,20 +106,22 @@ def test_reset_without_a_task_column_is_a_clear_error() -> None:
 
 
 def test_trl_parses_our_tools_with_the_student_template(tiny_model_dir) -> None:
-    """The tokenizer's template is TRL's Qwen2.5 one, so TRL's parser returns calls our methods accept."""
-    from transformers import AutoTokenizer
-    from trl.chat_template_utils import add_response_schema, parse_response, qwen2_5_chat_template
+    """Our compact template plus TRL's Qwen response parser: TRL returns calls our methods accept."""
+    from trl.chat_template_utils import is_chat_template_prefix_preserving, parse_response
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    assert tokenizer.chat_template == qwen2_5_chat_template
-    tokenizer = add_response_schema(tokenizer)
+    from components.models.chat_template import load_tokenizer, tool_chat_template
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert tokenizer.chat_template == tool_chat_template()
+    # GRPOTrainer swaps in its own training template unless ours is prefix-preserving.
+    assert is_chat_template_prefix_preserving(tokenizer)
     pack, _, row = _task_row("arith")
     env = make_environment_class(pack)()
     env.reset(**row)
     tools = [getattr(env, name) for name in pack.tool_names()]
     prompt = [{"role": "system", "content": pack.system_prompt}, {"role": "user", "content": "2+3?"}]
     prefix = tokenizer.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False)
-    assert '"name": "sum_numbers"' in tokenizer.decode(prefix)
+    assert "sum_numbers(numbers: array<number>) - " in tokenizer.decode(prefix)
     text = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": "3"}}\n</tool_call><|im_end|>'
     parsed = parse_response(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"], prefix=prefix, tools=tools)
     [call] = parsed["tool_calls"]
