@@ -39,6 +39,9 @@ class ModelsParams(_Section):
     teacher: str = "qwen2.5-coder-0.5b-instruct"
     cache_dir: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: Training arithmetic: ``auto`` = bf16 autocast where the GPU or CPU has bf16 units
+    #: (weights stay ``dtype``; decoding keeps ``dtype``), ``fp32`` or ``bf16`` to force it.
+    train_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class TeacherParams(_Section):

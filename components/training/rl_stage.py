@@ -238,7 +238,11 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
                 "rl.use_vllm=true needs a CUDA GPU and the vllm package (colocate mode); this machine has "
                 f"{'no CUDA GPU' if not cuda else 'no vllm installed'}. Set --set rl.use_vllm=false to generate with transformers."
             )
-    bf16 = cuda and params.models.dtype == "bfloat16"
+    from components.training.precision import set_cpu_threads, train_bf16
+
+    set_cpu_threads()
+    # bf16 autocast for the policy's forward/backward where the hardware has bf16 units; fp16 only on GPUs.
+    bf16 = train_bf16(params.models.train_precision, params.models.dtype) and params.models.dtype != "float16"
     fp16 = cuda and params.models.dtype == "float16"
     interactive = sys.stderr.isatty()
     vllm_kwargs: dict[str, Any] = {"use_vllm": rl.use_vllm}

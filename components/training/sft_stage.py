@@ -305,8 +305,10 @@ def _build_trainer(
     from trl import SFTConfig, SFTTrainer
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.precision import set_cpu_threads, train_bf16
 
     sft = params.sft
+    set_cpu_threads()
     set_seed(sft.seed)  # before the model/adapters exist: LoRA init is random
     dtype = getattr(torch, params.models.dtype)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
@@ -336,9 +338,12 @@ def _build_trainer(
         logging_nan_inf_filter=False,  # otherwise NaN losses are hidden from the divergence guard
         report_to="none",  # our callback logs into the stage's MLflow run
         activation_checkpointing=False,  # small students: speed over memory (TRL defaults it on)
-        # TRL defaults bf16 on; mixed precision only where it exists (bf16 weights on a GPU).
-        bf16=params.models.dtype == "bfloat16" and torch.cuda.is_available(),
+        # bf16 autocast where the GPU/CPU has bf16 units (components.training.precision); fp32 master weights.
+        bf16=train_bf16(params.models.train_precision, params.models.dtype),
         fp16=False,
+        use_cpu=not torch.cuda.is_available(),  # transformers refuses CPU bf16 autocast unless told it is the CPU
+        # Rows of similar length share a batch: padding is wasted compute (padding-free needs FlashAttention).
+        train_sampling_strategy="group_by_length" if sft.batch_size > 1 else "random",
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not interactive,
     )

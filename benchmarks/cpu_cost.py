@@ -1,0 +1,216 @@
+"""Cost per token on this machine: before/after the compact tool listing and per-phase precision.
+
+One run, one machine, so the before/after ratios are comparable even when the
+absolute CPU timings move with load. It prints:
+
+1. tokens: the system+tools header per pack (JSON listing vs the compact one) and the
+   mean SFT row with how many of its tokens carry loss;
+2. peak: a large fp32 and bf16 matmul, the machine's own FLOP/s ceiling per dtype;
+3. SFT seconds per row: a real ``SFTTrainer`` (the stage's own builder) on the same
+   teacher rows, ``before`` = JSON listing + fp32, ``after`` = compact listing +
+   ``models.train_precision=auto`` + length-grouped batches; achieved training FLOP/s
+   (6 x parameters x tokens / time) as a share of the matmul peak of the dtype used;
+4. GRPO seconds per rollout: the RL stage's own ``GRPOTrainer`` (real tool execution),
+   ``before`` = JSON listing + fp32 + gradient checkpointing (main's cpu-demo settings),
+   ``after`` = compact + auto precision, no checkpointing;
+5. eval seconds per item: the arith suite's multi-turn episodes through the evaluation
+   generator, JSON vs compact listing (decoding stays fp32 in both).
+
+    python benchmarks/cpu_cost.py --model outputs/cpu-demo/sft/model --sft-steps 4 --grpo-steps 2 --eval-items 16
+
+``--model`` should be a tool-calling student (an SFT model) so GRPO and eval rollouts
+really call tools; the base SmolLM2 works but never calls one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def _params(tmp_overrides: list[str], base: Any | None = None):  # type: ignore[no-untyped-def]
+    from rl_step_profile import prepare_params
+
+    params, _ = prepare_params("cpu-demo", tmp_overrides)
+    return params
+
+
+def matmul_peak(n: int = 2048, repeats: int = 6) -> dict[str, float]:
+    """FLOP/s of an n x n x n matmul per dtype, best of ``repeats`` (the machine's own ceiling)."""
+    import torch
+
+    out: dict[str, float] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b  # warm up
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+        out[name] = 2 * n**3 / best
+    return out
+
+
+def token_table(model_dir: Path) -> None:
+    from components.models.chat_template import legacy_json_template, load_tokenizer
+    from components.tools.registry import get_pack
+
+    tok = load_tokenizer(model_dir)
+    print("\n## tokens: system + tools header per pack (JSON listing -> compact)")
+    print("| pack | JSON | compact | ratio |\n|---|---|---|---|")
+    for name in ("arith", "units", "calendar", "store"):
+        pack = get_pack(name)
+        system = [{"role": "system", "content": pack.system_prompt}]
+        old = len(tok.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False,
+                                          chat_template=legacy_json_template()))
+        new = len(tok.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False))
+        print(f"| {name} | {old} | {new} | {new / old:.2f} |")
+
+
+def sft_rows(params: Any, n: int) -> list[dict[str, Any]]:
+    from components.config import run_paths
+    from components.training.sft_data import load_teacher_rows
+
+    rows = [r for r in load_teacher_rows(run_paths(params).teacher_dataset) if r.get("verified")]
+    return rows[:n]
+
+
+def bench_sft(model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: int, *, legacy: bool,
+              precision: str) -> dict[str, float]:
+    """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps."""
+    from components.models.chat_template import legacy_json_template, load_tokenizer
+    from components.training.precision import train_bf16
+    from components.training.sft_data import build_examples
+    from components.training.sft_stage import _build_trainer
+
+    params = _params([f"models.train_precision={precision}", f"sft.max_steps={steps}", f"sft.batch_size={batch}",
+                      "sft.save_steps=100000", "sft.logging_steps=1"])
+    tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
+    examples, stats = build_examples(rows, tok, params.sft.max_length)
+    out_dir = Path(params.project.output_dir) / "bench-sft"
+    trainer = _build_trainer(params, model_dir, tok, examples, out_dir, [])
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    rows_seen = steps * batch
+    mean_tokens = statistics.mean(len(e.input_ids) for e in examples)
+    loss_tokens = statistics.mean(sum(e.assistant_masks) for e in examples)
+    tokens = rows_seen * mean_tokens
+    return {"s_per_row": seconds / rows_seen, "tokens_per_row": mean_tokens, "loss_tokens_per_row": loss_tokens,
+            "flops": 6 * n_params * tokens / seconds,
+            "bf16": float(train_bf16(params.models.train_precision, params.models.dtype))}
+
+
+def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, checkpointing: bool,
+               generations: int, completion: int) -> dict[str, float]:
+    """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools)."""
+    from components.config import run_paths
+    from components.models.chat_template import install_tool_template, legacy_json_template
+    from components.training.rl_data import load_rl_dataset
+    from components.training.rl_stage import build_trainer, load_student
+
+    params = _params([f"models.train_precision={precision}", f"rl.max_steps={steps}",
+                      f"rl.gradient_checkpointing={str(checkpointing).lower()}", f"rl.num_generations={generations}",
+                      f"rl.batch_size={generations}", f"rl.max_completion_length={completion}", "rl.save_steps=100000"])
+    model, tok = load_student(model_dir, params.models.dtype)
+    if legacy:
+        install_tool_template(tok, legacy_json_template())
+    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, params.rl.n_train,
+                              params.rl.seed)
+    out_dir = Path(params.project.output_dir) / "bench-grpo"
+    trainer, recorder, _ = build_trainer(params, "mentor", model, tok, dataset, out_dir)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    return {"s_per_rollout": seconds / (steps * generations)}
+
+
+def bench_eval(model_dir: Path, items: int, *, legacy: bool) -> dict[str, float]:
+    """Seconds per arith item: full multi-turn episodes through the evaluation generator."""
+    from components.evaluation.generation import ChatGenerator
+    from components.evaluation.responder import ModelResponder
+    from components.evaluation.suites import build_suite
+    from components.models.chat_template import install_tool_template, legacy_json_template
+
+    params = _params([])
+    generator = ChatGenerator.from_pretrained(model_dir, max_new_tokens=params.eval.max_new_tokens,
+                                              batch_size=params.eval.batch_size, progress=False)
+    if legacy:
+        install_tool_template(generator.tokenizer, legacy_json_template())
+    suite = build_suite("arith", params, items)
+    started = time.perf_counter()
+    results = suite.run(ModelResponder(generator, "bench"))
+    seconds = time.perf_counter() - started
+    return {"s_per_item": seconds / len(results), "accuracy": statistics.mean(float(r.correct) for r in results),
+            "prompt_tokens": generator.stats.prompt_tokens, "generated_tokens": generator.stats.generated_tokens}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO / ".mentor/models/smollm2-135m-instruct")
+    parser.add_argument("--sft-steps", type=int, default=4)
+    parser.add_argument("--sft-batch", type=int, default=2)
+    parser.add_argument("--grpo-steps", type=int, default=2)
+    parser.add_argument("--grpo-generations", type=int, default=4)
+    parser.add_argument("--grpo-completion", type=int, default=256)
+    parser.add_argument("--eval-items", type=int, default=16)
+    parser.add_argument("--skip", action="append", default=[], choices=["sft", "grpo", "eval"])
+    args = parser.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import torch
+
+    from components.training.precision import cpu_has_bf16, set_cpu_threads
+
+    threads = set_cpu_threads()
+    print(f"# cpu_cost: model {args.model}, torch {torch.__version__}, {threads} threads, cpu bf16: {cpu_has_bf16()}")
+    token_table(args.model)
+    peak = matmul_peak()
+    print(f"\n## peak (2048^3 matmul): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    rows = sft_rows(_params([]), args.sft_steps * args.sft_batch)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    if "sft" not in args.skip:
+        results["sft"] = {
+            "before": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=True, precision="fp32"),
+            "after": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto"),
+        }
+        print("\n## SFT (same rows, real SFTTrainer)")
+        print("| variant | s/row | tokens/row | loss tokens/row | FLOP/s | share of peak |\n|---|---|---|---|---|---|")
+        for name, r in results["sft"].items():
+            ceiling = peak["bf16" if r["bf16"] else "fp32"]
+            print(f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
+                  f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |")
+        print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
+    if "grpo" not in args.skip:
+        common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
+        results["grpo"] = {
+            "before": bench_grpo(args.model, args.grpo_steps, legacy=True, precision="fp32", checkpointing=True, **common),
+            "after": bench_grpo(args.model, args.grpo_steps, legacy=False, precision="auto", checkpointing=False, **common),
+        }
+        print("\n## GRPO (real tool loop)")
+        for name, r in results["grpo"].items():
+            print(f"| {name} | {r['s_per_rollout']:.2f} s/rollout |")
+        print(f"speed-up: {results['grpo']['before']['s_per_rollout'] / results['grpo']['after']['s_per_rollout']:.2f}x")
+    if "eval" not in args.skip:
+        results["eval"] = {"before": bench_eval(args.model, args.eval_items, legacy=True),
+                           "after": bench_eval(args.model, args.eval_items, legacy=False)}
+        print("\n## eval (arith episodes)")
+        for name, r in results["eval"].items():
+            print(f"| {name} | {r['s_per_item']:.2f} s/item | acc {r['accuracy']:.2f} | prompt tokens "
+                  f"{r['prompt_tokens']:.0f} | generated {r['generated_tokens']:.0f} |")
+        print(f"speed-up: {results['eval']['before']['s_per_item'] / results['eval']['after']['s_per_item']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Which arithmetic each phase runs in, chosen from measurements on the machine at hand.
+
+Measured on a 2-core AMD EPYC with ``avx512_bf16`` (SmolLM2-135M, see the README's
+cost figures): bf16 autocast makes forward+backward about 2x faster than fp32 and
+prompt encoding about 2x, but batched *decoding* is slower in bf16 (0.6-0.9x fp32 at
+batch 8: small matmuls are bound by the bf16<->fp32 conversions, not by FLOPs).
+So training runs under bf16 autocast where the hardware has bf16 units, the weights
+stay in ``models.dtype`` (fp32 master weights, as mixed precision wants), and
+decoding (evaluation, GRPO rollouts after the trainer unwraps the model) keeps the
+weights' dtype. On CPUs without bf16 instructions everything stays fp32, because
+emulated bf16 is slower than fp32 there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+#: /proc/cpuinfo flags of x86 CPUs with native bf16 dot products (AVX-512 BF16, AMX).
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU advertises native bf16 instructions (Linux ``/proc/cpuinfo`` flags)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags") or line.startswith("Features"):
+            return bool(BF16_CPU_FLAGS & set(line.split(":", 1)[-1].split()))
+    return False
+
+
+def train_bf16(precision: Precision, weights_dtype: str) -> bool:
+    """Whether a training stage runs its forward/backward under bf16 autocast.
+
+    ``fp32`` never; ``bf16`` always (an explicit choice); ``auto``: on a CUDA GPU
+    with bf16 support, or on a CPU with native bf16 instructions. Weights already
+    in bf16 need no autocast on CPU (the Trainer refuses bf16 autocast with bf16
+    weights only on GPUs with fp16; bf16 weights just run in bf16).
+    """
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return weights_dtype == "float32" and cpu_has_bf16()
+
+
+def set_cpu_threads() -> int:
+    """Use every core this process may run on (cgroup/affinity aware); returns the thread count."""
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
