@@ -79,10 +79,17 @@ BFCL = [
 @pytest.mark.parametrize(("category", "limit"), BFCL)
 def test_oracle_scores_one_on_bfcl(params: Params, category: str, limit: int | None) -> None:
     pytest.importorskip("bfcl_eval")
+    from components.evaluation.bfcl.data import load_cases
+
     result = _score(params, f"bfcl:{category}", limit)
     failed = [(i["item_id"], i["reason"]) for i in result["per_item"] if not i["correct"]]
     assert failed == []
     assert result["accuracy"] == 1.0
+    # BFCL's denominator: every case of the slice, the unsatisfiable ones (not run) included.
+    assert result["bfcl_total"] == result["n"] + result["excluded_unsatisfiable"]
+    assert result["bfcl_correct"] == result["n"]
+    if limit is None:
+        assert result["bfcl_total"] == len(load_cases(category))
     if category.endswith("irrelevance"):
         assert result["mean_calls"] == 0.0
     else:
