@@ -125,7 +125,8 @@ def bfcl_line(result: dict[str, Any]) -> str:
     total = result["bfcl_total"]
     correct = result.get("bfcl_correct", 0)
     share = 100 * correct / total if total else 0.0
-    note = f" ({result['excluded_unsatisfiable']} unsatisfiable, not run, counted)" if result.get("excluded_unsatisfiable") else ""
+    excluded = result.get("excluded_unsatisfiable")
+    note = f" ({excluded} unsatisfiable, not run, counted)" if excluded else ""
     return f"{result['suite']}  {correct}/{total} = {share:.2f}%{note}"
 
 

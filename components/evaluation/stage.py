@@ -65,6 +65,9 @@ def harness_digest(params: Params) -> str:
     settings = {"eval": params.eval.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
                 "dtype": params.models.dtype}
     digest.update(json.dumps(settings, sort_keys=True).encode())
+    from components.evaluation.bfcl.official import wheel_version
+
+    digest.update(f"bfcl-eval:{wheel_version()}\n".encode())  # BFCL's data and its checker come from the wheel
     root = Path(__file__).resolve().parents[2]
     for folder in CODE_DIRS:
         for path in sorted((root / folder).rglob("*.py")):
@@ -157,7 +160,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
             metrics: dict[str, float] = {}
             for suite in document["suites"]:
                 for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
-                            "mean_calls", "mean_turns"):
+                            "mean_calls", "mean_turns", "bfcl_accuracy"):
                     if suite.get(key) is not None:
                         metrics[_metric_key(arm, suite["suite"], key)] = float(suite[key])
             for domain, summary in document["domains"].items():

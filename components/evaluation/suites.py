@@ -6,9 +6,9 @@ Two kinds, both scored per item (:class:`~components.evaluation.metrics.ItemResu
   ``units``/``calendar``/``store`` out-of-domain) run as multi-turn episodes
   through ``components.tools.episode.run_episodes``: the same parser, executor
   and verifier as data collection and RL.
-- :class:`BfclSuite` -- a BFCL category. Single-turn: one generation per case,
-  calls parsed with our parser and judged by our AST checker (irrelevance
-  passes when no call is made). ``multi_turn_base``: per user turn, a
+- :class:`BfclSuite` -- a BFCL category or a user's BFCL-format file. Single-turn:
+  one generation per case, calls parsed with our parser and judged by BFCL's
+  official ``ast_checker`` (irrelevance passes when no call is made). ``multi_turn_base``: per user turn, a
   generate/execute loop against the shipped API classes (at most
   ``eval.max_turns`` generations per user turn, the turn ends when the model
   answers without a call), judged by execution-state comparison.
