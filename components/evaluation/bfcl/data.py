@@ -270,7 +270,7 @@ def _check_function_doc(doc: Any, where: str) -> str:
             items = schema.get("items")
             if not isinstance(items, dict) or items.get("type") not in BFCL_PYTHON_TYPES:
                 raise BfclFileError(
-                    f"{where}: {name}.{param} is an {kind} and needs 'items' with one of BFCL's types "
+                    f"{where}: {name}.{param} is {'an' if kind == 'array' else 'a'} {kind} and needs 'items' with one of BFCL's types "
                     f"({', '.join(sorted(BFCL_PYTHON_TYPES))})"
                 )
     return name
