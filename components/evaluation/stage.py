@@ -59,6 +59,20 @@ def discover_arms(params: Params) -> dict[str, Path]:
 CODE_DIRS = ("components/evaluation", "components/tools")
 
 
+def user_bfcl_files_digest(suite: str) -> str:
+    """Content hash of a ``bfcl:<path>`` suite's question and answer files ("" for other suites)."""
+    from components.evaluation.bfcl.data import answer_path_for
+
+    if not suite.startswith("bfcl:"):
+        return ""
+    path = Path(suite[len("bfcl:") :])
+    digest = hashlib.sha256()
+    for part in (path, answer_path_for(path)):
+        if part.is_file():
+            digest.update(part.read_bytes())
+    return digest.hexdigest() if path.is_file() else ""
+
+
 def harness_digest(params: Params) -> str:
     """The eval/task params and the harness code: the part of every arm's fingerprint they share."""
     digest = hashlib.sha256()
@@ -68,6 +82,8 @@ def harness_digest(params: Params) -> str:
     from components.evaluation.bfcl.official import wheel_version
 
     digest.update(f"bfcl-eval:{wheel_version()}\n".encode())  # BFCL's data and its checker come from the wheel
+    for name in params.eval.suites:  # a user's own BFCL files: their content decides the results too
+        digest.update(user_bfcl_files_digest(name).encode())
     root = Path(__file__).resolve().parents[2]
     for folder in CODE_DIRS:
         for path in sorted((root / folder).rglob("*.py")):

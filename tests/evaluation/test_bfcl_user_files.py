@@ -191,3 +191,14 @@ def test_suite_errors_are_evaluation_errors(tmp_path: Path, params: Params) -> N
         build_suite(f"bfcl:{path}", params)
     with pytest.raises(EvaluationError, match=r"bfcl:<path> to a BFCL-format question file"):
         build_suite("bfcl:web_search", params)
+
+
+def test_evaluate_stage_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    """A cached evaluation must not be reused after the user edits their questions or answers."""
+    from components.evaluation.stage import user_bfcl_files_digest
+
+    path = write_files(tmp_path, QUESTIONS, ANSWERS)
+    first = user_bfcl_files_digest(f"bfcl:{path}")
+    assert first and user_bfcl_files_digest("bfcl:simple_python") == "" == user_bfcl_files_digest("arith")
+    write_files(tmp_path, QUESTIONS, [ANSWERS[0], ANSWERS[2], ANSWERS[1]])
+    assert user_bfcl_files_digest(f"bfcl:{path}") != first
