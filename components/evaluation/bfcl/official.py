@@ -39,6 +39,21 @@ PROMPT_MODEL = "mentor-prompt"
 _CHECKER_FILE = ("eval_checker", "ast_eval", "ast_checker.py")
 _MODEL_CONFIG = "bfcl_eval.constants.model_config"
 _PRIVATE_NAME = "components.evaluation.bfcl._bfcl_official_ast_checker"
+#: The only wheel modules loading the checker may import (all small and pure); anything else
+#: means a different wheel whose checker pulls more, and loading fails rather than run it.
+CHECKER_IMPORTS: frozenset[str] = frozenset(
+    {
+        "bfcl_eval",
+        "bfcl_eval.constants",
+        "bfcl_eval.constants.enums",
+        "bfcl_eval.constants.type_mappings",
+        "bfcl_eval.eval_checker",
+        "bfcl_eval.eval_checker.ast_eval",
+        "bfcl_eval.eval_checker.ast_eval.type_convertor",
+        "bfcl_eval.eval_checker.ast_eval.type_convertor.java_type_converter",
+        "bfcl_eval.eval_checker.ast_eval.type_convertor.js_type_converter",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ def official_checker() -> OfficialChecker:
         FC_MODEL: _ModelConfigStub(underscore_to_dot=True),
         PROMPT_MODEL: _ModelConfigStub(underscore_to_dot=False),
     }
+    before = set(sys.modules)
     previous = sys.modules.get(_MODEL_CONFIG)
     sys.modules[_MODEL_CONFIG] = stub
     try:
@@ -103,6 +119,12 @@ def official_checker() -> OfficialChecker:
             sys.modules.pop(_MODEL_CONFIG, None)
         else:
             sys.modules[_MODEL_CONFIG] = previous
+    unexpected = sorted(m for m in set(sys.modules) - before if m.startswith("bfcl_eval") and m not in CHECKER_IMPORTS)
+    if unexpected:
+        raise RuntimeError(
+            f"loading BFCL's checker from bfcl-eval {wheel_version()} imported {', '.join(unexpected)}, beyond what "
+            "the pinned wheel's checker needs; install bfcl-eval==2026.3.23 or extend CHECKER_IMPORTS after review"
+        )
     from bfcl_eval.constants.enums import Language
 
     return OfficialChecker(
