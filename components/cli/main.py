@@ -193,7 +193,7 @@ def params_show(
 @app.command("eval")
 def evaluate(
     model: Annotated[str, typer.Option("--model", help="Model dir, models:/name@alias, or 'oracle'.")],
-    suite: Annotated[list[str], typer.Option("--suite", help="arith, an OOD pack, or bfcl:<category>. Repeatable.")],
+    suite: Annotated[list[str], typer.Option("--suite", help="arith, an OOD pack, bfcl:<category>, or bfcl:<path> (a BFCL-format question file). Repeatable.")],
     limit: Annotated[int | None, typer.Option("--limit", help="At most N items per suite.")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write results JSON here.")] = None,
     params_file: ParamsOpt = Path("params.yaml"),

@@ -8,6 +8,8 @@ promotion gate::
      "suites": [{"suite", "domain", "n", "accuracy", "ci95_low", "ci95_high",
                  "valid_call_rate", "hallucinated_tool_rate", "parse_failures",
                  "mean_calls", "mean_turns", "seconds", "generation": {...},
+                 BFCL suites also: "bfcl_total", "bfcl_correct", "bfcl_accuracy" (BFCL's
+                 denominator: unsatisfiable cases counted), "excluded_unsatisfiable", "checker",
                  "per_item": [{"item_id", "correct", ...}, ...]}, ...],
      "domains": {"in_domain": {"suites", "n", "accuracy", "ci95_low", "ci95_high"},
                  "ood": {...}},
@@ -49,6 +51,7 @@ def run_suite(responder: Responder, suite: Suite, params: Params) -> dict[str, A
     return {
         **summary,
         **suite.info(),
+        **suite.score_fields(items),
         "seconds": round(seconds, 3),
         "generation": generation.as_dict(),
         "per_item": [item.to_dict() for item in items],
@@ -117,6 +120,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def bfcl_line(result: dict[str, Any]) -> str:
+    """``bfcl:live_simple  250/258 = 96.90%`` plus how many unsatisfiable cases the denominator holds."""
+    total = result["bfcl_total"]
+    correct = result.get("bfcl_correct", 0)
+    share = 100 * correct / total if total else 0.0
+    excluded = result.get("excluded_unsatisfiable")
+    note = f" ({excluded} unsatisfiable, not run, counted)" if excluded else ""
+    return f"{result['suite']}  {correct}/{total} = {share:.2f}%{note}"
+
+
 def format_table(document: dict[str, Any]) -> str:
     """A plain-text table of one results document, for the terminal."""
     header = ["suite", "n", "accuracy [95% CI]", "valid calls", "halluc.", "calls", "turns", "seconds", "tok/s"]
@@ -144,6 +157,10 @@ def format_table(document: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    bfcl = [bfcl_line(r) for r in document["suites"] if "bfcl_total" in r]
+    if bfcl:
+        lines.append("BFCL, scored by BFCL's own checker over BFCL's denominators:")
+        lines += [f"  {line}" for line in bfcl]
     failures = [f"{r['suite']}: {r['parse_failures']}" for r in document["suites"] if r["parse_failures"]]
     if failures:
         lines.append("parse failures: " + "; ".join(failures))

@@ -57,6 +57,32 @@ def _suite_names(results: Mapping[str, dict[str, Any]]) -> list[str]:
     return names
 
 
+def _bfcl_section(results: Mapping[str, dict[str, Any]], arms: list[str]) -> list[str]:
+    """BFCL per category as BFCL reports it: correct / every case of the category (or of the --limit slice)."""
+    names: list[str] = []
+    for document in results.values():
+        names += [s["suite"] for s in document["suites"] if "bfcl_total" in s and s["suite"] not in names]
+    if not names:
+        return []
+    lines = ["", "## BFCL per category", ""]
+    lines.append("Scored by BFCL's own `ast_checker` (function-calling mode) from the installed `bfcl-eval` wheel; "
+                 "% of every case of the category, BFCL's denominator (cases no answer can pass count as failed).")
+    lines.append("")
+    lines.append("| arm | " + " | ".join(names) + " |")
+    lines.append("|" + "---|" * (len(names) + 1))
+    for arm in arms:
+        by_suite = {s["suite"]: s for s in results[arm]["suites"]}
+        cells = [label(arm)]
+        for name in names:
+            s = by_suite.get(name)
+            if s is None or not s.get("bfcl_total"):
+                cells.append("–")
+            else:
+                cells.append(f"{100 * s['bfcl_correct'] / s['bfcl_total']:.1f} ({s['bfcl_correct']}/{s['bfcl_total']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Evaluation: arms compared") -> str:
     """Markdown: accuracy % [95% CI] per arm and suite, domain means, then call quality."""
     arms = ordered_arms(results)
@@ -79,6 +105,7 @@ def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Eva
             d = document["domains"].get(domain, {})
             cells.append(_cell(d.get("accuracy"), d.get("ci95_low"), d.get("ci95_high")))
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _bfcl_section(results, arms)
     lines += ["", "## Call quality", ""]
     lines.append("Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
                  "generation speed.")

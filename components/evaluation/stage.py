@@ -59,12 +59,31 @@ def discover_arms(params: Params) -> dict[str, Path]:
 CODE_DIRS = ("components/evaluation", "components/tools")
 
 
+def user_bfcl_files_digest(suite: str) -> str:
+    """Content hash of a ``bfcl:<path>`` suite's question and answer files ("" for other suites)."""
+    from components.evaluation.bfcl.data import answer_path_for
+
+    if not suite.startswith("bfcl:"):
+        return ""
+    path = Path(suite[len("bfcl:") :])
+    digest = hashlib.sha256()
+    for part in (path, answer_path_for(path)):
+        if part.is_file():
+            digest.update(part.read_bytes())
+    return digest.hexdigest() if path.is_file() else ""
+
+
 def harness_digest(params: Params) -> str:
     """The eval/task params and the harness code: the part of every arm's fingerprint they share."""
     digest = hashlib.sha256()
     settings = {"eval": params.eval.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
                 "dtype": params.models.dtype}
     digest.update(json.dumps(settings, sort_keys=True).encode())
+    from components.evaluation.bfcl.official import wheel_version
+
+    digest.update(f"bfcl-eval:{wheel_version()}\n".encode())  # BFCL's data and its checker come from the wheel
+    for name in params.eval.suites:  # a user's own BFCL files: their content decides the results too
+        digest.update(user_bfcl_files_digest(name).encode())
     root = Path(__file__).resolve().parents[2]
     for folder in CODE_DIRS:
         for path in sorted((root / folder).rglob("*.py")):
@@ -157,7 +176,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
             metrics: dict[str, float] = {}
             for suite in document["suites"]:
                 for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
-                            "mean_calls", "mean_turns"):
+                            "mean_calls", "mean_turns", "bfcl_accuracy"):
                     if suite.get(key) is not None:
                         metrics[_metric_key(arm, suite["suite"], key)] = float(suite[key])
             for domain, summary in document["domains"].items():

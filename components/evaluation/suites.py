@@ -6,9 +6,9 @@ Two kinds, both scored per item (:class:`~components.evaluation.metrics.ItemResu
   ``units``/``calendar``/``store`` out-of-domain) run as multi-turn episodes
   through ``components.tools.episode.run_episodes``: the same parser, executor
   and verifier as data collection and RL.
-- :class:`BfclSuite` -- a BFCL category. Single-turn: one generation per case,
-  calls parsed with our parser and judged by our AST checker (irrelevance
-  passes when no call is made). ``multi_turn_base``: per user turn, a
+- :class:`BfclSuite` -- a BFCL category or a user's BFCL-format file. Single-turn:
+  one generation per case, calls parsed with our parser and judged by BFCL's
+  official ``ast_checker`` (irrelevance passes when no call is made). ``multi_turn_base``: per user turn, a
   generate/execute loop against the shipped API classes (at most
   ``eval.max_turns`` generations per user turn, the turn ends when the model
   answers without a call), judged by execution-state comparison.
@@ -82,6 +82,10 @@ class Suite(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"domain": self.domain}
+
+    def score_fields(self, items: Sequence[ItemResult]) -> dict[str, Any]:
+        """Suite-specific figures computed from the judged items (BFCL adds its own denominator)."""
+        return {}
 
 
 # --------------------------------------------------------------------------- packs
@@ -206,8 +210,12 @@ class _SchemaOnlyTool:
     """A parser-side stand-in for a BFCL tool: a name and a schema, never executed.
 
     Well-formedness is judged against the schema the model saw, except that an
-    explicit ``null`` for an optional parameter is accepted: in BFCL's Python
-    world that means "use the default", and its ground truth does it often.
+    explicit ``null`` for an optional parameter is accepted (in BFCL's Python
+    world that means "use the default", and its ground truth does it often)
+    and ``enum`` lists are not enforced: BFCL's checker never reads them and
+    its own ground truth uses values outside them (``'N/A'``, ``'dontcare'``),
+    so an enum miss is a wrong value for the checker to judge, not a malformed
+    call.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
@@ -218,9 +226,19 @@ class _SchemaOnlyTool:
         required = set(parameters.get("required") or [])
         properties = parameters.get("properties") or {}
         parameters["properties"] = {
-            key: (sub if key in required else {"anyOf": [sub, {"type": "null"}]}) for key, sub in properties.items()
+            key: (sub if key in required else {"anyOf": [sub, {"type": "null"}]})
+            for key, sub in ((k, _without_enums(v)) for k, v in properties.items())
         }
         self.schema = {"type": "function", "function": {**function, "parameters": parameters}}
+
+
+def _without_enums(schema: Any) -> Any:
+    """A copy of a JSON schema with every ``enum`` keyword removed (see :class:`_SchemaOnlyTool`)."""
+    if isinstance(schema, Mapping):
+        return {k: _without_enums(v) for k, v in schema.items() if k != "enum"}
+    if isinstance(schema, list):
+        return [_without_enums(v) for v in schema]
+    return schema
 
 
 def _decoded_calls(parsed: ParseResult) -> list[dict[str, Any]]:
@@ -270,7 +288,12 @@ class _TurnState:
 
 
 class BfclSuite(Suite):
-    """One BFCL category, judged with our implementation of BFCL's rules."""
+    """One BFCL category (or a user's BFCL-format file), judged with BFCL's official checker.
+
+    ``excluded`` counts the cases of the requested slice left out because no
+    answer can pass them; they stay in BFCL's denominator, so ``bfcl_total``
+    (what BFCL divides by) is ``len(cases) + excluded``.
+    """
 
     def __init__(self, category: str, cases: Sequence[BfclCase], max_turns: int, excluded: int = 0) -> None:
         self.category = category
@@ -284,7 +307,23 @@ class BfclSuite(Suite):
         return len(self.cases)
 
     def info(self) -> dict[str, Any]:
-        return {"domain": self.domain, "excluded_unsatisfiable": self.excluded}
+        from components.evaluation.bfcl.official import wheel_version
+
+        checker = "BFCL multi-turn state/response checker (ours)" if self.multi_turn else (
+            f"bfcl-eval {wheel_version()} ast_checker, function-calling mode"
+        )
+        return {
+            "domain": self.domain,
+            "excluded_unsatisfiable": self.excluded,
+            "bfcl_total": len(self.cases) + self.excluded,
+            "checker": checker,
+        }
+
+    def score_fields(self, items: Sequence[ItemResult]) -> dict[str, Any]:
+        """BFCL's own figure: correct cases over every case of the slice, unsatisfiable ones included."""
+        total = len(self.cases) + self.excluded
+        correct = sum(1 for item in items if item.correct)
+        return {"bfcl_correct": correct, "bfcl_accuracy": correct / total if total else 0.0}
 
     @property
     def multi_turn(self) -> bool:
@@ -440,35 +479,52 @@ def available_suites() -> list[str]:
     return names
 
 
-def build_suite(name: str, params: Params, limit: int | None = None) -> Suite:
-    """Resolve a suite name (``arith``, an OOD pack, ``bfcl:<category>``) to a ready suite.
+def _looks_like_path(target: str) -> bool:
+    return "/" in target or "\\" in target or target.endswith((".json", ".jsonl"))
 
-    BFCL cases listed as unsatisfiable by the checker are left out (and
-    counted), because no answer can pass them; the oracle's 1.0 is then a
-    meaningful self-check.
+
+def _build_bfcl_suite(name: str, params: Params, limit: int | None) -> BfclSuite:
+    """``bfcl:<category>`` from the wheel, or ``bfcl:<path>`` for a user's own BFCL-format file.
+
+    ``--limit N`` takes the first N cases in file order, as BFCL would list
+    them. Shipped cases that no answer can pass (``UNSATISFIABLE_CASES``) are
+    not run but stay counted in ``bfcl_total``, BFCL's denominator, so the
+    accuracy over run items is the oracle's self-check (1.0) and
+    ``bfcl_accuracy`` is the number to compare with BFCL's leaderboard.
     """
+    from pathlib import Path
+
+    from components.evaluation.bfcl.data import BfclFileError, list_categories, load_cases, load_file_cases
+
+    target = name[len(BFCL_PREFIX) :]
+    try:
+        categories = list_categories()
+    except RuntimeError as exc:
+        raise EvaluationError(str(exc)) from exc
+    if target in categories:
+        all_cases = load_cases(target, limit)
+        unsatisfiable = _unsatisfiable()
+        cases = [c for c in all_cases if c.case_id not in unsatisfiable]
+        return BfclSuite(target, cases, max_turns=params.eval.max_turns, excluded=len(all_cases) - len(cases))
+    if _looks_like_path(target) or Path(target).is_file():
+        try:
+            cases = load_file_cases(Path(target))
+        except BfclFileError as exc:
+            raise EvaluationError(f"suite {name!r}: {exc}") from exc
+        return BfclSuite(target, cases[:limit] if limit is not None else cases, max_turns=params.eval.max_turns)
+    raise EvaluationError(
+        f"unknown BFCL category {target!r} in suite {name!r}; offline categories: "
+        + ", ".join(f"{BFCL_PREFIX}{c}" for c in categories)
+        + f"; or {BFCL_PREFIX}<path> to a BFCL-format question file (answers in possible_answer/<same name>)"
+    )
+
+
+def build_suite(name: str, params: Params, limit: int | None = None) -> Suite:
+    """Resolve a suite name (``arith``, an OOD pack, ``bfcl:<category>``, ``bfcl:<path>``) to a ready suite."""
     if limit is not None and limit < 1:
         raise EvaluationError(f"--limit must be at least 1, got {limit}")
     if name.startswith(BFCL_PREFIX):
-        from components.evaluation.bfcl.data import list_categories, load_cases
-
-        category = name[len(BFCL_PREFIX) :]
-        try:
-            categories = list_categories()
-        except RuntimeError as exc:
-            raise EvaluationError(str(exc)) from exc
-        if category not in categories:
-            raise EvaluationError(
-                f"unknown BFCL category {category!r} in suite {name!r}; offline categories: "
-                + ", ".join(f"{BFCL_PREFIX}{c}" for c in categories)
-            )
-        unsatisfiable = _unsatisfiable()
-        all_cases = load_cases(category)
-        cases = [c for c in all_cases if c.case_id not in unsatisfiable]
-        excluded = len(all_cases) - len(cases)
-        if limit is not None:
-            cases = cases[:limit]
-        return BfclSuite(category, cases, max_turns=params.eval.max_turns, excluded=excluded)
+        return _build_bfcl_suite(name, params, limit)
     from components.tools.registry import get_pack
 
     try:

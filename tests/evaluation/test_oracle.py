@@ -76,13 +76,31 @@ BFCL = [
 ]
 
 
+# Cases whose only acceptable answer has a type the tool schema forbids (BFCL accepts a value typed like
+# its ground truth): the oracle's call is correct but not well formed. Enum misses ('N/A', 'dontcare')
+# are not counted as malformed: BFCL's checker never reads enums.
+SCHEMA_BREAKING_TRUTH = {
+    "parallel_multiple_21", "parallel_multiple_94", "live_multiple_552-153-1", "live_multiple_595-158-1",
+    "live_multiple_596-158-2", "live_multiple_731-167-2", "live_multiple_733-167-4", "live_multiple_735-167-6",
+}
+
+
 @pytest.mark.parametrize(("category", "limit"), BFCL)
 def test_oracle_scores_one_on_bfcl(params: Params, category: str, limit: int | None) -> None:
     pytest.importorskip("bfcl_eval")
+    from components.evaluation.bfcl.data import load_cases
+
     result = _score(params, f"bfcl:{category}", limit)
     failed = [(i["item_id"], i["reason"]) for i in result["per_item"] if not i["correct"]]
     assert failed == []
     assert result["accuracy"] == 1.0
+    # BFCL's denominator: every case of the slice, the unsatisfiable ones (not run) included.
+    assert result["bfcl_total"] == result["n"] + result["excluded_unsatisfiable"]
+    assert result["bfcl_correct"] == result["n"]
+    if limit is None:
+        assert result["bfcl_total"] == len(load_cases(category))
+    malformed = {i["item_id"] for i in result["per_item"] if i["n_valid_calls"] < i["n_calls"]}
+    assert malformed <= SCHEMA_BREAKING_TRUTH
     if category.endswith("irrelevance"):
         assert result["mean_calls"] == 0.0
     else:

@@ -58,3 +58,17 @@ def test_write_report(tmp_path: Path) -> None:
     md, png = write_report(RESULTS, tmp_path / "reports")
     assert md.read_text().endswith("![In-domain vs OOD accuracy](eval_comparison.png)\n")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bfcl_section_uses_bfcls_denominators() -> None:
+    results = {arm: _document(0.5, 0.5) for arm in ("base", "mentor")}
+    for arm, correct in (("base", 5), ("mentor", 7)):
+        bfcl = results[arm]["suites"][1]
+        bfcl.update(n=8, bfcl_total=10, bfcl_correct=correct, excluded_unsatisfiable=2)
+    lines = comparison_markdown(results).splitlines()
+    start = lines.index("## BFCL per category")
+    assert "| arm | bfcl:simple_python |" in lines[start:]
+    assert "| base student | 50.0 (5/10) |" in lines[start:]
+    assert "| MENTOR RL | 70.0 (7/10) |" in lines[start:]
+    plain = {"base": _document(0.5, 0.5)}
+    assert "## BFCL per category" not in comparison_markdown(plain)

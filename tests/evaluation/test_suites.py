@@ -47,17 +47,23 @@ def test_pack_suite_reads_eval_tasks_file(params: Params) -> None:
         build_suite("calendar", params)
 
 
-def test_bfcl_suite_leaves_out_unsatisfiable_cases(params: Params) -> None:
+def test_bfcl_suite_keeps_bfcls_denominator(params: Params) -> None:
+    """Unsatisfiable cases are not run but stay in bfcl_total; --limit takes the first N cases in file order."""
     pytest.importorskip("bfcl_eval")
     from components.evaluation.bfcl.oracle import UNSATISFIABLE_CASES
 
-    suite = build_suite("bfcl:parallel_multiple", params)
+    suite = build_suite("bfcl:live_simple", params)
     assert isinstance(suite, BfclSuite) and suite.domain == "ood" and not suite.multi_turn
-    assert suite.excluded == sum(1 for c in UNSATISFIABLE_CASES if c.startswith("parallel_multiple_"))
-    assert suite.excluded > 0 and not {c.case_id for c in suite.cases} & set(UNSATISFIABLE_CASES)
-    assert suite.info()["excluded_unsatisfiable"] == suite.excluded
-    limited = build_suite("bfcl:multi_turn_base", params, limit=2)
-    assert isinstance(limited, BfclSuite) and limited.multi_turn and len(limited) == 2
+    assert suite.excluded == sum(1 for c in UNSATISFIABLE_CASES if c.startswith("live_simple_")) == 2
+    assert not {c.case_id for c in suite.cases} & set(UNSATISFIABLE_CASES)
+    info = suite.info()
+    assert info["excluded_unsatisfiable"] == 2 and info["bfcl_total"] == 258 == len(suite) + 2
+    assert "ast_checker" in info["checker"]
+    limited = build_suite("bfcl:live_simple", params, limit=110)  # holds 106-63-0, not 112-68-0
+    assert len(limited) == 109 and limited.excluded == 1 and limited.info()["bfcl_total"] == 110
+    assert build_suite("bfcl:parallel_multiple", params).info()["bfcl_total"] == 200  # 21 and 94 are satisfiable
+    multi = build_suite("bfcl:multi_turn_base", params, limit=2)
+    assert isinstance(multi, BfclSuite) and multi.multi_turn and len(multi) == 2
 
 
 @pytest.mark.parametrize(("name", "limit", "message"), [

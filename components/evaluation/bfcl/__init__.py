@@ -1,8 +1,9 @@
 """BFCL v4 (Berkeley Function Calling Leaderboard) evaluation, offline.
 
-Data comes from the ``bfcl-eval`` wheel; the checkers are our own
-implementation of BFCL's rules (see REFERENCE.md section 3), so none of
-bfcl_eval's vendor-SDK-importing modules are needed.
+Data comes from the ``bfcl-eval`` wheel. Single-turn cases are judged by the
+wheel's own ``ast_checker``, loaded without the vendor SDKs its package
+imports (:mod:`components.evaluation.bfcl.official`), so scores are BFCL's;
+multi-turn cases by our execution checker, which never ``eval``s call strings.
 """
 
 from components.evaluation.bfcl.ast_checker import check_case
