@@ -105,7 +105,7 @@ class SftParams(_Section):
     seed: int = 0
 
 
-RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "sparse", "strict"]
+RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]
 
 
 class RewardParams(_Section):
