@@ -73,7 +73,8 @@ MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFES
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
     "rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
-    "rl/eos_rate", "rl/strict_match_rate", "rl/tool_calls", "rl/turns", "rl/zero_variance_groups",
+    "rl/eos_rate", "rl/final_answer_rate", "rl/box_earlier_turn_rate", "rl/strict_match_rate", "rl/tool_calls",
+    "rl/turns", "rl/zero_variance_groups",
     "rl/parse_fail/no_calls", "rl/parse_fail/bad_json", "rl/parse_fail/unknown_tool", "rl/parse_fail/bad_arguments",
     "completions/mean_length", "reward_std", "kl", "tools/call_frequency", "learning_rate", "loss",
 )
