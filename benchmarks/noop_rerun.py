@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 SHRINK = {
     "tasks": {"n_train": 24, "n_eval": 4},
     "sft": {"max_steps": 1, "save_steps": 1},
-    "rl": {"max_steps": 1, "n_train": 2, "max_completion_length": 8, "max_tool_calling_iterations": 1},
+    "rl": {"max_steps": 1, "n_train": 2, "max_completion_length": 8, "max_turns": 2},
     "eval": {"limit": 1, "suites": ["arith"], "max_new_tokens": 8, "max_turns": 1, "bootstrap_samples": 20},
 }
 

@@ -33,7 +33,7 @@ def overrides_for(work: Path) -> list[str]:
         f"project.state_dir={work / 'state'}", f"project.output_dir={work / 'outputs'}",
         f"models.cache_dir={REPO / '.mentor' / 'models'}",
         "tasks.n_train=24", "tasks.n_eval=4", "sft.max_steps=1", "sft.save_steps=1",
-        "rl.max_steps=1", "rl.n_train=2", "rl.max_completion_length=8", "rl.max_tool_calling_iterations=1",
+        "rl.max_steps=1", "rl.n_train=2", "rl.max_completion_length=8", "rl.max_turns=2",
         "eval.limit=1", "eval.suites=[arith]", "eval.max_new_tokens=8", "eval.max_turns=1", "eval.bootstrap_samples=20",
     ]
 

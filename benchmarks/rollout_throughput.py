@@ -11,7 +11,7 @@ spends producing its completions, on the transformers backend
   ``model.generate`` on the whole generation batch, parses ``<tool_call>``
   blocks, executes them in the environment (our safe executor) and generates
   again with the results appended (``_tool_call_loop``, up to
-  ``rl.max_tool_calling_iterations`` rounds within ``rl.max_completion_length``
+  ``rl.max_turns - 1`` tool rounds within ``rl.max_completion_length``
   tokens). It is driven through ``_generate_and_score_completions``, which does
   the per-rollout environment ``reset`` that ``_generate`` needs; the reward,
   advantage and logprob work that method does afterwards is reported
@@ -202,7 +202,7 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
     print(f"profile={params.profile} arm={arm} model={params.models.student} start={start_kind} ({start_dir})\n"
           f"sequences per generation batch={sequences} ({sequences // rl.num_generations} prompts x "
           f"{rl.num_generations} generations)  max_completion_length={rl.max_completion_length}  "
-          f"max_tool_calling_iterations={rl.max_tool_calling_iterations}  temperature={rl.temperature} "
+          f"max_turns={rl.max_turns}  temperature={rl.temperature} top_k={rl.top_k} "
           f"top_p={rl.top_p}  plain decoding={'greedy' if args.greedy else 'same sampling'}  "
           f"rounds={args.rounds}  torch threads={torch.get_num_threads()}", flush=True)
 

@@ -17,7 +17,7 @@ from typing import Any
 from components.evaluation.suites import IN_DOMAIN, OOD
 
 #: Display order; arms not listed come after, alphabetically.
-ARM_ORDER = ("teacher", "base", "sft", "sparse", "strict", "mentor", "mentor-f1", "mentor-overlap")
+ARM_ORDER = ("teacher", "base", "sft", "sparse", "strict", "mentor", "mentor-f1", "mentor-overlap", "mentor-notool")
 ARM_LABELS = {
     "teacher": "teacher",
     "base": "base student",
@@ -27,6 +27,7 @@ ARM_LABELS = {
     "mentor": "MENTOR RL",
     "mentor-f1": "MENTOR RL (F1)",
     "mentor-overlap": "MENTOR RL (overlap)",
+    "mentor-notool": "MENTOR RL (no tool term)",
 }
 DOMAIN_LABELS = {IN_DOMAIN: "in-domain", OOD: "OOD"}
 

@@ -79,7 +79,7 @@ def training_arms_table(params: Params, registered_arm: str, model_kind: str) ->
         lines.append(
             f"| {arm}{mark} | GRPO, reward `{arm}` | lr {rl.learning_rate}, steps {rl.max_steps}, "
             f"{rl.num_generations} generations x {rl.max_completion_length} tokens, T={rl.temperature}, "
-            f"top-p {rl.top_p}, beta {rl.beta}, up to {rl.max_tool_calling_iterations} tool turns |"
+            f"top-p {rl.top_p}, top-k {rl.top_k}, beta {rl.beta}, up to {rl.max_turns} turns |"
         )
     reward = params.rl.reward
     lines += [

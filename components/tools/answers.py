@@ -4,13 +4,19 @@ Models decorate answers (``$12.50``, ``\\text{12 apples}``, ``1,200``), so numbe
 are read out of such text before comparing; prose with several numbers in it is
 not guessed at and fails. Numbers match within a relative 1e-6, or, when the task
 asked for rounding to ``decimals`` places, within half a unit of the last place.
+
+:func:`math_verify_match` is the MENTOR authors' judge instead (math-verify: the
+answer must *equal* the gold as a math expression, no numeric tolerance); the
+``arith`` pack uses it, the other packs keep the numeric rule above.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -134,3 +140,80 @@ def states_match(actual: Any, expected: Any) -> bool:
             and math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
         )
     return actual == expected
+
+
+# --- the authors' judge: math-verify -------------------------------------------------------------
+
+#: Longest answer handed to math-verify; a longer one is judged wrong (answers of the
+#: packs are short numbers; this bounds parse time and the size of what sympy builds).
+MATH_VERIFY_MAX_CHARS = 100
+#: LaTeX commands an answer may contain for math-verify to see it: wrappers, fractions,
+#: products and spacing. Anything else (``\\sum``, ``\\prod``, ``\\binom``, ``\\sqrt`` ...)
+#: could make sympy compute for a long time, so such an answer is judged wrong.
+_MV_COMMANDS = frozenset(
+    {"frac", "dfrac", "tfrac", "text", "mathrm", "textbf", "mbox", "cdot", "times", "div", "left", "right"}
+)
+_MV_COMMAND = re.compile(r"\\([A-Za-z]+|.)")
+_MV_ESCAPES = frozenset({"$", "%", ",", ";", "!", " ", "{", "}"})
+
+
+class _DropTimeoutNotice(logging.Filter):
+    """math-verify logs once that its signal timeout is off; we bound the input instead (see below)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+def math_verify_safe(text: str) -> bool:
+    """Can ``text`` go to math-verify with its (signal-based) timeout switched off?
+
+    math-verify's own timeout uses ``signal.alarm``, which only works in the main
+    thread; Prefect runs stages in worker threads. So the time bound comes from the
+    input instead: short, no powers (``^``, ``**``), no factorials and only the
+    LaTeX commands in ``_MV_COMMANDS``. What remains (digits, ``+-*/()``, fractions,
+    wrappers) parses and compares in milliseconds. Nothing reaches Python's ``eval``
+    but digits and operators: math-verify's plain-expression reader hands only those
+    to sympy's ``parse_expr``; LaTeX goes through its own grammar.
+    """
+    if len(text) > MATH_VERIFY_MAX_CHARS or "^" in text or "**" in text:
+        return False
+    for match in _MV_COMMAND.finditer(text):
+        name = match.group(1)
+        if name not in _MV_COMMANDS and name not in _MV_ESCAPES:
+            return False
+    without_escapes = _MV_COMMAND.sub("", text)
+    return "!" not in without_escapes
+
+
+@lru_cache(maxsize=1)
+def _math_verify() -> tuple[Any, Any, Any, Any]:
+    """Import math-verify once, lazily (sympy and the LaTeX grammar take ~1 s to load)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(_DropTimeoutNotice())
+    return parse, verify, LatexExtractionConfig, ExprExtractionConfig
+
+
+def math_verify_match(given: str | None, expected: str) -> bool:
+    """The authors' answer judge: math-verify says the boxed answer equals the gold.
+
+    Like their ``unified_judge`` it passes if either of math-verify's two checks does:
+    the gold read as ``\\boxed{gold}`` LaTeX against the answer read as an expression
+    or LaTeX (their ``math_metric``), or both read with the default extraction
+    (their ``parse``/``verify``). Their third judge, mathruler, is not used (see the
+    README's fidelity table). Answers :func:`math_verify_safe` rejects are wrong.
+    Never raises.
+    """
+    if given is None or not given.strip() or not math_verify_safe(given) or not math_verify_safe(expected):
+        return False
+    parse, verify, latex_config, expr_config = _math_verify()
+    try:
+        gold_boxed = parse(f"\\boxed{{{expected}}}", extraction_config=[latex_config()], parsing_timeout=None)
+        answer = parse(given, extraction_config=[expr_config(), latex_config()], parsing_timeout=None)
+        if gold_boxed and answer and verify(gold_boxed, answer, timeout_seconds=None):
+            return True
+        gold, answer = parse(expected, parsing_timeout=None), parse(given, parsing_timeout=None)
+        return bool(gold and answer and verify(gold, answer, timeout_seconds=None))
+    except Exception:  # noqa: BLE001 - a judge crash on odd model text is a wrong answer, not a failed run
+        return False

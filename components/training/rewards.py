@@ -1,25 +1,37 @@
 """Reward functions of the RL arms, as pure functions of one rollout and the teacher's reference.
 
 Everything here is plain data in, ``RewardBreakdown`` out: no model, no TRL, no
-tool execution, so each mode can be pinned to a table of hand-computed cases.
+tool execution, so each mode can be pinned to a table of hand-computed cases
+(``tests/training/test_rewards.py``, the authors' numbers for every arm).
 Turning a TRL completion into a :class:`Rollout` (parsing calls, verifying the
-answer, reading EOS) lives in ``components.training.rl_env``.
+answer, reading EOS and whether the rollout ended on an answer turn) lives in
+``components.training.rl_env``.
 
-Modes (weights and gates come from ``params.rl.reward``; defaults in brackets):
+Gates, shared by every mode, in this order (the authors' ``compute_score_with_format``):
 
-* ``mentor`` (the paper's default): no EOS -> ``eos_gate`` [0.0]; missing or
-  empty ``\\boxed{}`` -> ``missing_box`` [0.1]; correct ->
-  ``correct + tool_match*match + no_hallucination*nohall`` [max 1.1]; wrong ->
-  ``wrong_scale*(tool_match*match) + no_hallucination*nohall`` [max 0.16].
-  ``match`` is 1 iff the *set* of valid tool names the student called equals the
-  teacher's set (0 when the student called no valid tool).
-* ``mentor-f1``: ``match`` = F1 between the two name sets.
-* ``mentor-overlap``: ``match`` = 1 iff the sets share at least one name.
-* ``sparse``: the same gates, then ``sparse_correct`` [1.0] or ``sparse_wrong`` [0.1].
-* ``strict`` (rigid trajectory matching): the same gates, then ``strict_correct``
-  [1.0] only when the answer is correct *and* the ordered call sequence (names
-  and arguments, numbers compared with a tolerance) equals the teacher's;
-  anything else scores ``strict_other`` [0.1], like a wrong answer.
+1. no EOS, or no final answer turn (the last assistant turn still calls tools: the
+   turn limit or the length budget stopped the loop; the authors' rollout then ends
+   without EOS) -> ``eos_gate`` [0.0];
+2. missing or empty ``\\boxed{}`` -> ``missing_box`` [0.1].
+
+Modes (weights from ``params.rl.reward``; defaults in brackets), one per file of the
+authors' ``src/verl/utils/reward_score/``:
+
+* ``mentor`` (``mentor.py``): correct -> ``correct + tool_match*match +
+  no_hallucination*nohall`` [max 1.1]; wrong -> ``wrong_scale*(tool_match*match) +
+  no_hallucination*nohall`` [max 0.16]. ``match`` is 1 iff the *set* of valid tool
+  names the student called equals the teacher's set (0 when it called no valid tool).
+* ``mentor-f1`` (ABLATION4): ``match`` = F1 between the two name sets.
+* ``mentor-overlap`` (ABLATION2): ``match`` = 1 iff the sets share a name, and **no**
+  no-hallucination term [max 1.0 correct, 0.06 wrong].
+* ``mentor-notool`` (ABLATION3): no tool-alignment term, only ``correct`` and
+  ``no_hallucination`` [max 0.8 correct, 0.1 wrong]: the arm that isolates what the
+  tool-alignment term itself adds.
+* ``sparse`` (``mentor_sparse.py``): ``sparse_correct`` [1.0] or ``sparse_wrong`` [0.1].
+* ``strict`` (ours; the authors' code has no strict arm): ``strict_correct`` [1.0]
+  only when the answer is correct *and* the ordered call sequence (names and
+  arguments, numbers compared with a tolerance) equals the teacher's; anything else
+  scores ``strict_other`` [0.1], like a wrong answer.
 
 Components (match, hallucination, strict sequence equality) are computed for
 every rollout, gated or not, so the logged rates describe behaviour and not
@@ -38,7 +50,22 @@ from components.config.schema import RewardMode, RewardParams
 
 REWARD_MODES: tuple[str, ...] = get_args(RewardMode)
 MatchKind = Literal["exact", "f1", "overlap"]
-_MATCH_OF_MODE: dict[str, MatchKind] = {"mentor": "exact", "mentor-f1": "f1", "mentor-overlap": "overlap"}
+
+
+@dataclass(frozen=True)
+class MentorTerms:
+    """Which terms one MENTOR-family arm adds to correctness (the authors' ablation files)."""
+
+    match: MatchKind | None  # None: no tool-alignment term (the match is still logged, as "exact")
+    no_hallucination: bool
+
+
+MENTOR_MODES: dict[str, MentorTerms] = {
+    "mentor": MentorTerms("exact", True),
+    "mentor-f1": MentorTerms("f1", True),
+    "mentor-overlap": MentorTerms("overlap", False),
+    "mentor-notool": MentorTerms(None, True),
+}
 
 #: Tolerances of the strict arm's argument comparison: JSON numbers that went
 #: through float formatting (``2.0`` vs ``2``, ``0.1+0.2``) still match.
@@ -70,6 +97,10 @@ class Rollout:
     correct: bool
     attempts: tuple[CallAttempt, ...] = ()
     n_turns: int = 1
+    #: False when the last assistant turn still calls tools (turn limit or length budget hit).
+    final_answer: bool = True
+    #: The box was found in an earlier turn only, not in the last one (logged; see rl_env).
+    box_in_earlier_turn: bool = False
 
     @property
     def has_box(self) -> bool:
@@ -116,6 +147,8 @@ class RewardBreakdown:
     n_turns: int
     gate: str | None = None
     parse_errors: Mapping[str, int] = field(default_factory=dict)
+    final_answer: bool = True
+    box_in_earlier_turn: bool = False
 
     def as_metrics(self) -> dict[str, float]:
         """Numeric view for averaging into per-step rates."""
@@ -129,6 +162,8 @@ class RewardBreakdown:
             "strict_match_rate": float(self.strict_match),
             "tool_calls": float(self.n_calls),
             "turns": float(self.n_turns),
+            "final_answer_rate": float(self.final_answer),
+            "box_earlier_turn_rate": float(self.box_in_earlier_turn),
         }
 
 
@@ -200,9 +235,15 @@ def _error_counts(rollout: Rollout) -> dict[str, int]:
 
 
 def _gate(rollout: Rollout, params: RewardParams) -> tuple[float | None, str | None]:
-    """EOS first, then the box: (gated reward, gate name) or (None, None) when both pass."""
+    """EOS and a final answer turn first, then the box: (gated reward, gate name) or (None, None).
+
+    A rollout without a final answer turn gets the EOS gate's value: in the authors'
+    rollout it has no EOS (it ends on a tool response or is cut by the length budget).
+    """
     if not rollout.ended_with_eos:
         return params.eos_gate, "no_eos"
+    if not rollout.final_answer:
+        return params.eos_gate, "no_final_answer"
     if not rollout.has_box:
         return params.missing_box, "no_box"
     return None, None
@@ -222,24 +263,29 @@ def _breakdown(mode: str, reward: float, gate: str | None, rollout: Rollout, mat
         n_turns=rollout.n_turns,
         gate=gate,
         parse_errors=_error_counts(rollout),
+        final_answer=rollout.final_answer,
+        box_in_earlier_turn=rollout.box_in_earlier_turn,
     )
 
 
 # --- one function per mode ----------------------------------------------------------------------
 
 
-def mentor_reward(rollout: Rollout, reference: Reference, params: RewardParams, match_kind: MatchKind = "exact") -> RewardBreakdown:
-    """MENTOR: correctness plus flexible tool alignment plus no-hallucination (see module doc)."""
-    mode = {v: k for k, v in _MATCH_OF_MODE.items()}[match_kind]
-    match = set_match(student_tool_set(rollout), reference.tool_set, match_kind)
-    nohall = 0.0 if hallucinated(rollout) else 1.0
+def mentor_reward(rollout: Rollout, reference: Reference, params: RewardParams, mode: str = "mentor") -> RewardBreakdown:
+    """The MENTOR family: correctness plus the arm's terms of :data:`MENTOR_MODES` (see the module doc)."""
+    terms = MENTOR_MODES.get(mode)
+    if terms is None:
+        raise ValueError(f"{mode!r} is not a MENTOR arm; expected one of {', '.join(MENTOR_MODES)}")
+    match = set_match(student_tool_set(rollout), reference.tool_set, terms.match or "exact")
+    tool_term = params.tool_match * match if terms.match is not None else 0.0
+    nohall_term = params.no_hallucination * (0.0 if hallucinated(rollout) else 1.0) if terms.no_hallucination else 0.0
     gated, gate = _gate(rollout, params)
     if gated is not None:
         reward = gated
     elif rollout.correct:
-        reward = params.correct + params.tool_match * match + params.no_hallucination * nohall
+        reward = params.correct + tool_term + nohall_term
     else:
-        reward = params.wrong_scale * (params.tool_match * match) + params.no_hallucination * nohall
+        reward = params.wrong_scale * tool_term + nohall_term
     return _breakdown(mode, reward, gate, rollout, match, reference)
 
 
@@ -269,8 +315,8 @@ def strict_reward(rollout: Rollout, reference: Reference, params: RewardParams) 
 
 def compute_reward(mode: str, rollout: Rollout, reference: Reference, params: RewardParams) -> RewardBreakdown:
     """Dispatch on the RL arm's reward mode."""
-    if mode in _MATCH_OF_MODE:
-        return mentor_reward(rollout, reference, params, _MATCH_OF_MODE[mode])
+    if mode in MENTOR_MODES:
+        return mentor_reward(rollout, reference, params, mode)
     if mode == "sparse":
         return sparse_reward(rollout, reference, params)
     if mode == "strict":

@@ -30,8 +30,19 @@ What TRL does, read in ``trl/trainer/grpo_trainer.py`` (1.16):
 ended with EOS iff the last token of its ``completion_ids`` is an EOS id (TRL's
 own ``completions/clipped_ratio`` uses the same rule): generation stops at the
 first EOS, and a turn cut by ``max_completion_length`` ends on another token.
-A rollout whose final turn still asked for tools (the tool-iteration limit or
-the length budget stopped the loop) ends with EOS but has no box: 0.1.
+
+**No final answer.** When TRL's loop stops while the model still calls tools
+(``max_tool_calling_iterations`` reached, or the tool results would overflow
+``max_completion_length`` and TRL rolls them back) the rollout ends on that
+turn's EOS. In the authors' rollout the same rollout ends on a tool response, or
+is cut by the budget, so it has no EOS and scores 0.0. :class:`Rollout` records
+``final_answer=False`` for it (the last message is not an assistant turn free of
+calls: TRL-parsed ``tool_calls`` or a complete ``<tool_call>...</tool_call>``
+block, the authors' test for a tool turn) and every arm scores it 0.0.
+
+**The box.** As in the authors' reward, the answer is the last ``\\boxed{}``
+anywhere in the model's turns, not only in the last one;
+``rl/box_earlier_turn_rate`` logs how often it came from an earlier turn only.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from typing import Any, Literal
 
 from components.config.schema import RewardParams
 from components.tools.base import Task, Tool, ToolEnv, ToolPack
-from components.tools.parser import ParseError, ToolCall, extract_boxed, parse_tool_calls
+from components.tools.parser import CLOSE_TAG, OPEN_TAG, ParseError, ToolCall, extract_boxed, parse_tool_calls
 from components.training.rewards import CallAttempt, Reference, RewardBreakdown, Rollout, compute_reward
 
 if typing.TYPE_CHECKING:
@@ -229,6 +240,15 @@ def _attempt(item: ToolCall | ParseError, tools: Mapping[str, Tool]) -> CallAtte
     return CallAttempt(name=item.name, arguments=item.arguments, known=item.name in tools if item.name else False, error=kind)
 
 
+def calls_tools(message: Mapping[str, Any]) -> bool:
+    """Is this assistant turn a tool turn (TRL parsed calls, or a complete ``<tool_call>`` block is in its text)?"""
+    if message.get("tool_calls"):
+        return True
+    content = str(message.get("content") or "")
+    start = content.find(OPEN_TAG)
+    return start >= 0 and content.find(CLOSE_TAG, start + len(OPEN_TAG)) >= 0
+
+
 def rollout_from_completion(
     messages: Sequence[Mapping[str, Any]],
     completion_ids: Sequence[int],
@@ -236,14 +256,19 @@ def rollout_from_completion(
     tools: Mapping[str, Tool],
     verify: Callable[[str], bool],
 ) -> Rollout:
-    """Read one TRL completion (assistant and tool messages) into a :class:`Rollout`."""
+    """Read one TRL completion (assistant and tool messages) into a :class:`Rollout` (see the module doc)."""
     assistant = [m for m in messages if m.get("role") == "assistant"]
     attempts: list[CallAttempt] = []
+    texts: list[str] = []
     for message in assistant:
-        parsed = parse_tool_calls(_assistant_text(message), tools)
+        text = _assistant_text(message)
+        texts.append(text)
+        parsed = parse_tool_calls(text, tools)
         attempts.extend(_attempt(item, tools) for item in parsed.items)
-    final = str(assistant[-1].get("content") or "") if assistant else ""
-    boxed = extract_boxed(final)
+    boxed = extract_boxed("\n".join(texts))  # the last box in any turn, as the authors read it
+    in_last = extract_boxed(str(assistant[-1].get("content") or "")) if assistant else None
+    last = messages[-1] if messages else None
+    final_answer = last is None or (last.get("role") == "assistant" and not calls_tools(last))
     correct = False
     if boxed:
         try:
@@ -251,7 +276,8 @@ def rollout_from_completion(
         except Exception as exc:  # noqa: BLE001 - a verifier bug must not kill a training run
             log.warning("verify() raised %s on answer %r; counted as wrong", exc, boxed[:80])
     ended = bool(completion_ids) and int(completion_ids[-1]) in set(eos_token_ids)
-    return Rollout(ended_with_eos=ended, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(assistant))
+    return Rollout(ended_with_eos=ended, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(assistant),
+                   final_answer=final_answer, box_in_earlier_turn=boxed is not None and in_last is None)
 
 
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:

@@ -10,8 +10,9 @@ How a step works (TRL ``GRPOTrainer`` with ``environment_factory``): for each
 prompt ``rl.num_generations`` rollouts are sampled; when a turn writes
 ``<tool_call>`` blocks TRL calls the environment's methods, which run the pack's
 tools through our safe executor, appends the results and lets the model go on
-(up to ``rl.max_tool_calling_iterations`` tool rounds, within
-``rl.max_completion_length`` tokens for the whole rollout). Tool-result tokens
+(``rl.max_turns`` generation rounds at most, i.e. ``max_turns - 1`` tool rounds
+and an answer, as the authors count them, within ``rl.max_completion_length``
+tokens for the whole rollout). Tool-result tokens
 are masked from the loss. The reward function of the arm scores every
 rollout (``components.training.rewards``) and records its components, which
 :class:`~components.training.rl_callbacks.RlMetricsCallback` logs per step.
@@ -72,7 +73,8 @@ MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFES
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
     "rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
-    "rl/eos_rate", "rl/strict_match_rate", "rl/tool_calls", "rl/turns", "rl/zero_variance_groups",
+    "rl/eos_rate", "rl/final_answer_rate", "rl/box_earlier_turn_rate", "rl/strict_match_rate", "rl/tool_calls",
+    "rl/turns", "rl/zero_variance_groups",
     "rl/parse_fail/no_calls", "rl/parse_fail/bad_json", "rl/parse_fail/unknown_tool", "rl/parse_fail/bad_arguments",
     "completions/mean_length", "reward_std", "kl", "tools/call_frequency", "learning_rate", "loss",
 )
@@ -252,15 +254,19 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
         output_dir=str(output_dir),
         learning_rate=rl.learning_rate,
         lr_scheduler_type="constant",  # the paper's schedule
+        weight_decay=0.01,  # the authors' AdamW setting (verl actor optim)
         max_steps=rl.max_steps,
         per_device_train_batch_size=rl.batch_size,
         gradient_accumulation_steps=rl.grad_accum,
         num_generations=rl.num_generations,
         max_completion_length=rl.max_completion_length,
-        max_tool_calling_iterations=rl.max_tool_calling_iterations,
+        max_tool_calling_iterations=rl.max_turns - 1,  # TRL counts tool rounds, rl.max_turns generation rounds
         temperature=rl.temperature,
         top_p=rl.top_p,
-        beta=rl.beta,
+        top_k=rl.top_k,
+        beta=rl.beta,  # KL loss, k3 estimator (verl's low_var_kl)
+        entropy_coef=rl.entropy_coef,
+        delta=rl.dual_clip,  # clamps the ratio of negative-advantage tokens at c: verl's dual clip
         seed=rl.seed,
         data_seed=rl.seed,
         save_strategy="steps",

@@ -55,7 +55,7 @@ def fast_overrides(root: Path, model_cache: Path) -> list[str]:
         "rl.max_steps=1",
         "rl.n_train=2",
         "rl.max_completion_length=8",
-        "rl.max_tool_calling_iterations=1",
+        "rl.max_turns=2",
         "eval.limit=1",
         "eval.suites=[arith]",
         "eval.max_new_tokens=8",

@@ -43,7 +43,7 @@ def _shrink(params_file: Path, model_cache: Path) -> None:
     smoke = params["profiles"]["smoke"]
     smoke["tasks"].update(n_train=24, n_eval=4)
     smoke["sft"].update(max_steps=1, save_steps=1)
-    smoke["rl"].update(max_steps=1, n_train=2, max_completion_length=8, max_tool_calling_iterations=1)
+    smoke["rl"].update(max_steps=1, n_train=2, max_completion_length=8, max_turns=2)
     smoke["eval"].update(limit=1, suites=["arith"], max_new_tokens=8, max_turns=1, bootstrap_samples=20)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 

@@ -1,8 +1,23 @@
-"""Answer comparison: decorated numbers, rounding, dates, names, lists, states."""
+"""Answer comparison: decorated numbers, rounding, dates, names, lists, states; the authors' math-verify judge."""
 
 from __future__ import annotations
 
-from components.tools.answers import answers_match, numbers_match, parse_number, split_list, states_match
+import threading
+import time
+
+import pytest
+
+from components.tools.answers import (
+    answers_match,
+    math_verify_match,
+    math_verify_safe,
+    numbers_match,
+    parse_number,
+    split_list,
+    states_match,
+)
+from components.tools.base import Task
+from components.tools.registry import get_pack
 
 
 def test_parse_number_reads_decorated_answers() -> None:
@@ -40,3 +55,63 @@ def test_states_match() -> None:
     assert states_match({"accounts": {"a": 1.0000000000001}}, {"accounts": {"a": 1.0}})
     assert not states_match({"accounts": {"a": 1.01}}, {"accounts": {"a": 1.0}})
     assert not states_match({"accounts": {"a": 1.0, "b": 0}}, {"accounts": {"a": 1.0}})
+
+
+# --- math-verify: the MENTOR authors' judge, used by the arith pack ------------------------------------
+
+
+@pytest.mark.parametrize(("given", "gold"), [
+    ("3/4", "0.75"), ("\\frac{3}{4}", "0.75"), ("$1,250.50", "1250.5"), ("91.70", "91.7"), ("1,200", "1200"),
+    ("12 apples", "12"), ("-5", "-5"), ("1/3", "0.3333333333333333"),
+])
+def test_math_verify_accepts_the_same_value_written_differently(given: str, gold: str) -> None:
+    assert math_verify_match(given, gold)
+
+
+@pytest.mark.parametrize(("given", "gold"), [
+    ("3.142", "3.14"), ("19.0000001", "19"), ("19 and 20", "19"), ("x", "19"), ("", "19"), (None, "19"),
+])
+def test_math_verify_has_no_numeric_tolerance(given: str | None, gold: str) -> None:
+    assert not math_verify_match(given, gold)
+
+
+def test_our_numeric_rule_is_looser_where_math_verify_is_exact() -> None:
+    """The difference the fidelity table records: tolerance and rounding pass here, not there."""
+    assert answers_match("3.142", "3.14", {"decimals": 2}) and not math_verify_match("3.142", "3.14")
+    assert answers_match("19.0000001", "19", {}) and not math_verify_match("19.0000001", "19")
+
+
+@pytest.mark.parametrize("hostile", [
+    "9^9^9^9", "9**9**9**9", "100000!", "\\binom{1000000000}{500000}", "\\prod_{i=1}^{9999999} i",
+    "1" * 5000, "(" * 60 + "1" + ")" * 60, "\\sqrt{2}", "99999999999999999999" * 6,
+])
+def test_math_verify_refuses_input_that_could_run_long(hostile: str) -> None:
+    assert not math_verify_safe(hostile)
+    started = time.perf_counter()
+    assert not math_verify_match(hostile, "1")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_math_verify_works_outside_the_main_thread() -> None:
+    """Prefect runs stages in worker threads, where math-verify's signal timeout cannot run."""
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.extend([math_verify_match("3/4", "0.75"),
+                                                            math_verify_match("0.76", "0.75")]))
+    worker.start()
+    worker.join(timeout=30)
+    assert results == [True, False]
+
+
+def _arith_task(answer: str) -> Task:
+    task = get_pack("arith").generate(1, 0)[0]
+    return Task(task_id=task.task_id, pack="arith", difficulty=task.difficulty, prompt=task.prompt, answer=answer,
+                meta={**task.meta, "exact": float(answer)})
+
+
+def test_arith_pack_judges_with_math_verify_and_other_packs_keep_the_numeric_rule() -> None:
+    arith = get_pack("arith")
+    task = _arith_task("19")
+    assert arith.number_judge == "math-verify"
+    assert arith.verify(task, "19") and arith.verify(task, "19.0") and arith.verify(task, "$19")
+    assert not arith.verify(task, "19.0000001")  # the numeric rule (1e-6 relative) accepted this
+    assert get_pack("units").number_judge == "numeric"

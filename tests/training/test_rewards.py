@@ -1,8 +1,8 @@
 """Every reward mode pinned to hand-computed cases (defaults of params.rl.reward).
 
 Each row states a rollout in words and the reward worked out by hand from the
-formulas in REFERENCE §1, so a change of weights, gate order or match rule
-shows up as a failing row naming the case.
+authors' reward files (REFERENCE §1), so a change of weights, gate order or match
+rule shows up as a failing row naming the case.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from components.training.rewards import (
     Rollout,
     call_sequence_equal,
     compute_reward,
+    mentor_reward,
     set_match,
     values_equal,
     zero_variance_share,
@@ -43,51 +44,53 @@ HALLUCINATED = (call("add", a=2, b=3), call("multiply", a=5, b=4), call("times",
 ONLY_HALLUCINATED = (call("times", known=False, error="unknown_tool", a=1, b=2),)
 
 
-def rollout(attempts=(), correct=True, eos=True, boxed="20") -> Rollout:
-    return Rollout(ended_with_eos=eos, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(attempts) + 1)
+def rollout(attempts=(), correct=True, eos=True, boxed="20", final_answer=True) -> Rollout:
+    return Rollout(ended_with_eos=eos, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(attempts) + 1,
+                   final_answer=final_answer)
 
 
-# (case, rollout, {mode: expected reward})
+def arms(mentor: float, f1: float, overlap: float, notool: float, sparse: float, strict: float) -> dict[str, float]:
+    return {"mentor": mentor, "mentor-f1": f1, "mentor-overlap": overlap, "mentor-notool": notool,
+            "sparse": sparse, "strict": strict}
+
+
+# (case, rollout, expected reward per arm), worked out by hand from the authors' files:
+# mentor.py (0.7 + 0.3*exact + 0.1*nohall; wrong: 0.2*0.3*exact + 0.1*nohall), ABLATION4 (F1 instead of
+# exact), ABLATION2 (any overlap, NO no-hallucination term), ABLATION3 (0.7 + 0.1*nohall, no tool term),
+# mentor_sparse.py (1.0 / 0.1); strict is ours. Gates: no EOS or no final answer 0.0, no box 0.1.
 CASES = [
-    ("correct, same set, no hallucination = max 1.1", rollout(SAME_PATH),
-     {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 1.0}),
-    ("wrong, same set, no hallucination = max 0.16", rollout(SAME_PATH, correct=False),
-     {"mentor": 0.16, "mentor-f1": 0.16, "mentor-overlap": 0.16, "sparse": 0.1, "strict": 0.1}),
-    ("no EOS gates everything to 0", rollout(SAME_PATH, eos=False),
-     {"mentor": 0.0, "mentor-f1": 0.0, "mentor-overlap": 0.0, "sparse": 0.0, "strict": 0.0}),
-    ("no EOS beats missing box", rollout(SAME_PATH, eos=False, boxed=None),
-     {"mentor": 0.0, "mentor-f1": 0.0, "mentor-overlap": 0.0, "sparse": 0.0, "strict": 0.0}),
-    ("missing box = 0.1", rollout(SAME_PATH, boxed=None, correct=False),
-     {"mentor": 0.1, "mentor-f1": 0.1, "mentor-overlap": 0.1, "sparse": 0.1, "strict": 0.1}),
-    ("empty box = 0.1", rollout(SAME_PATH, boxed="  ", correct=False),
-     {"mentor": 0.1, "mentor-f1": 0.1, "mentor-overlap": 0.1, "sparse": 0.1, "strict": 0.1}),
+    ("correct, same set, no hallucination = every arm's max", rollout(SAME_PATH),
+     arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0)),
+    ("wrong, same set, no hallucination = every arm's wrong max", rollout(SAME_PATH, correct=False),
+     arms(0.16, 0.16, 0.06, 0.1, 0.1, 0.1)),
+    ("no EOS gates everything to 0", rollout(SAME_PATH, eos=False), arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    ("no EOS beats missing box", rollout(SAME_PATH, eos=False, boxed=None), arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    # the turn limit hit while still calling tools: the authors' rollout has no EOS there
+    ("no final answer turn, correct box in an earlier turn: 0", rollout(SAME_PATH, final_answer=False),
+     arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    ("no final answer turn beats missing box", rollout(SAME_PATH, boxed=None, correct=False, final_answer=False),
+     arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    ("missing box = 0.1", rollout(SAME_PATH, boxed=None, correct=False), arms(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)),
+    ("empty box = 0.1", rollout(SAME_PATH, boxed="  ", correct=False), arms(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)),
     ("correct with float-noisy arguments: strict still matches", rollout(SAME_PATH_FLOATS),
-     {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 1.0}),
+     arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0)),
     ("correct, same set by another path: strict scores like wrong", rollout(SAME_SET_OTHER_ORDER),
-     {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 0.1}),
-    # subset {add} vs {add, multiply}: exact 0; F1 = 2*(1*0.5)/(1.5) = 2/3; overlap 1
-    ("correct, subset of the teacher's tools", rollout(SUBSET),
-     {"mentor": 0.8, "mentor-f1": 0.7 + 0.3 * 2 / 3 + 0.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 0.1}),
-    ("wrong, subset of the teacher's tools", rollout(SUBSET, correct=False),
-     {"mentor": 0.1, "mentor-f1": 0.2 * 0.3 * 2 / 3 + 0.1, "mentor-overlap": 0.16, "sparse": 0.1, "strict": 0.1}),
-    # superset {add, multiply, subtract}: P = 2/3, R = 1 -> F1 = 0.8
-    ("correct, superset of the teacher's tools", rollout(SUPERSET),
-     {"mentor": 0.8, "mentor-f1": 0.7 + 0.3 * 0.8 + 0.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 0.1}),
-    ("correct, disjoint tools", rollout(DISJOINT),
-     {"mentor": 0.8, "mentor-f1": 0.8, "mentor-overlap": 0.8, "sparse": 1.0, "strict": 0.1}),
-    ("correct without any tool: match 0 by definition", rollout(()),
-     {"mentor": 0.8, "mentor-f1": 0.8, "mentor-overlap": 0.8, "sparse": 1.0, "strict": 0.1}),
-    ("wrong without any tool", rollout((), correct=False),
-     {"mentor": 0.1, "mentor-f1": 0.1, "mentor-overlap": 0.1, "sparse": 0.1, "strict": 0.1}),
-    # valid set still equals the teacher's, but a hallucinated name costs the 0.1
-    ("correct, same valid set plus a hallucinated name", rollout(HALLUCINATED),
-     {"mentor": 1.0, "mentor-f1": 1.0, "mentor-overlap": 1.0, "sparse": 1.0, "strict": 0.1}),
+     arms(1.1, 1.1, 1.0, 0.8, 1.0, 0.1)),
+    # subset {add} vs {add, multiply}: exact 0; F1 = 2*(1*0.5)/(1.5) = 2/3 -> 0.3*F1 = 0.2; overlap 1
+    ("correct, subset of the teacher's tools", rollout(SUBSET), arms(0.8, 1.0, 1.0, 0.8, 1.0, 0.1)),
+    ("wrong, subset of the teacher's tools", rollout(SUBSET, correct=False), arms(0.1, 0.14, 0.06, 0.1, 0.1, 0.1)),
+    # superset {add, multiply, subtract}: P = 2/3, R = 1 -> F1 = 0.8 -> 0.24
+    ("correct, superset of the teacher's tools", rollout(SUPERSET), arms(0.8, 1.04, 1.0, 0.8, 1.0, 0.1)),
+    ("correct, disjoint tools", rollout(DISJOINT), arms(0.8, 0.8, 0.7, 0.8, 1.0, 0.1)),
+    ("correct without any tool: match 0 by definition", rollout(()), arms(0.8, 0.8, 0.7, 0.8, 1.0, 0.1)),
+    ("wrong without any tool", rollout((), correct=False), arms(0.1, 0.1, 0.0, 0.1, 0.1, 0.1)),
+    # valid set still equals the teacher's, but a hallucinated name costs the 0.1 (overlap has no such term)
+    ("correct, same valid set plus a hallucinated name", rollout(HALLUCINATED), arms(1.0, 1.0, 1.0, 0.7, 1.0, 0.1)),
     ("wrong, same valid set plus a hallucinated name", rollout(HALLUCINATED, correct=False),
-     {"mentor": 0.06, "mentor-f1": 0.06, "mentor-overlap": 0.06, "sparse": 0.1, "strict": 0.1}),
+     arms(0.06, 0.06, 0.06, 0.0, 0.1, 0.1)),
     ("wrong, only a hallucinated name: nothing at all", rollout(ONLY_HALLUCINATED, correct=False),
-     {"mentor": 0.0, "mentor-f1": 0.0, "mentor-overlap": 0.0, "sparse": 0.1, "strict": 0.1}),
-    ("correct, only a hallucinated name", rollout(ONLY_HALLUCINATED),
-     {"mentor": 0.7, "mentor-f1": 0.7, "mentor-overlap": 0.7, "sparse": 1.0, "strict": 0.1}),
+     arms(0.0, 0.0, 0.0, 0.0, 0.1, 0.1)),
+    ("correct, only a hallucinated name", rollout(ONLY_HALLUCINATED), arms(0.7, 0.7, 0.7, 0.7, 1.0, 0.1)),
 ]
 
 
@@ -100,12 +103,32 @@ def test_reward_table(case: str, the_rollout: Rollout, expected: dict[str, float
         assert got.mode == mode
 
 
-def test_mentor_extremes_are_the_papers() -> None:
-    """1.1 and 0.16 are the maxima: no rollout in the table exceeds them."""
-    correct_max = max(compute_reward("mentor", r, REF, P).reward for _, r, _ in CASES)
-    wrong_max = max(compute_reward("mentor", r, REF, P).reward for _, r, _ in CASES if not r.correct)
-    assert correct_max == pytest.approx(1.1)
-    assert wrong_max == pytest.approx(0.16)
+#: The authors' maxima per arm: (correct answer, wrong answer).
+AUTHORS_MAXIMA = {"mentor": (1.1, 0.16), "mentor-f1": (1.1, 0.16), "mentor-overlap": (1.0, 0.06),
+                  "mentor-notool": (0.8, 0.1), "sparse": (1.0, 0.1), "strict": (1.0, 0.1)}
+
+
+@pytest.mark.parametrize("mode", REWARD_MODES)
+def test_arm_maxima_are_the_authors(mode: str) -> None:
+    """No rollout in the table exceeds an arm's maxima, and the table reaches them (wrong: a boxed wrong answer)."""
+    correct_max = max(compute_reward(mode, r, REF, P).reward for _, r, _ in CASES)
+    graded_wrong = [compute_reward(mode, r, REF, P) for _, r, _ in CASES if not r.correct]
+    wrong_max = max(b.reward for b in graded_wrong if b.gate is None)
+    assert (correct_max, wrong_max) == pytest.approx(AUTHORS_MAXIMA[mode])
+
+
+def test_no_final_answer_is_its_own_gate_and_is_logged() -> None:
+    got = compute_reward("mentor", rollout(SAME_PATH, final_answer=False), REF, P)
+    assert got.reward == 0.0 and got.gate == "no_final_answer" and got.eos
+    assert got.as_metrics()["final_answer_rate"] == 0.0
+    assert compute_reward("mentor", rollout(SAME_PATH), REF, P).as_metrics()["final_answer_rate"] == 1.0
+
+
+def test_notool_arm_ignores_the_tool_set_but_logs_the_match() -> None:
+    """ABLATION3: the same reward whatever tools were used, so the tool term's own effect can be measured."""
+    rewards = [compute_reward("mentor-notool", rollout(a), REF, P).reward for a in (SAME_PATH, SUBSET, DISJOINT, ())]
+    assert rewards == pytest.approx([0.8] * 4)
+    assert compute_reward("mentor-notool", rollout(SAME_PATH), REF, P).match == 1.0
 
 
 def test_weights_come_from_params() -> None:
@@ -171,6 +194,8 @@ def test_reference_from_json_columns() -> None:
 def test_unknown_mode_is_named() -> None:
     with pytest.raises(ValueError, match="unknown reward mode 'dense'"):
         compute_reward("dense", rollout(SAME_PATH), REF, P)
+    with pytest.raises(ValueError, match="not a MENTOR arm"):
+        mentor_reward(rollout(SAME_PATH), REF, P, "sparse")
 
 
 def test_zero_variance_share() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from components.config.schema import RewardParams
 from components.tools.registry import get_pack
+from components.training.rewards import REWARD_MODES
 from components.training.rl_callbacks import RlRecorder
 from components.training.rl_env import (
     make_environment_class,
@@ -165,9 +166,10 @@ def test_expert_rollout_earns_the_maximum_in_every_mode(pack_name: str) -> None:
     env.reset(**row)
     messages, ref_calls = _expert_completion(pack, task, env)
     tool_set = sorted({c["name"] for c in ref_calls})
-    expected = {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.1, "sparse": 1.0, "strict": 1.0}
+    expected = {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.0, "mentor-notool": 0.8, "sparse": 1.0,
+                "strict": 1.0}
     if not tool_set:  # a pack task solvable without tools: MENTOR's match is 0 by definition
-        expected.update({"mentor": 0.8, "mentor-f1": 0.8, "mentor-overlap": 0.8})
+        expected.update({"mentor": 0.8, "mentor-f1": 0.8, "mentor-overlap": 0.7})
     for mode, value in expected.items():
         recorder = RlRecorder(group_size=1)
         reward = make_reward_function(mode, RewardParams(), [EOS], recorder)
@@ -235,3 +237,58 @@ def test_reward_without_reference_columns_names_the_column() -> None:
     with pytest.raises(ValueError, match="'ref_tool_set'"):
         reward(prompts=[[]], completions=[[{"role": "assistant", "content": "x"}]], completion_ids=[[EOS]],
                environments=[env], ref_calls=["[]"])
+
+
+def _tool_turn(name: str, **arguments: float) -> dict:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": name, "arguments": arguments}}]}
+
+
+def _score_all_arms(messages: list[dict], env, ref_tool_set: list[str]) -> dict[str, float]:
+    out = {}
+    for mode in REWARD_MODES:
+        reward = make_reward_function(mode, RewardParams(), [EOS])
+        [out[mode]] = reward(prompts=[[]], completions=[messages], completion_ids=[[7, EOS]], environments=[env],
+                             ref_tool_set=[ref_tool_set], ref_calls=["[]"])
+    return out
+
+
+def test_a_rollout_stopped_while_still_calling_tools_scores_zero_in_every_arm() -> None:
+    """TRL's loop hit max_tool_calling_iterations (or rolled back an overflowing tool result): the last turn
+    still calls a tool and ends on EOS. The authors' rollout has no EOS there, so every arm gives 0.0."""
+    pack, task, row = _task_row("arith")
+    env = make_environment_class(pack)()
+    env.reset(**row)
+    # a correct box in an earlier turn does not rescue it
+    first = {**_tool_turn("add", a=1, b=2), "content": f"maybe \\boxed{{{task.answer}}}"}
+    messages = [first, {"role": "tool", "name": "add", "content": "3"}, _tool_turn("add", a=3, b=4)]
+    rollout = rollout_from_completion(messages, [7, EOS], [EOS], env.tool_env.tools, lambda a: a == task.answer)
+    assert rollout.ended_with_eos and not rollout.final_answer and rollout.correct
+    assert _score_all_arms(messages, env, ["add"]) == dict.fromkeys(REWARD_MODES, 0.0)
+    # the same when TRL could not parse the block but the text holds a complete <tool_call> pair
+    raw = [{"role": "assistant", "content": '<tool_call>{"name": "add", "arguments": {"a": 1</tool_call>'}]
+    assert not rollout_from_completion(raw, [EOS], [EOS], env.tool_env.tools, lambda a: True).final_answer
+    # ... but a final turn that answers is one (an unterminated tag is text, as in the authors' rollout)
+    answered = [*messages, {"role": "tool", "name": "add", "content": "7"},
+                {"role": "assistant", "content": "<tool_call> is not needed: \\boxed{7}"}]
+    assert rollout_from_completion(answered, [EOS], [EOS], env.tool_env.tools, lambda a: True).final_answer
+
+
+def test_the_box_is_the_last_one_in_any_turn_and_an_earlier_one_is_logged() -> None:
+    pack, task, row = _task_row("arith")
+    env = make_environment_class(pack)()
+    env.reset(**row)
+    messages = [{**_tool_turn("add", a=1, b=2), "content": f"I guess \\boxed{{{task.answer}}}; checking."},
+                {"role": "tool", "name": "add", "content": "3"},
+                {"role": "assistant", "content": "Checked."}]
+    recorder = RlRecorder(group_size=1)
+    reward = make_reward_function("sparse", RewardParams(), [EOS], recorder)
+    got = reward(prompts=[[]], completions=[messages], completion_ids=[[7, EOS]], environments=[env],
+                 ref_tool_set=[["add"]], ref_calls=["[]"])
+    assert got == [pytest.approx(1.0)]  # the authors read the box from the whole response
+    metrics = recorder.drain()
+    assert metrics["rl/box_earlier_turn_rate"] == 1.0 and metrics["rl/final_answer_rate"] == 1.0
+    # a box in the last turn wins over an earlier one
+    later = [*messages[:2], {"role": "assistant", "content": "No: \\boxed{-1}"}]
+    rollout = rollout_from_completion(later, [EOS], [EOS], env.tool_env.tools, lambda a: a == task.answer)
+    assert rollout.boxed == "-1" and not rollout.correct and not rollout.box_in_earlier_turn

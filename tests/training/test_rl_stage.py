@@ -62,8 +62,10 @@ def test_two_arms_from_one_call_each_with_its_run_and_model(rl_params: Params) -
         # Per-step components from our recorder and TRL's own metrics, both at step 1.
         for key in ("rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
                     "rl/zero_variance_groups", "rl/parse_fail/no_calls", "rl/tool_calls", "rl/turns",
+                    "rl/final_answer_rate", "rl/box_earlier_turn_rate",
                     "time/reward_tool_share", "train/reward_std", "train/tools/call_frequency",
-                    "train/completions/mean_length", "train/learning_rate"):
+                    "train/completions/mean_length", "train/learning_rate",
+                    "train/kl", "train/entropy"):  # the authors' KL loss is on (beta 0.001 in smoke)
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [1], key
         assert 0.0 <= result["timing"]["reward_tool_share"] < 1.0
@@ -122,6 +124,32 @@ def test_configuration_errors_are_named(smoke_params: Params) -> None:
         grpo_config(_with(smoke_params, rl={"use_vllm": True}), Path("unused"))
     with pytest.raises(StageError, match="mentor stage teacher"):
         run_rl_stage(smoke_params, arm="mentor")  # no teacher data yet
+
+
+def test_grpo_config_carries_the_authors_objective_and_sampling(smoke_params: Params) -> None:
+    """The rl params reach TRL as the authors' settings: turns, sampling, KL, entropy, dual clip, weight decay."""
+    from components.training.rl_stage import grpo_config
+
+    config = grpo_config(_with(smoke_params, rl={"max_turns": 5}), Path("unused"))
+    assert config.max_tool_calling_iterations == 4  # 5 generation rounds = 4 tool rounds + the answer
+    assert (config.temperature, config.top_p, config.top_k) == (0.6, 0.99, 20)
+    assert (config.beta, config.entropy_coef, config.delta, config.epsilon) == (0.001, 0.001, 3.0, 0.2)
+    assert config.weight_decay == 0.01 and config.lr_scheduler_type == "constant"
+    assert grpo_config(_with(smoke_params, rl={"max_turns": 1}), Path("unused")).max_tool_calling_iterations == 0
+
+
+@pytest.mark.parametrize("profile", ["base", "gpu", "gpu-qwen", "cpu-demo", "smoke"])
+def test_profiles_carry_the_authors_settings(profile: str) -> None:
+    """Base and GPU profiles: the authors' group of 10 and KL 0.001; CPU profiles deviate only where params.yaml says why."""
+    from components.config import load_params
+
+    rl = load_params(Path(__file__).resolve().parents[2] / "params.yaml", profile).rl
+    assert (rl.max_turns, rl.temperature, rl.top_p, rl.top_k) == (5 if profile != "smoke" else 3, 0.6, 0.99, 20)
+    assert (rl.entropy_coef, rl.dual_clip) == (0.001, 3.0)
+    if profile in ("base", "gpu", "gpu-qwen"):
+        assert rl.num_generations == 10 and rl.beta == 0.001 and rl.learning_rate == 1e-6
+    else:  # 2 cores: smaller groups (and no reference model on cpu-demo), see the comments in params.yaml
+        assert rl.num_generations == 2 and rl.beta == (0.0 if profile == "cpu-demo" else 0.001)
 
 
 def test_sft_on_without_an_sft_model_refuses(rl_params: Params) -> None:

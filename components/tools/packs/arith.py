@@ -29,6 +29,8 @@ class ArithPack(TemplatePack):
     difficulties: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)
     templates: ClassVar[tuple[Template, ...]] = ARITH_TEMPLATES
     parallel: ClassVar[str] = "random"
+    #: The authors' judge for their arithmetic tasks (README, "Fidelity to the authors' code").
+    number_judge: ClassVar[str] = "math-verify"
 
     def tool_list(self) -> list[Tool]:
         """The 12 tools; stateless, so the same objects serve every episode."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from components.tools.answers import answers_match, states_match
+from components.tools.answers import answers_match, math_verify_match, states_match
 from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.executor import format_value
 from components.tools.packs.plans import evaluate, has_choice, max_depth, resolve, run_expert, tool_sequence
@@ -64,6 +64,10 @@ class TemplatePack(ToolPack):
     parallel: ClassVar[str] = "random"
     max_tool_turns: ClassVar[int] = 4
     stateful: ClassVar[bool] = False
+    #: How number answers are judged: ``"numeric"`` (our rule: tolerance, rounding to the
+    #: task's decimals) or ``"math-verify"`` (the MENTOR authors' judge: equal as math,
+    #: no tolerance). Dates, text and lists always use ``answers_match``.
+    number_judge: ClassVar[str] = "numeric"
 
     def __init__(self) -> None:
         self._by_name = {t.name: t for t in self.templates}
@@ -182,7 +186,10 @@ class TemplatePack(ToolPack):
         Without ``env`` the state is taken to be the task's initial state (nothing
         ran), so a task that requires changes cannot pass without its environment.
         """
-        if not answers_match(answer, task.answer, task.meta):
+        if self.number_judge == "math-verify" and task.meta.get("answer_kind", "number") == "number":
+            if not math_verify_match(answer, task.answer):
+                return False
+        elif not answers_match(answer, task.answer, task.meta):
             return False
         expected_state = task.meta.get("expected_state")
         if expected_state is None:
