@@ -162,6 +162,9 @@ class RlParams(_Section):
     logging_steps: PositiveInt = 1
     use_vllm: bool = False
     gradient_checkpointing: bool = False
+    #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
+    #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
+    skip_zero_advantage: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
 
 

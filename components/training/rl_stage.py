@@ -74,7 +74,7 @@ MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFES
 SUMMARY_CURVES = (
     "rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
     "rl/eos_rate", "rl/final_answer_rate", "rl/box_earlier_turn_rate", "rl/strict_match_rate", "rl/tool_calls",
-    "rl/turns", "rl/zero_variance_groups",
+    "rl/turns", "rl/zero_variance_groups", "rl/skipped_share",
     "rl/parse_fail/no_calls", "rl/parse_fail/bad_json", "rl/parse_fail/unknown_tool", "rl/parse_fail/bad_arguments",
     "completions/mean_length", "reward_std", "kl", "tools/call_frequency", "learning_rate", "loss",
 )
@@ -301,9 +301,9 @@ def build_trainer(params: Params, arm: str, model: Any, tokenizer: Any, dataset:
     """The GRPOTrainer of one arm, plus the recorder and metrics callback it reports through."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from transformers import set_seed
-    from trl import GRPOTrainer
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.grpo_trainer import MentorGRPOTrainer
     from components.training.rl_callbacks import RlMetricsCallback, RlRecorder
     from components.training.rl_env import make_environment_class, make_reward_function
 
@@ -321,7 +321,9 @@ def build_trainer(params: Params, arm: str, model: Any, tokenizer: Any, dataset:
     ]
     if not sys.stderr.isatty():
         trainer_callbacks.append(ProgressLines(f"rl-{arm}"))
-    trainer = GRPOTrainer(
+    trainer = MentorGRPOTrainer(
+        skip_zero_advantage=params.rl.skip_zero_advantage,
+        on_skip=recorder.add_skip,
         model=model,
         reward_funcs=[reward],
         args=grpo_config(params, checkpoints),
