@@ -104,7 +104,7 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/callbacks.py",
                 "components/tools",
             ),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.sft_model],
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl", paths.sft_model],
             outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
             gpu_name="rl",
         ),

@@ -425,10 +425,12 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     checkpoints = out_dir / CHECKPOINTS
 
     from components.training.rl_data import load_rl_dataset
+    from components.validation.gate import validated_dataset
 
-    dataset = load_rl_dataset(paths.teacher_dataset, params.tasks.train_packs, params.rl.n_train, params.rl.seed)
+    data_path = validated_dataset(params)  # the data gate: refuses unvalidated, failed or changed data
+    dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed)
     start_dir, start_kind = start_model_dir(params)
-    dataset_sha = _file_sha256(paths.teacher_dataset)
+    dataset_sha = _file_sha256(data_path)
     resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
     if resume and resume_from is None:
         print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)

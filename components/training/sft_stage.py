@@ -59,12 +59,15 @@ def check_validation(validation_dir: Path, dataset_path: Path) -> str:
     Reads ``summary.json`` written by the validate stage (``success``,
     ``dataset_sha256``, ``failed_checks``, ``report``). A summary for another
     version of the dataset (sha256 differs) is stale, and refused too. No
-    summary at all means the validate stage was not run: we train and say so
-    (``"not_run"`` in the stage summary and the MLflow tag ``mentor.validation``).
+    summary at all means the validate stage was not run: refused as well (the
+    stage itself goes through ``components.validation.gate.validated_dataset``).
     """
     summary_path = _validation_summary_path(validation_dir)
     if summary_path is None:
-        return "not_run"
+        raise DataValidationError(
+            f"no validation summary in {validation_dir}: the dataset was never validated. "
+            "Run `mentor stage validate` first."
+        )
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -164,9 +167,12 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     if not params.sft.enabled:
         return _skip(params)
 
-    dataset_path = paths.teacher_dataset
+    from components.validation.gate import validated_dataset
+
+    # The data gate: only the copy that passed validation, and only while the teacher file is unchanged.
+    dataset_path = validated_dataset(params)
     rows = load_teacher_rows(dataset_path)
-    validation = check_validation(paths.validation_dir, dataset_path)
+    validation = "passed"
     dataset_sha = file_sha256(dataset_path)
 
     from transformers import AutoTokenizer
