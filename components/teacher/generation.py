@@ -30,6 +30,7 @@ from components.teacher.records import (
     TeacherIdentity,
     TrajectoryResult,
     failure_row,
+    has_lone_surrogate,
     read_jsonl,
     sha256_path,
     trajectory_row,
@@ -151,9 +152,16 @@ def generate_trajectories(
 
             def on_result(result: TrajectoryResult) -> None:
                 report.attempted += 1
+                row = None
                 if result.verified:
                     pack = packs[result.task.pack]
-                    rows_out.write(trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity))
+                    row = trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity)
+                    if has_lone_surrogate(row):  # text no tokenizer can encode: not training data
+                        row = None
+                        result.verified, result.failure = False, "invalid_text"
+                        result.detail = "the trajectory holds a lone UTF-16 surrogate (e.g. the JSON escape \\ud800)"
+                if row is not None:
+                    rows_out.write(row)
                     report.verified_new += 1
                 elif result.retryable:
                     report.backend_errors += 1

@@ -210,7 +210,9 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             retry_after: str | None = None
             try:
-                response = self._http.post(url, json=body)
+                # ASCII-escaped JSON: a lone surrogate in the history (model output) cannot be UTF-8 encoded,
+                # and httpx's own json= encoding would raise UnicodeEncodeError on it.
+                response = self._http.post(url, content=json.dumps(body, ensure_ascii=True, allow_nan=False).encode())
             except httpx.TimeoutException as exc:
                 last = ChatAPIError(f"{where} timed out ({type(exc).__name__})", retryable=True)
             except httpx.TransportError as exc:
