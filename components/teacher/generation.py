@@ -24,6 +24,7 @@ from typing import Any
 
 from components.config import Params, RunPaths, run_paths
 from components.errors import StageError
+from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend, make_backend
 from components.teacher.records import (
     JsonlAppender,
@@ -187,7 +188,7 @@ def generate_trajectories(
     if report.attempted and report.backend_errors == report.attempted:
         raise StageError(
             f"every one of {report.attempted} teacher requests failed after retries (last: see the log); "
-            f"nothing was recorded as done, so rerun once the endpoint {params.teacher.base_url} is healthy"
+            f"nothing was recorded as done, so rerun once the endpoint {redact_url(params.teacher.base_url)} is healthy"
         )
     _finalise(paths, report, [t.task_id for t in all_tasks])
     return report
