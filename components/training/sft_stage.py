@@ -27,7 +27,6 @@ import json
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -388,16 +387,7 @@ def _check_finite(model: Any, step: int) -> None:
 
 
 def _save_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
-    """Write into a temporary sibling folder, then rename: readers never see half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Complete model or none, even under kill -9; the manifest lists every file (components.models.save)."""
+    from components.models.save import save_model_atomically
+
+    save_model_atomically(model, tokenizer, target, manifest)
