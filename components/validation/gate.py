@@ -61,6 +61,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def mark_running(directory: Path, dataset: Path) -> None:
     """Withdraw any earlier verdict before validating: until the run finishes, the gate refuses."""
+    for leftover in directory.glob(f".{SUMMARY_FILE}.tmp-*"):  # from a run killed while writing its summary
+        leftover.unlink(missing_ok=True)
     write_json_atomic(directory / SUMMARY_FILE, {
         "success": False, "state": RUNNING, "dataset": str(dataset), "pid": os.getpid(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
