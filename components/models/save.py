@@ -22,9 +22,7 @@ instead of loading garbage or crashing deep inside transformers.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import struct
 import uuid
@@ -32,32 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import StageError
+from components.files import fsync_path, sha256_file
 
 MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 #: safetensors files start with an 8-byte little-endian header length; larger headers are not plausible.
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_path(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() and hasattr(os, "O_DIRECTORY") else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_sha256 = sha256_file
+_fsync_path = fsync_path
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.files import sha256_file
 from components.tools.base import Task
 from components.tools.parser import extract_boxed
 
@@ -267,9 +268,4 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_path = sha256_file  # one digest implementation: components.files

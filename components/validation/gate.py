@@ -25,6 +25,7 @@ from typing import Any
 
 from components.config import Params, run_paths
 from components.errors import DataValidationError
+from components.files import fsync_path
 from components.teacher.records import sha256_path
 
 VALIDATED_FILE = "validated.jsonl"
@@ -45,18 +46,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: without it a power cut can undo the rename after we reported success."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_path  # durable renames: components.files
 
 
 def mark_running(directory: Path, dataset: Path) -> None:
