@@ -54,6 +54,8 @@ from flows.stages import (
     metrics_path,
     outputs_present,
     stage_key_payload,
+    summary_path,
+    write_stage_files,
     write_effective_params,
 )
 
@@ -105,13 +107,9 @@ def _parent_env(parent_run_id: str | None) -> Iterator[None]:
 
 
 def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run one stage function in this process and write its summary where DVC expects it."""
+    """Run one stage function in this process; write its metrics and summary where DVC expects them."""
     summary = _stage_function(stage)(params, **_stage_options(stage, arm, resume))
-    summary = json.loads(json.dumps(summary if summary is not None else {}, default=str))
-    target = metrics_path(params, stage, arm)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
+    return write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
 
 
 @flow(name=STAGE_FLOW_NAME)
@@ -155,7 +153,7 @@ def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, pare
             f"stage '{stage}' failed on the GPU pool '{pool}' (flow run {flow_run.name}: "
             f"{state.name if state else 'no state'} - {state.message if state else ''})"
         )
-    summary_file = metrics_path(params, stage, arm)
+    summary_file = summary_path(params, stage, arm)
     return json.loads(summary_file.read_text()) if summary_file.exists() else {"flow_run": str(flow_run.id)}
 
 

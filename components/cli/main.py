@@ -99,7 +99,10 @@ def stage(
     arm: Annotated[str | None, typer.Option("--arm", help="RL arm / reward mode (rl stage).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint (sft, rl).")] = False,
     summary_file: Annotated[
-        Path | None, typer.Option("--summary", help="Also write the stage's JSON summary here (DVC metrics).")
+        Path | None, typer.Option("--summary", help="Also write the stage's full JSON summary here.")
+    ] = None,
+    metrics_file: Annotated[
+        Path | None, typer.Option("--metrics", help="Also write the summary's numbers here (DVC metrics).")
     ] = None,
 ) -> None:
     """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
@@ -112,9 +115,10 @@ def stage(
     if name == "rl" and arm:
         options["arm"] = arm
     result = run_stage_by_name(name, params, **options)
-    if summary_file is not None:
-        summary_file.parent.mkdir(parents=True, exist_ok=True)
-        summary_file.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    if summary_file is not None or metrics_file is not None:
+        from flows.stages import write_stage_files
+
+        write_stage_files(result, metrics_file, summary_file)
     print_summary(result)
 
 

@@ -126,6 +126,24 @@ def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """One row per (arm, suite) with its accuracy: the bar chart ``dvc plots show``/``diff`` draws."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["arm_suite", "arm", "suite", "accuracy"])
+        writer.writeheader()
+        for arm, document in results.items():
+            for suite in document["suites"]:
+                if suite.get("accuracy") is not None:
+                    writer.writerow({"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"],
+                                     "accuracy": suite["accuracy"]})
+    tmp.replace(path)
+    return path
+
+
 def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) -> dict[str, Any]:
     """Evaluate the arms on ``eval.suites`` (``eval.limit`` items each); write JSON, report, MLflow."""
     import mlflow
@@ -186,6 +204,8 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(written[arm]), artifact_path="eval")
         md, png = write_report(results, paths.reports, stem=REPORT_STEM)
+        curve = write_accuracy_table(results, paths.plots / "eval.csv")
+        mlflow.log_artifact(str(curve), artifact_path="reports")
         mlflow.log_artifact(str(md), artifact_path="reports")
         mlflow.log_artifact(str(png), artifact_path="reports")
         run_id = run.info.run_id
@@ -198,6 +218,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
                 "results": str(written[arm]),
                 "in_domain_accuracy": doc["domains"]["in_domain"]["accuracy"],
                 "ood_accuracy": doc["domains"]["ood"]["accuracy"],
+                "accuracy": {suite["suite"]: suite["accuracy"] for suite in doc["suites"]},
             }
             for arm, doc in results.items()
         },
