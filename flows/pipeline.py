@@ -55,8 +55,8 @@ from flows.stages import (
     outputs_present,
     stage_key_payload,
     summary_path,
-    write_stage_files,
     write_effective_params,
+    write_stage_files,
 )
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
