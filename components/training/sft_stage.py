@@ -257,7 +257,7 @@ def write_sft_curve(log_history: Sequence[dict[str, Any]], path: Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SFT_CURVE_COLUMNS)
-        writer.writeheader()  # also with no rows (sft.enabled=false): DVC needs the declared plot file
+        writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
     return path
@@ -269,7 +269,7 @@ def _skip(params: Params) -> dict[str, Any]:
     removed = model_dir.exists()
     if removed:
         shutil.rmtree(model_dir)
-    write_sft_curve([], run_paths(params).plots / "sft.csv")
+    (run_paths(params).plots / "sft.csv").unlink(missing_ok=True)  # nor draw an old run's curve
     return {
         "enabled": False,
         "rl_init": "base",
