@@ -162,6 +162,9 @@ class RlParams(_Section):
     logging_steps: PositiveInt = 1
     use_vllm: bool = False
     gradient_checkpointing: bool = False
+    #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
+    #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
+    skip_zero_advantage: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
 
 
@@ -183,7 +186,8 @@ class RegistryParams(_Section):
     """Registered-model name and the promotion gate (stage 6)."""
 
     model_name: str = "mentor-student"
-    ood_margin: float = 0.0
+    # A negative margin would promote a model that is *worse* out of domain than the champion.
+    ood_margin: float = Field(default=0.0, ge=0.0)
     in_domain_tolerance: float = Field(default=0.02, ge=0.0)
     confidence: Literal["paired_bootstrap", "non_overlapping", "none"] = "paired_bootstrap"
     arm: str = "mentor"

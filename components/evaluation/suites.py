@@ -285,6 +285,7 @@ class _TurnState:
     attempted: int = 0
     valid: int = 0
     done: bool = False
+    executed: list[Any] = field(default_factory=list)  # ExecutedTurn per finished user turn
 
 
 class BfclSuite(Suite):
@@ -424,7 +425,7 @@ class BfclSuite(Suite):
                     self._next_turn(state)
         results = []
         for state in states:
-            verdict = check_multi_turn(state.case, state.calls_per_turn)
+            verdict = check_multi_turn(state.case, state.calls_per_turn, executed=state.executed)
             if state.attempted == 0:
                 state.failures[ParseErrorKind.no_calls.value] += 1
             results.append(
@@ -443,6 +444,7 @@ class BfclSuite(Suite):
 
     @staticmethod
     def _next_turn(state: _TurnState) -> None:
+        state.executed.append(state.env.end_turn())  # the checker judges these results, without re-running calls
         state.turn += 1
         state.steps = 0
         if state.turn >= len(state.case.turns):

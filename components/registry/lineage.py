@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
+from components.redaction import public_params
 from components.tracking import PARENT_RUN_ENV, git_state
 
 LINEAGE_ARTIFACT = "lineage/lineage.json"
@@ -294,7 +295,7 @@ def collect_lineage(
         "teacher": teacher_identity(paths.teacher_dataset),
         "base_model": base_model_info(params),
         "params": {"hash": params_hash(params), "profile": params.profile,
-                   "effective": params.model_dump(mode="json")},
+                   "effective": public_params(params)},
         "dvc": {"lock_path": str(dvc_lock), "lock_sha256": sha256_path(dvc_lock), "stages": read_dvc_lock(dvc_lock)},
         "code": {"git_commit": git.get("git.commit"), "git_dirty": git.get("git.dirty")},
     }

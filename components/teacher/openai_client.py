@@ -28,8 +28,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from components.redaction import redact_url, split_credentials
 from components.tools.parser import render_tool_call
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,6 @@ class ChatReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str | None = None
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where keys sometimes hide), for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -143,6 +134,21 @@ def reply_text(reply: ChatReply) -> str:
     return "\n".join(parts)
 
 
+def _utf8_safe(value: Any) -> Any:
+    """Strings with lone surrogates (possible in model output) made encodable: the SDK sends UTF-8 JSON."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, list):
+        return [_utf8_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _utf8_safe(item) for key, item in value.items()}
+    return value
+
+
 class ChatClient:
     """Thread-safe chat-completions client on the ``openai`` SDK, with bounded retries.
 
@@ -164,7 +170,8 @@ class ChatClient:
         import httpx2
         import openai
 
-        self.base_url = base_url.rstrip("/")
+        # user:password@ in the URL goes into HTTP basic auth, so no logged or reported URL carries it.
+        self.base_url, credentials = split_credentials(base_url.rstrip("/"))
         self.model = model
         self.max_retries = max_retries
         self._lock = threading.Lock()
@@ -172,6 +179,7 @@ class ChatClient:
         http_client = openai.DefaultHttpxClient(
             limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             event_hooks={"request": [self._count_retry]},
+            auth=httpx2.BasicAuth(*credentials) if credentials else None,
         )
         # Servers without auth (vLLM, `transformers serve`) ignore the key; the SDK insists on one.
         self._api = openai.OpenAI(
@@ -240,7 +248,7 @@ class ChatClient:
         before = self.retries
         try:
             completion = self._api.chat.completions.create(
-                messages=to_api_messages(messages),  # type: ignore[arg-type]
+                messages=_utf8_safe(to_api_messages(messages)),  # type: ignore[arg-type]
                 # None: leave the name out and let a single-model server use the model it serves.
                 model=self.model or openai.omit,  # type: ignore[arg-type]
                 temperature=temperature,

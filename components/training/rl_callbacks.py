@@ -53,6 +53,8 @@ class RlRecorder:
         self._tool_errors: dict[str, int] = defaultdict(int)
         self._step_s = 0.0
         self._steps = 0
+        self._rows_kept = 0
+        self._rows_skipped = 0
 
     def add_tool_call(self, seconds: float, ok: bool, error_kind: str | None) -> None:
         """Record one executed tool call (called from the environment)."""
@@ -70,6 +72,12 @@ class RlRecorder:
             self._zero_var.append(zero_variance_share(rewards, self.group_size))
             self._reward_s += seconds
 
+    def add_skip(self, kept: int, skipped: int) -> None:
+        """Record one micro-batch's rows trained on vs skipped for zero advantage (called from the trainer)."""
+        with self._lock:
+            self._rows_kept += kept
+            self._rows_skipped += skipped
+
     def add_step(self, seconds: float) -> None:
         """Record the wall time of one optimizer step (called from the callback)."""
         with self._lock:
@@ -85,6 +93,9 @@ class RlRecorder:
             out["rl/tool_error_rate"] = sum(self._tool_errors.values()) / executed if executed else 0.0
             for kind, count in self._tool_errors.items():
                 out[f"rl/tool_error/{kind}"] = count / executed
+            rows = self._rows_kept + self._rows_skipped
+            if rows:
+                out["rl/skipped_share"] = self._rows_skipped / rows
             out["time/reward_s"] = self._reward_s
             out["time/tool_s"] = self._tool_s
             if self._steps:

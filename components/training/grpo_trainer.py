@@ -1,0 +1,104 @@
+"""TRL's GRPOTrainer, minus the forward/backward passes that cannot change the policy.
+
+A group whose rollouts all got the same reward has advantage 0 for every rollout.
+With TRL's ``dapo`` loss (the default: token-level sum divided by the active tokens
+of the whole generation batch, counted before the batch is split), such a rollout's
+policy-gradient term is exactly 0 and the normaliser does not depend on it, so
+dropping it from the micro-batch leaves the loss and every gradient unchanged --
+as long as nothing else is added per token: a KL penalty (``beta > 0``) or an
+entropy bonus (``entropy_coef > 0``) would still pull on those rows. At CPU scale
+most early groups have zero variance (the README's RL curves), and each costs a
+full forward and backward of prompt + completion; skipping them is the largest
+saving available without changing the objective.
+
+``rl.skip_zero_advantage``: ``auto`` skips only when the skip is exact (dapo/cispo
+loss, ``beta == 0``, no entropy bonus); ``on`` always skips (the KL/entropy terms of
+those rows are dropped, a documented approximation); ``off`` never does. Skipped and
+kept rows are reported through ``on_skip`` (the RL recorder logs ``rl/skipped_share``).
+Never under DDP: every rank must run the same backward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from trl import GRPOTrainer
+
+SkipMode = Literal["auto", "on", "off"]
+EXACT_LOSS_TYPES = frozenset({"dapo", "cispo"})
+
+
+def skip_is_exact(loss_type: str, beta: float, entropy_coef: float | None) -> bool:
+    """True when dropping zero-advantage rows cannot change the loss or its gradient."""
+    return loss_type in EXACT_LOSS_TYPES and beta == 0.0 and not entropy_coef
+
+
+def keep_rows(inputs: dict[str, Any], keep: Any) -> dict[str, Any]:
+    """The micro-batch restricted to rows where ``keep`` (a bool tensor of the batch size) is True.
+
+    Tensors whose first dimension is the batch are indexed; scalars such as
+    ``num_items_in_batch`` (counted over the whole generation batch) and
+    anything else pass through unchanged.
+    """
+    import torch
+
+    rows = int(keep.shape[0])
+    out: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
+            out[key] = value[keep]
+        elif isinstance(value, list) and len(value) == rows:
+            out[key] = [item for item, flag in zip(value, keep.tolist(), strict=True) if flag]
+        else:
+            out[key] = value
+    return out
+
+
+class MentorGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that does not run forward/backward on rows with zero advantage (see the module docstring)."""
+
+    def __init__(self, *args: Any, skip_zero_advantage: SkipMode = "auto",
+                 on_skip: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        exact = skip_is_exact(self.loss_type, float(self.beta), getattr(self.args, "entropy_coef", 0.0))
+        wanted = skip_zero_advantage == "on" or (skip_zero_advantage == "auto" and exact)
+        # Under DDP every rank must run the same backward passes (gradient all-reduce), so never skip there.
+        self.skip_zero_advantage = wanted and self.accelerator.num_processes == 1
+        self.on_skip = on_skip
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        if not self.skip_zero_advantage:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # TRL generates (and buffers) the batch inside _prepare_inputs, which Trainer calls from here:
+        # run it first, then drop the rows whose advantage is exactly 0.
+        prepared = self._prepare_inputs(inputs)
+        advantages = prepared["advantages"]
+        flat = advantages if advantages.dim() == 1 else advantages.abs().amax(dim=tuple(range(1, advantages.dim())))
+        keep = flat != 0
+        kept = int(keep.sum())
+        if self.on_skip is not None:
+            self.on_skip(kept, int(keep.numel()) - kept)
+        if kept == 0:
+            import torch
+
+            # Exactly what the skipped backward would have left: zero gradients, so AdamW's moments and
+            # weight decay advance as in an unskipped step (a None gradient would freeze them instead).
+            for param in model.parameters():
+                if param.requires_grad and param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            self._step += 1  # what GRPOTrainer.training_step counts, so buffered batches stay aligned
+            return torch.zeros((), device=advantages.device)
+        if kept < keep.numel():
+            prepared = keep_rows(prepared, keep)
+        self._prepared_override = prepared
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            self._prepared_override = None
+
+    def _prepare_inputs(self, generation_batch: Any) -> Any:
+        override = getattr(self, "_prepared_override", None)
+        if override is not None:
+            return override
+        return super()._prepare_inputs(generation_batch)

@@ -1,0 +1,98 @@
+"""Zero-advantage rows skip forward/backward, and the skip changes neither the loss nor the gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from components.config import Params, run_paths
+from components.training.grpo_trainer import keep_rows, skip_is_exact
+
+
+def _with(params: Params, **sections: dict) -> Params:
+    update = {name: getattr(params, name).model_copy(update=values) for name, values in sections.items()}
+    return params.model_copy(update=update)
+
+
+def test_the_skip_is_exact_only_without_per_token_terms() -> None:
+    assert skip_is_exact("dapo", 0.0, 0.0)
+    assert not skip_is_exact("dapo", 0.001, 0.0)  # the KL term still pulls on zero-advantage rows
+    assert not skip_is_exact("dapo", 0.0, 0.001)  # so does an entropy bonus
+    assert not skip_is_exact("grpo", 0.0, 0.0)  # per-sequence means: dropping rows changes the batch mean
+
+
+def test_keep_rows_indexes_batch_tensors_and_keeps_batch_totals() -> None:
+    inputs = {"completion_ids": torch.arange(8).view(4, 2), "advantages": torch.tensor([0.0, 1.0, 0.0, -1.0]),
+              "num_items_in_batch": torch.tensor(8.0), "tags": ["a", "b", "c", "d"], "note": "x"}
+    out = keep_rows(inputs, inputs["advantages"] != 0)
+    assert out["completion_ids"].tolist() == [[2, 3], [6, 7]]
+    assert out["advantages"].tolist() == [1.0, -1.0]
+    assert out["num_items_in_batch"].item() == 8.0 and out["tags"] == ["b", "d"] and out["note"] == "x"
+
+
+@pytest.fixture()
+def trainer(smoke_params: Params):  # type: ignore[no-untyped-def]
+    from components.config import model_cache_dir
+    from components.models.sources import resolve_model
+    from components.teacher.stage import run_teacher_stage
+    from components.training.rl_data import load_rl_dataset
+    from components.training.rl_stage import build_trainer, load_student
+
+    params = _with(smoke_params, sft={"enabled": False}, rl={"beta": 0.0, "entropy_coef": 0.0, "max_steps": 1})
+    run_teacher_stage(params)
+    model, tokenizer = load_student(resolve_model(params.models.student, model_cache_dir(params)), "float32")
+    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, 8, 0)
+    built, recorder, _ = build_trainer(params, "mentor", model, tokenizer, dataset, run_paths(params).rl_dir("mentor"))
+    return built, recorder
+
+
+def _grads(model) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+def test_dropping_zero_advantage_rows_leaves_loss_and_gradients_unchanged(trainer) -> None:  # type: ignore[no-untyped-def]
+    grpo, _ = trainer
+    assert grpo.skip_zero_advantage  # auto + dapo + beta 0 + no entropy bonus
+    model = grpo.model
+    model.train()
+    grpo.current_gradient_accumulation_steps = 1  # set by Trainer's loop; one micro-batch per step here
+    torch.manual_seed(0)
+    rows, prompt, completion = 4, 6, 5
+    inputs = {
+        "prompt_ids": torch.randint(10, 500, (rows, prompt)), "prompt_mask": torch.ones(rows, prompt, dtype=torch.long),
+        "completion_ids": torch.randint(10, 500, (rows, completion)),
+        "completion_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]]),
+        "advantages": torch.tensor([0.0, 0.7, 0.0, -0.7]),
+        "num_items_in_batch": torch.tensor(15.0),
+    }
+    losses, grads = [], []
+    for batch in (inputs, keep_rows(inputs, inputs["advantages"] != 0)):
+        model.zero_grad(set_to_none=True)
+        loss = grpo.compute_loss(model, dict(batch))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(_grads(model))
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    for full, kept in zip(*grads, strict=True):
+        assert torch.allclose(full, kept, atol=1e-6)
+
+
+def test_a_step_of_only_zero_variance_groups_runs_no_training_forward(trainer) -> None:  # type: ignore[no-untyped-def]
+    """The tiny random model never boxes an answer: every group has equal rewards, so nothing is trained on."""
+    grpo, recorder = trainer
+    forwards = []
+    handle = grpo.model.register_forward_hook(lambda *_: forwards.append(torch.is_grad_enabled()))
+    before = [p.detach().clone() for p in grpo.model.parameters()]
+    skips: list[tuple[int, int]] = []
+    report = grpo.on_skip
+    grpo.on_skip = lambda kept, skipped: (skips.append((kept, skipped)), report(kept, skipped))
+    try:
+        grpo.train()
+    finally:
+        handle.remove()
+    assert forwards and not any(forwards)  # generation ran (no grad); no forward with gradients did
+    # Only AdamW's weight decay (lr x 0.01) moved the weights, as it would after a zero gradient.
+    assert all(torch.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(before, grpo.model.parameters(), strict=True))
+    assert grpo.state.global_step == 1
+    assert skips and all(kept == 0 for kept, _ in skips) and sum(s for _, s in skips) == 2  # one group of 2
