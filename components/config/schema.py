@@ -219,9 +219,6 @@ class OrchestrationParams(_Section):
     #: POSTed a JSON message when a flow run fails or crashes; ``MENTOR_FAILURE_WEBHOOK_URL`` wins (keep
     #: a URL that embeds a token in that variable, e.g. through the deployment's job variables, not here).
     failure_webhook_url: str | None = None
-    #: Prefect result storage: a block slug (``s3-bucket/mentor-results``) or an ``s3://bucket/prefix`` URL,
-    #: so cached stage results survive the worker's container; ``None`` keeps Prefect's local default.
-    result_storage: str | None = None
 
 
 class Params(_Section):
