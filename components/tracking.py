@@ -19,6 +19,10 @@ from typing import Any
 from components.config import Params, params_hash, state_dir
 
 PARENT_RUN_ENV = "MENTOR_PARENT_RUN_ID"
+#: MLflow 3's UI opens an experiment by its kind: without this tag it shows the GenAI view (traces,
+#: evaluations); ``custom_model_development`` opens the model-training view on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 def tracking_uri(params: Params) -> str:
@@ -49,7 +53,9 @@ def configure_tracking(params: Params) -> str:
         artifacts.mkdir(parents=True, exist_ok=True)
         if mlflow.get_experiment_by_name(params.orchestration.experiment) is None:
             mlflow.create_experiment(params.orchestration.experiment, artifact_location=artifacts.as_uri())
-    mlflow.set_experiment(params.orchestration.experiment)
+    experiment = mlflow.set_experiment(params.orchestration.experiment)
+    if not (experiment.tags or {}).get(EXPERIMENT_KIND_TAG):  # a kind the user chose is left alone
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return uri
 
 

@@ -82,12 +82,17 @@ def create_deployment(
     compare: bool = False,
     job_variables: dict[str, Any] | None = None,
     paused: bool = False,
+    only_if_changed: bool = False,
 ) -> dict[str, Any]:
     """Create (or update) the scheduled deployment; returns what was deployed, for the CLI to print.
 
     ``overrides`` are stored as the deployment's parameters, so every scheduled
     run applies the same ``--set`` values to ``params_file`` (read where the
     worker runs). Re-running with the same ``name`` updates the deployment.
+    Guardrails: at most ``orchestration.concurrency_limit`` runs at once (they
+    share ``outputs/<profile>`` and the registry aliases), each stage bounded by
+    ``orchestration.stage_timeouts_s``, failures POSTed to the failure webhook;
+    ``only_if_changed`` makes a run skip itself when nothing it depends on changed.
     """
     from flows.pipeline import STAGE_FLOW_NAME, mentor_pipeline, mentor_stage
 
@@ -101,7 +106,14 @@ def create_deployment(
         "compare": compare,
         "params_file": params_file,
         "fresh_data": fresh_data,
+        "only_if_changed": only_if_changed,
     }
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    concurrency = ConcurrencyLimitConfig(
+        limit=params.orchestration.concurrency_limit,
+        collision_strategy=ConcurrencyLimitStrategy(params.orchestration.collision_strategy.upper()),
+    )
     pipeline = mentor_pipeline.from_source(source=code, entrypoint=PIPELINE_ENTRYPOINT)
     deployment_id = pipeline.deploy(
         name=name,
@@ -109,6 +121,7 @@ def create_deployment(
         cron=cron,
         parameters=parameters,
         job_variables=job_variables,
+        concurrency_limit=concurrency,
         paused=paused,
         build=False,
         push=False,
@@ -125,6 +138,11 @@ def create_deployment(
         "cron": cron,
         "source": code,
         "parameters": parameters,
+        "job_variables": job_variables or {},
+        "concurrency_limit": concurrency.limit,
+        "collision_strategy": params.orchestration.collision_strategy,
+        "stage_timeouts_s": dict(params.orchestration.stage_timeouts_s),
+        "failure_webhook": bool(params.orchestration.failure_webhook_url) or "set MENTOR_FAILURE_WEBHOOK_URL",
         "api_url": api_url,
     }
     gpu_pool = params.orchestration.gpu_pool

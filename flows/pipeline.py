@@ -47,6 +47,14 @@ from prefect.context import FlowRunContext
 from components.config import Params, load_params, params_hash, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
 from components.redaction import redact_url
+from flows.guardrails import (
+    FINGERPRINT_TAG,
+    INPUTS_ARTIFACT,
+    fingerprint,
+    notify_failure,
+    run_inputs,
+    unchanged_since,
+)
 from flows.stages import (
     STAGES,
     DigestCache,
@@ -55,7 +63,9 @@ from flows.stages import (
     metrics_path,
     outputs_present,
     stage_key_payload,
+    summary_path,
     write_effective_params,
+    write_stage_files,
 )
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
@@ -106,13 +116,9 @@ def _parent_env(parent_run_id: str | None) -> Iterator[None]:
 
 
 def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run one stage function in this process and write its summary where DVC expects it."""
+    """Run one stage function in this process; write its metrics and summary where DVC expects them."""
     summary = _stage_function(stage)(params, **_stage_options(stage, arm, resume))
-    summary = json.loads(json.dumps(summary if summary is not None else {}, default=str))
-    target = metrics_path(params, stage, arm)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
+    return write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
 
 
 @flow(name=STAGE_FLOW_NAME)
@@ -156,7 +162,7 @@ def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, pare
             f"stage '{stage}' failed on the GPU pool '{pool}' (flow run {flow_run.name}: "
             f"{state.name if state else 'no state'} - {state.message if state else ''})"
         )
-    summary_file = metrics_path(params, stage, arm)
+    summary_file = summary_path(params, stage, arm)
     return json.loads(summary_file.read_text()) if summary_file.exists() else {"flow_run": str(flow_run.id)}
 
 
@@ -279,7 +285,8 @@ class _Attempts:
 
 def _configure_stage_task(params: Params, stage: str, label: str, refresh: bool) -> Any:
     spec = STAGES[stage]
-    options: dict[str, Any] = {"task_run_name": label, "refresh_cache": refresh}
+    options: dict[str, Any] = {"task_run_name": label, "refresh_cache": refresh,
+                               "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage)}
     io_bound = spec.io_bound and (stage != "teacher" or params.teacher.backend == "openai")
     if io_bound:
         options.update(retries=params.orchestration.task_retries,
@@ -344,6 +351,13 @@ def _run_steps(
 def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord], exc: Any) -> PipelineStageError:
     done = [r.label for r in records if r.status in {"ran", "cached"}]
     cause = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+    if isinstance(cause, TimeoutError):
+        limit = params.orchestration.stage_timeouts_s.get(record.stage)
+        cause = TimeoutError(
+            f"it ran longer than orchestration.stage_timeouts_s.{record.stage}={limit:g} s and was stopped "
+            f"(hung, or slower than the limit allows: raise it with --set orchestration.stage_timeouts_s."
+            f"{record.stage}=SECONDS)"
+        )
     error = PipelineStageError(
         f"stage '{record.label}' failed: {str(cause).rstrip('. ')}. Outputs of the stages before it "
         f"({', '.join(done) or 'none'}) are intact under {run_paths(params).root}; fix the cause and rerun "
@@ -458,7 +472,7 @@ def _publish(params: Params, records: list[StepRecord], parent_run_id: str | Non
 # --------------------------------------------------------------------------- the flow
 
 
-@flow(name="mentor-pipeline")
+@flow(name="mentor-pipeline", on_failure=[notify_failure], on_crashed=[notify_failure])
 def mentor_pipeline(
     profile: str | None = None,
     overrides: list[str] | None = None,
@@ -467,6 +481,7 @@ def mentor_pipeline(
     refresh: list[str] | None = None,
     fresh_data: bool = False,
     params_data: dict[str, Any] | None = None,
+    only_if_changed: bool = False,
 ) -> dict[str, Any]:
     """Teacher data, validation, SFT, RL, evaluation and the gated registration, as one tracked run.
 
@@ -474,8 +489,12 @@ def mentor_pipeline(
     ``fresh_data`` (scheduled retraining) draws new training tasks, seeded by
     the run's scheduled date, so the teacher produces new data and everything
     downstream retrains; held-out eval tasks keep their seed so results stay
-    comparable across runs. ``params_data`` (used by :func:`run_pipeline`)
+    comparable across runs. ``only_if_changed`` skips the whole run (status
+    ``skipped``, a log line saying since which run nothing changed) when the
+    params, code and data seed equal those of the profile's last successful
+    run (:mod:`flows.guardrails`). ``params_data`` (used by :func:`run_pipeline`)
     passes already validated params instead of reading ``params_file``.
+    A failed or crashed run is reported to the failure webhook.
     """
     import mlflow
 
@@ -492,6 +511,19 @@ def mentor_pipeline(
     logger.info("profile %s: %s", params.profile, " -> ".join(_label(s, a) for s, a in steps))
 
     configure_tracking(params)
+    digests = DigestCache(state_dir(params) / "digests.json")
+    inputs = run_inputs(params, steps, digests)
+    digests.save()
+    if only_if_changed:
+        previous, changes = unchanged_since(params, inputs)
+        if previous is not None:
+            when = dt.datetime.fromtimestamp(previous.info.start_time / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            reason = (f"params, code and data seed unchanged since pipeline run {previous.info.run_id} "
+                      f"({previous.info.run_name}, {when}; inputs fingerprint {fingerprint(inputs)[:12]})")
+            logger.info("only_if_changed: skipping the run: %s", reason)
+            return {"status": "skipped", "profile": params.profile, "reason": reason, "parent_run_id": None,
+                    "previous_run_id": previous.info.run_id, "stages": {}, "summaries": {}, "eval_table": []}
+        logger.info("only_if_changed: running: %s", ", ".join(changes[:20]))
     run_name = f"pipeline-{params.profile}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     tags = {**lineage_tags(params, "pipeline"), "mentor.compare": str(compare).lower()}
     context = FlowRunContext.get()
@@ -506,7 +538,10 @@ def mentor_pipeline(
             _publish(params, getattr(error, "records", []), parent_id, "failed")
             logger.error(str(error))
             raise
-        return _publish(params, records, parent_id, "completed")
+        result = _publish(params, records, parent_id, "completed")
+        mlflow.log_dict(inputs, INPUTS_ARTIFACT)  # what `only_if_changed` compares the next run with
+        mlflow.set_tag(FINGERPRINT_TAG, fingerprint(inputs))
+        return result
 
 
 def run_pipeline(
@@ -514,6 +549,7 @@ def run_pipeline(
     compare: bool = False,
     params_file: str = "params.yaml",
     overrides: Sequence[str] = (),
+    only_if_changed: bool = False,
 ) -> dict[str, Any]:
     """Entry point of ``mentor run``: the flow, in-process, on these params.
 
@@ -532,4 +568,5 @@ def run_pipeline(
             compare=compare,
             params_file=str(params_file),
             params_data=params.model_dump(mode="json"),
+            only_if_changed=only_if_changed,
         )

@@ -99,7 +99,10 @@ def stage(
     arm: Annotated[str | None, typer.Option("--arm", help="RL arm / reward mode (rl stage).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint (sft, rl).")] = False,
     summary_file: Annotated[
-        Path | None, typer.Option("--summary", help="Also write the stage's JSON summary here (DVC metrics).")
+        Path | None, typer.Option("--summary", help="Also write the stage's full JSON summary here.")
+    ] = None,
+    metrics_file: Annotated[
+        Path | None, typer.Option("--metrics", help="Also write the summary's numbers here (DVC metrics).")
     ] = None,
 ) -> None:
     """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
@@ -112,9 +115,10 @@ def stage(
     if name == "rl" and arm:
         options["arm"] = arm
     result = run_stage_by_name(name, params, **options)
-    if summary_file is not None:
-        summary_file.parent.mkdir(parents=True, exist_ok=True)
-        summary_file.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    if summary_file is not None or metrics_file is not None:
+        from flows.stages import write_stage_files
+
+        write_stage_files(result, metrics_file, summary_file)
     print_summary(result)
 
 
@@ -212,6 +216,9 @@ def run(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the sparse and strict RL arms.")] = False,
+    only_if_changed: Annotated[bool, typer.Option(
+        "--only-if-changed", help="Skip the run when params, code and data seed equal the last successful run's.",
+    )] = False,
 ) -> None:
     """Run the whole pipeline as the Prefect flow `mentor-pipeline`."""
     params = get_params(params_file, profile, set_)
@@ -219,9 +226,13 @@ def run(
 
     func = resolve_callable("flows.pipeline:run_pipeline")
     try:
-        result = func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []))
+        result = func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []),
+                      only_if_changed=only_if_changed)
     except StageError as exc:
         fail(str(exc), code=1)
+    if (result or {}).get("status") == "skipped":
+        typer.echo(f"mentor-pipeline skipped (profile {params.profile}): {result['reason']}")
+        return
     from components.tracking import tracking_uri
     from flows.console import render_run_report
 
@@ -236,14 +247,34 @@ def deploy(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
+    job_variables: Annotated[str | None, typer.Option(
+        "--job-variables", help='JSON object for the work pool\'s job template, e.g. \'{"env": {"K": "V"}}\'.',
+    )] = None,
+    fresh_data: Annotated[bool, typer.Option(
+        "--fresh-data/--no-fresh-data", help="Draw new training tasks each run (seeded by the scheduled date).",
+    )] = True,
+    only_if_changed: Annotated[bool, typer.Option(
+        "--only-if-changed", help="Each run skips itself when params, code and data seed are unchanged.",
+    )] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Train every arm in rl.compare_arms each run.")] = False,
 ) -> None:
     """Create a scheduled Prefect deployment of the pipeline (retrain, evaluate, gate, register)."""
     params = get_params(params_file, profile, set_)
     from components.errors import StageError
 
+    variables: dict[str, Any] | None = None
+    if job_variables is not None:
+        try:
+            variables = json.loads(job_variables)
+        except json.JSONDecodeError as exc:
+            fail(f"--job-variables is not valid JSON ({exc}); e.g. --job-variables '{{\"env\": {{\"K\": \"V\"}}}}'")
+        if not isinstance(variables, dict):
+            fail("--job-variables must be a JSON object, e.g. '{\"image\": \"registry/mentor:1\", \"env\": {}}'")
     func = resolve_callable("flows.deploy:create_deployment")
     try:
-        print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or [])))
+        print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or []),
+                           params_file=str(params_file), job_variables=variables, fresh_data=fresh_data,
+                           only_if_changed=only_if_changed, compare=compare))
     except StageError as exc:
         fail(str(exc), code=1)
 

@@ -65,6 +65,21 @@ class RunPaths:
     def reports(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def metrics(self) -> Path:
+        """Numbers only, one JSON file per stage: what ``dvc metrics show/diff`` compares."""
+        return self.root / "metrics"
+
+    @property
+    def summaries(self) -> Path:
+        """Each stage's full JSON summary (paths, run ids, messages): read by people and the flow."""
+        return self.root / "summaries"
+
+    @property
+    def plots(self) -> Path:
+        """Per-step training curves and the evaluation table as CSV: what ``dvc plots show/diff`` draws."""
+        return self.root / "plots"
+
 
 def state_dir(params: Params) -> Path:
     """Project-wide state (model cache, MLflow SQLite, Prefect home)."""

@@ -193,6 +193,14 @@ class RegistryParams(_Section):
     arm: str = "mentor"
 
 
+StageName = Literal["models", "teacher", "validate", "sft", "rl", "evaluate", "register"]
+#: Generous defaults: a GPU profile's RL arm or evaluation runs for hours; a hung one should not run for days.
+DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
+    "models": 3600.0, "teacher": 14400.0, "validate": 1800.0, "sft": 21600.0, "rl": 43200.0,
+    "evaluate": 21600.0, "register": 3600.0,
+}
+
+
 class OrchestrationParams(_Section):
     """Tracking and orchestration endpoints; ``None`` means the embedded default."""
 
@@ -202,6 +210,15 @@ class OrchestrationParams(_Section):
     gpu_stages: list[Literal["sft", "rl", "eval"]] = Field(default_factory=lambda: ["sft", "rl", "eval"])
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
+    #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever.
+    stage_timeouts_s: dict[StageName, PositiveFloat] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS_S))
+    #: Flow runs of the scheduled deployment that may run at once (they share outputs/<profile> and the aliases).
+    concurrency_limit: PositiveInt = 1
+    #: What a deployment run does when the limit is reached: wait its turn, or be cancelled.
+    collision_strategy: Literal["enqueue", "cancel_new"] = "enqueue"
+    #: POSTed a JSON message when a flow run fails or crashes; ``MENTOR_FAILURE_WEBHOOK_URL`` wins (keep
+    #: a URL that embeds a token in that variable, e.g. through the deployment's job variables, not here).
+    failure_webhook_url: str | None = None
 
 
 class Params(_Section):

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-CONFIDENCE = 0.95
+from components.bootstrap import CONFIDENCE, stratified_bootstrap
 
 
 @dataclass
@@ -61,14 +61,8 @@ def bootstrap_ci(
     correct: Sequence[bool], n_samples: int = 1000, seed: int = 0, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy; ``(0, 0)`` for no items."""
-    values = np.asarray(correct, dtype=float)
-    if values.size == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_samples, values.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    result = stratified_bootstrap([correct], n_samples=n_samples, seed=seed, confidence=confidence)
+    return result.low, result.high
 
 
 def macro_bootstrap_ci(
@@ -79,18 +73,8 @@ def macro_bootstrap_ci(
     Resampling within each suite keeps every suite's weight fixed, which is
     what an "average over OOD suites" means.
     """
-    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    if not arrays:
-        return 0.0, 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    point = float(np.mean([a.mean() for a in arrays]))
-    samples = np.zeros(n_samples)
-    for a in arrays:
-        samples += a[rng.integers(0, a.size, size=(n_samples, a.size))].mean(axis=1)
-    samples /= len(arrays)
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(samples, [alpha, 1.0 - alpha])
-    return point, float(low), float(high)
+    result = stratified_bootstrap(groups, n_samples=n_samples, seed=seed, confidence=confidence)
+    return result.point, result.low, result.high
 
 
 @dataclass(frozen=True)
@@ -126,16 +110,12 @@ def paired_bootstrap_diff(
         raise ValueError(f"paired bootstrap needs the same items in both arms; got {a.size} and {b.size} items")
     if a.size == 0:
         return PairedDiff(0.0, 0.0, 0.0, 1.0, 0)
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, a.size, size=(n_samples, a.size))
-    diffs = (a[index] - b[index]).mean(axis=1)
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    result = stratified_bootstrap([a - b], n_samples=n_samples, seed=seed, confidence=confidence)
     return PairedDiff(
         diff=float(a.mean() - b.mean()),
-        ci_low=float(low),
-        ci_high=float(high),
-        p_not_better=float(np.mean(diffs <= 0)),
+        ci_low=result.low,
+        ci_high=result.high,
+        p_not_better=float(np.mean(result.samples <= 0)),
         n=int(a.size),
     )
 

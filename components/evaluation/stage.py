@@ -134,6 +134,59 @@ def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def arm_metrics(document: dict[str, Any]) -> dict[str, float]:
+    """One arm's evaluation as MLflow metrics, named the same for every arm (``arith/accuracy``, ``ood/accuracy``).
+
+    Each arm gets its own run (see :func:`_log_arm_run`), so the MLflow UI's
+    run comparison lines arms up metric by metric; a name prefixed by the arm
+    would give every arm its own column instead.
+    """
+    metrics: dict[str, float] = {}
+    for suite in document["suites"]:
+        for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
+                    "mean_calls", "mean_turns", "bfcl_accuracy"):
+            if suite.get(key) is not None:
+                metrics[_metric_key(suite["suite"], key)] = float(suite[key])
+    for domain, summary in document["domains"].items():
+        if summary["accuracy"] is not None:
+            metrics[_metric_key(domain, "accuracy")] = float(summary["accuracy"])
+    metrics["tokens_per_second"] = float(document["generation"]["tokens_per_second"])
+    return metrics
+
+
+def _log_arm_run(params: Params, arm: str, model_dir: Path, document: dict[str, Any], results: Path,
+                 reused: bool) -> str:
+    """A run nested under the evaluate stage's run for one arm: its metrics, results file and identity."""
+    import mlflow
+
+    tags = {"mentor.eval_arm": arm, "mentor.profile": params.profile, "mentor.eval_reused": str(reused).lower(),
+            "mentor.model_dir": str(model_dir)}
+    with mlflow.start_run(run_name=f"eval-{arm}", nested=True, tags=tags) as run:
+        mlflow.log_params({"arm": arm, "suites": ",".join(s["suite"] for s in document["suites"])[:500],
+                           "limit": str(params.eval.limit), "max_new_tokens": params.eval.max_new_tokens})
+        mlflow.log_metrics(arm_metrics(document))
+        mlflow.log_artifact(str(results), artifact_path="eval")
+        return run.info.run_id
+
+
+def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """One row per (arm, suite) with its accuracy: the bar chart ``dvc plots show``/``diff`` draws."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["arm_suite", "arm", "suite", "accuracy"])
+        writer.writeheader()
+        for arm, document in results.items():
+            for suite in document["suites"]:
+                if suite.get("accuracy") is not None:
+                    writer.writerow({"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"],
+                                     "accuracy": suite["accuracy"]})
+    tmp.replace(path)
+    return path
+
+
 def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) -> dict[str, Any]:
     """Evaluate the arms on ``eval.suites`` (``eval.limit`` items each); write JSON, report, MLflow."""
     import mlflow
@@ -155,6 +208,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
     written: dict[str, Path] = {}
     with stage_run(params, "evaluate", sections=["eval", "models", "tasks", "rl"]) as run:
         reused: list[str] = []
+        arm_runs: dict[str, str] = {}
         harness = harness_digest(params)
         for arm, model_dir in found.items():
             fingerprint = arm_fingerprint(harness, model_dir)
@@ -181,19 +235,11 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
                 written[arm] = write_json(document, target)
                 del generator
                 gc.collect()
-            metrics: dict[str, float] = {}
-            for suite in document["suites"]:
-                for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
-                            "mean_calls", "mean_turns", "bfcl_accuracy"):
-                    if suite.get(key) is not None:
-                        metrics[_metric_key(arm, suite["suite"], key)] = float(suite[key])
-            for domain, summary in document["domains"].items():
-                if summary["accuracy"] is not None:
-                    metrics[_metric_key(arm, domain, "accuracy")] = float(summary["accuracy"])
-            metrics[_metric_key(arm, "tokens_per_second")] = float(document["generation"]["tokens_per_second"])
-            mlflow.log_metrics(metrics)
+            arm_runs[arm] = _log_arm_run(params, arm, model_dir, document, written[arm], reused=arm in reused)
             mlflow.log_artifact(str(written[arm]), artifact_path="eval")
         md, png = write_report(results, paths.reports, stem=REPORT_STEM)
+        curve = write_accuracy_table(results, paths.plots / "eval.csv")
+        mlflow.log_artifact(str(curve), artifact_path="reports")
         mlflow.log_artifact(str(md), artifact_path="reports")
         mlflow.log_artifact(str(png), artifact_path="reports")
         run_id = run.info.run_id
@@ -206,10 +252,12 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
                 "results": str(written[arm]),
                 "in_domain_accuracy": doc["domains"]["in_domain"]["accuracy"],
                 "ood_accuracy": doc["domains"]["ood"]["accuracy"],
+                "accuracy": {suite["suite"]: suite["accuracy"] for suite in doc["suites"]},
             }
             for arm, doc in results.items()
         },
         "reused": reused,
+        "arm_runs": arm_runs,
         "report": str(md),
         "chart": str(png),
     }

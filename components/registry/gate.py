@@ -347,16 +347,10 @@ def paired_bootstrap_delta(
     both models, so the interval reflects only the disagreement between them,
     which is far tighter than comparing two independent intervals.
     """
-    rng = np.random.default_rng(seed)
-    observed = float(np.mean([np.mean(a - b) for a, b in pairs]))
-    boot = np.zeros(samples)
-    for a, b in pairs:
-        diff = a - b
-        idx = rng.integers(0, len(diff), size=(samples, len(diff)))
-        boot += diff[idx].mean(axis=1)
-    boot /= len(pairs)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return observed, float(low), float(high)
+    from components.bootstrap import stratified_bootstrap
+
+    result = stratified_bootstrap([a - b for a, b in pairs], n_samples=samples, seed=seed)
+    return result.point, result.low, result.high
 
 
 def evaluate_gate(

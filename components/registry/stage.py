@@ -78,18 +78,63 @@ def find_registered(client: Any, name: str, checksum: str, source_run_id: str) -
     return min(found, key=lambda mv: int(mv.version)) if found else None
 
 
-def ensure_registered_model(client: Any, name: str) -> None:
+#: Tag of a registered model naming the one profile allowed to add versions to it.
+PROFILE_TAG = "mentor.profile"
+
+
+def name_owner(client: Any, name: str) -> str | None:
+    """The profile a registered model belongs to: its tag, else the profile of its versions (older stores)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_registered_model(name)
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return None
+    owner = (model.tags or {}).get(PROFILE_TAG)
+    if owner:
+        return str(owner)
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    profiles = sorted({str(mv.tags[PROFILE_TAG]) for mv in versions if (mv.tags or {}).get(PROFILE_TAG)})
+    return profiles[0] if len(profiles) == 1 else (",".join(profiles) or None)
+
+
+def check_name_owner(client: Any, name: str, profile: str) -> None:
+    """Refuse to add a version of one profile's model to another profile's registered name.
+
+    A smoke run registers a tiny random model; registered under the name
+    cpu-demo or gpu promote, it would become that name's ``challenger`` (and a
+    gate run away from ``champion``). Every profile in params.yaml has its own
+    ``registry.model_name``; this check holds even when one is overridden.
+    """
+    owner = name_owner(client, name)
+    if owner is not None and owner != profile:
+        raise StageError(
+            f"registered model '{name}' belongs to profile '{owner}', not '{profile}': a {profile} model must not "
+            f"become a version (or the challenger) of it. Set registry.model_name to this profile's own name "
+            f"(params.yaml gives each profile one, e.g. --set registry.model_name={name}-{profile})."
+        )
+
+
+def ensure_registered_model(client: Any, name: str, profile: str) -> None:
+    """Create the registered model owned by ``profile`` (tagged), or check that ``profile`` owns it."""
+    from mlflow.exceptions import MlflowException
+
+    check_name_owner(client, name, profile)
+    try:
+        model = client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(
             name,
             description="Tool-calling students distilled with MENTOR RL. Aliases: `champion` (serving, moved only by the "
                         "promotion gate or a recorded `mentor promote --force`), `challenger` (latest registered).",
-            tags={"mentor.project": "mentor-pipeline"},
+            tags={"mentor.project": "mentor-pipeline", PROFILE_TAG: profile},
         )
+        return
+    if not (model.tags or {}).get(PROFILE_TAG):
+        client.set_registered_model_tag(name, PROFILE_TAG, profile)
 
 
 def _existing_summary(mv: Any, model_dir: Path) -> dict[str, Any]:
@@ -114,6 +159,7 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
     experiment = mlflow.get_experiment_by_name(params.orchestration.experiment)
     experiment_ids = [experiment.experiment_id] if experiment else []
     name = params.registry.model_name
+    check_name_owner(client, name, params.profile)  # before anything is logged
     checksum = model_checksum(model_dir)
     doc = collect_lineage(params, client=client, experiment_ids=experiment_ids, model_dir=model_dir, model_kind=kind,
                           arm=params.registry.arm, model_checksum=checksum, eval_file=eval_file,
@@ -140,7 +186,7 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
                            license_id=license_for(params), dtype=params.models.dtype,
                            max_new_tokens=params.eval.max_new_tokens,
                            tags={"mentor.model_checksum": checksum, "mentor.source_run_id": source_run_id})
-        ensure_registered_model(client, name)
+        ensure_registered_model(client, name, params.profile)
         version_tags = {**tags, "mentor.source_run_id": source_run_id, "mentor.registration_run_id": run.info.run_id,
                         **{f"mentor.eval.{sanitize_key(s)}.accuracy": f"{r.accuracy:.4f}" for s, r in results.items()}}
         mv = mlflow.register_model(info.model_uri, name, tags=version_tags)

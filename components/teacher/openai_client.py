@@ -10,34 +10,32 @@ in small ways this module absorbs so the rest of the stage does not care:
 * Our dataset messages carry tool calls without ids and tool results with a
   ``name``; :func:`to_api_messages` adds the ids the API links calls and results
   by and keeps only the fields the API schema allows.
-* 429, 5xx, timeouts and dropped connections are retried with exponential
-  backoff and jitter (``Retry-After`` honoured); other 4xx fail at once with the
-  server's message, because retrying a bad request cannot help.
+* Transport is the ``openai`` SDK: it retries 408/409/429, 5xx, timeouts and
+  dropped connections with exponential backoff and jitter, honouring
+  ``Retry-After``/``retry-after-ms``; other 4xx fail at once with the server's
+  message, because retrying a bad request cannot help. This module only maps
+  its errors to :class:`ChatAPIError` and counts the retries it made.
 
 The API key is read from an environment variable by the caller and kept only
-in the ``Authorization`` header; it never appears in reprs, errors or logs.
+in the SDK's ``Authorization`` header; it never appears in reprs, errors or logs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
 
 from components.redaction import redact_url, split_credentials
 from components.tools.parser import render_tool_call
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({408, 429})
-MAX_BACKOFF_S = 30.0
+#: The SDK sends the attempt number of every retried request in this header; we count retries from it.
+RETRY_COUNT_HEADER = "x-stainless-retry-count"
 
 
 class ChatAPIError(RuntimeError):
@@ -136,11 +134,27 @@ def reply_text(reply: ChatReply) -> str:
     return "\n".join(parts)
 
 
-class ChatClient:
-    """Thread-safe chat-completions client with bounded retries.
+def _utf8_safe(value: Any) -> Any:
+    """Strings with lone surrogates (possible in model output) made encodable: the SDK sends UTF-8 JSON."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, list):
+        return [_utf8_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _utf8_safe(item) for key, item in value.items()}
+    return value
 
-    One ``httpx.Client`` (connection pool) is shared by all worker threads; the
-    caller bounds parallelism. ``sleep`` is injectable so backoff stays testable.
+
+class ChatClient:
+    """Thread-safe chat-completions client on the ``openai`` SDK, with bounded retries.
+
+    One SDK client (one connection pool of ``max_connections``) is shared by all
+    worker threads; the caller bounds parallelism. ``retries`` counts the
+    retried requests (for the stage's summary and tests).
     """
 
     def __init__(
@@ -151,34 +165,38 @@ class ChatClient:
         api_key: str | None = None,
         timeout_s: float = 120.0,
         max_retries: int = 4,
-        backoff_s: float = 1.0,
         max_connections: int = 16,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        import httpx2
+        import openai
+
         # user:password@ in the URL goes into HTTP basic auth, so no logged or reported URL carries it.
         self.base_url, credentials = split_credentials(base_url.rstrip("/"))
         self.model = model
         self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self._sleep = sleep
-        self._rng = random.Random()
         self._lock = threading.Lock()
         self.retries = 0
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            headers=headers,
-            auth=httpx.BasicAuth(*credentials) if credentials else None,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        http_client = openai.DefaultHttpxClient(
+            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            event_hooks={"request": [self._count_retry]},
+            auth=httpx2.BasicAuth(*credentials) if credentials else None,
         )
+        # Servers without auth (vLLM, `transformers serve`) ignore the key; the SDK insists on one.
+        self._api = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "no-key", max_retries=max_retries,
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0)), http_client=http_client,
+        )
+
+    def _count_retry(self, request: Any) -> None:
+        if request.headers.get(RETRY_COUNT_HEADER, "0") not in ("", "0"):
+            with self._lock:
+                self.retries += 1
 
     def __repr__(self) -> str:
         return f"ChatClient(base_url={redact_url(self.base_url)!r}, model={self.model!r})"
 
     def close(self) -> None:
-        self._http.close()
+        self._api.close()
 
     def __enter__(self) -> ChatClient:
         return self
@@ -186,69 +204,34 @@ class ChatClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(max(float(retry_after), 0.0), MAX_BACKOFF_S)
-            except ValueError:
-                pass
-        with self._lock:
-            jitter = self._rng.uniform(0.5, 1.0)
-        return min(self.backoff_s * (2**attempt) * jitter, MAX_BACKOFF_S)
+    def _error(self, exc: Exception, path: str, attempts: int) -> ChatAPIError:
+        """The SDK's exception as a :class:`ChatAPIError` naming the (redacted) endpoint and the server's words."""
+        import openai
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
-        where = redact_url(url)
-        last: ChatAPIError | None = None
-        for attempt in range(self.max_retries + 1):
-            retry_after: str | None = None
-            try:
-                # ASCII-escaped JSON: a lone surrogate in the history (model output) cannot be UTF-8 encoded,
-                # and httpx's own json= encoding would raise UnicodeEncodeError on it.
-                response = self._http.post(url, content=json.dumps(body, ensure_ascii=True, allow_nan=False).encode())
-            except httpx.TimeoutException as exc:
-                last = ChatAPIError(f"{where} timed out ({type(exc).__name__})", retryable=True)
-            except httpx.TransportError as exc:
-                last = ChatAPIError(f"cannot reach {where} ({type(exc).__name__}: {exc})", retryable=True)
-            else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError as exc:
-                        raise ChatAPIError(f"{where} answered with invalid JSON: {response.text[:200]!r}") from exc
-                detail = response.text[:500]
-                retryable = response.status_code in RETRY_STATUS or response.status_code >= 500
-                last = ChatAPIError(
-                    f"{where} answered HTTP {response.status_code}: {detail}", status=response.status_code, retryable=retryable
-                )
-                retry_after = response.headers.get("retry-after")
-                if not retryable:
-                    raise last
-            if attempt < self.max_retries:
-                delay = self._delay(attempt, retry_after)
-                log.warning("%s; retry %d/%d in %.1fs", last, attempt + 1, self.max_retries, delay)
-                with self._lock:
-                    self.retries += 1
-                self._sleep(delay)
-        assert last is not None
-        raise ChatAPIError(f"{last} (gave up after {self.max_retries} retries)", status=last.status, retryable=True)
+        where = redact_url(f"{self.base_url}{path}")
+        gave_up = f" (gave up after {attempts} retries)" if attempts else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return ChatAPIError(f"{where} timed out{gave_up}", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return ChatAPIError(f"cannot reach {where} ({type(cause).__name__}: {cause}){gave_up}", retryable=True)
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            retryable = status in (408, 409, 429) or status >= 500
+            detail = exc.response.text[:500] if exc.response is not None else str(exc)
+            return ChatAPIError(f"{where} answered HTTP {status}: {detail}{gave_up if retryable else ''}",
+                                status=status, retryable=retryable)
+        return ChatAPIError(f"{where} answered something unexpected: {type(exc).__name__}: {str(exc)[:300]}")
 
     def list_models(self) -> list[str]:
-        """Model ids the server offers (``GET /models``); also a cheap reachability check."""
-        url = f"{self.base_url}/models"
+        """Model ids the server offers (``GET /models``); also a cheap reachability check, so not retried."""
+        import openai
+
         try:
-            response = self._http.get(url)
-        except httpx.HTTPError as exc:
-            raise ChatAPIError(f"cannot reach {redact_url(url)} ({type(exc).__name__}: {exc})", retryable=True) from exc
-        if response.status_code >= 400:
-            raise ChatAPIError(
-                f"{redact_url(url)} answered HTTP {response.status_code}: {response.text[:300]}", status=response.status_code
-            )
-        try:
-            data = response.json().get("data", [])
-        except (ValueError, AttributeError):
-            return []
-        return [str(item.get("id")) for item in data if isinstance(item, Mapping)]
+            page = self._api.with_options(max_retries=0).models.list()
+        except openai.OpenAIError as exc:
+            raise self._error(exc, "/models", 0) from exc
+        return [str(item.id) for item in (page.data or []) if getattr(item, "id", None)]
 
     def chat(
         self,
@@ -260,29 +243,31 @@ class ChatClient:
         seed: int | None = None,
     ) -> ChatReply:
         """One chat completion for dataset-format ``messages`` (converted here)."""
-        body: dict[str, Any] = {
-            "messages": to_api_messages(messages),
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        if self.model:  # None: let a single-model server use the model it serves
-            body["model"] = self.model
-        if tools:
-            body["tools"] = list(tools)
-        if seed is not None:
-            body["seed"] = seed
-        data = self._post("/chat/completions", body)
+        import openai
+
+        before = self.retries
         try:
-            choice = data["choices"][0]
-            message = choice.get("message") or {}
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ChatAPIError(f"unexpected completion shape: {json.dumps(data)[:300]}") from exc
-        usage = data.get("usage") or {}
+            completion = self._api.chat.completions.create(
+                messages=_utf8_safe(to_api_messages(messages)),  # type: ignore[arg-type]
+                # None: leave the name out and let a single-model server use the model it serves.
+                model=self.model or openai.omit,  # type: ignore[arg-type]
+                temperature=temperature,
+                max_tokens=max_tokens,
+                tools=list(tools) if tools else openai.omit,  # type: ignore[arg-type]
+                seed=seed if seed is not None else openai.omit,
+            )
+        except openai.OpenAIError as exc:
+            raise self._error(exc, "/chat/completions", self.retries - before) from exc
+        choices = completion.choices or []
+        if not choices or choices[0].message is None:
+            raise ChatAPIError(f"unexpected completion shape: {completion.to_json(indent=None)[:300]}")
+        choice, message = choices[0], choices[0].message
+        usage = completion.usage
         return ChatReply(
-            content=message.get("content") or "",
-            tool_calls=[dict(c) for c in (message.get("tool_calls") or []) if isinstance(c, Mapping)],
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            model=str(data["model"]) if data.get("model") else None,
+            content=message.content or "",
+            tool_calls=[call.to_dict() for call in (message.tool_calls or [])],
+            finish_reason=choice.finish_reason,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=str(completion.model) if completion.model else None,
         )

@@ -463,6 +463,10 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
         ends = curve_ends(metrics.history)
         _log_history(metrics.history, out_dir, arm)
+        # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
+        from components.training.rl_callbacks import write_history
+
+        write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
         mlflow.log_metrics({"rl_wall_s": wall_s, "global_step": float(step),
                             **{f"summary/{k}": v for k, v in timing.items()}})
         mlflow.set_tag("mentor.rl_model", str(target.resolve()))

@@ -200,6 +200,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
         train_seconds = time.perf_counter() - started
         model = _final_model(trainer, params)
         _check_finite(model, trainer.state.global_step)
+        write_sft_curve(trainer.state.log_history, paths.plots / "sft.csv")
         manifest = {
             "kind": "sft",
             "base_model": params.models.student,
@@ -243,12 +244,37 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
         }
 
 
+#: Columns of the SFT curve DVC draws; the Trainer logs them every ``sft.logging_steps``.
+SFT_CURVE_COLUMNS = ("step", "epoch", "loss", "grad_norm", "learning_rate")
+
+
+def write_sft_curve(log_history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """The per-step training loss as CSV, for ``dvc plots show``/``diff`` (declared in dvc.yaml).
+
+    Only the Trainer's step rows (those with ``loss``) are kept; the end-of-run
+    row carries ``train_loss`` averages, not a point of the curve.
+    """
+    import csv
+
+    rows = [{key: float(row[key]) for key in SFT_CURVE_COLUMNS if isinstance(row.get(key), int | float)}
+            for row in log_history if "loss" in row]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SFT_CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
 def _skip(params: Params) -> dict[str, Any]:
     """sft.enabled=false: write nothing; make sure RL cannot pick up an old SFT model."""
     model_dir = run_paths(params).sft_model
     removed = model_dir.exists()
     if removed:
         shutil.rmtree(model_dir)
+    (run_paths(params).plots / "sft.csv").unlink(missing_ok=True)  # nor draw an old run's curve
     return {
         "enabled": False,
         "rl_init": "base",

@@ -27,7 +27,8 @@ def test_profile_overlays_base_and_keeps_unset_values() -> None:
     assert base.models.student == "smollm2-135m-instruct"
     # Keys the overlay does not mention keep their base value.
     assert smoke.rl.reward == base.rl.reward
-    assert smoke.registry == base.registry
+    assert smoke.registry.model_copy(update={"model_name": base.registry.model_name}) == base.registry
+    assert smoke.registry.model_name != base.registry.model_name  # each profile registers under its own name
 
 
 def test_default_profile_comes_from_file() -> None:

@@ -64,9 +64,21 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
 
     run = mlflow.get_run(summary["run_id"])
     assert run.data.tags["mentor.stage"] == "evaluate"
-    assert "base/arith/accuracy" in run.data.metrics and "sft/ood/accuracy" in run.data.metrics
+    assert not any(key.startswith(("base/", "sft/")) for key in run.data.metrics)  # no per-arm name prefixes
+    # One nested run per arm, the same metric names in each: what the MLflow UI's compare view lines up.
+    children = mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+                                  output_format="list")
+    by_arm = {child.data.tags["mentor.eval_arm"]: child for child in children}
+    assert set(by_arm) == {"base", "sft"} and summary["arm_runs"] == {a: r.info.run_id for a, r in by_arm.items()}
+    for arm, child in by_arm.items():
+        assert child.info.run_name == f"eval-{arm}"
+        assert {"arith/accuracy", "bfcl.simple_python/accuracy", "in_domain/accuracy", "ood/accuracy"} <= set(
+            child.data.metrics)
+        assert child.data.metrics["arith/accuracy"] == summary["arms"][arm]["accuracy"]["arith"]
+        assert "mentor.stage" not in child.data.tags  # lineage picks stage runs by this tag; arms are not stages
+    assert set(by_arm["base"].data.metrics) == set(by_arm["sft"].data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "reports")}
-    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png"}
+    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png", "reports/eval.csv"}
     evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
     assert evals == {"eval/base.json", "eval/sft.json"}
 

@@ -103,3 +103,23 @@ def test_summarize_definitions() -> None:
 def test_item_roundtrip() -> None:
     item = ItemResult("a", True, n_calls=1, parse_failures={"bad_json": 1}, reason=None)
     assert ItemResult.from_dict({**item.to_dict(), "unknown_key": 1}) == item
+
+
+def test_evaluation_and_gate_share_one_bootstrap() -> None:
+    """The report's paired interval and the gate's are one computation: same data and seed, same numbers."""
+    import numpy as np
+
+    from components.bootstrap import stratified_bootstrap
+    from components.registry.gate import paired_bootstrap_delta
+
+    rng = np.random.default_rng(7)
+    a, b = rng.random(40) < 0.6, rng.random(40) < 0.4
+    c, d = rng.random(25) < 0.5, rng.random(25) < 0.5
+    diff = paired_bootstrap_diff(a, b, n_samples=500, seed=3)
+    observed, low, high = paired_bootstrap_delta([(a.astype(float), b.astype(float))], 500, 3)
+    assert (diff.diff, diff.ci_low, diff.ci_high) == pytest.approx((observed, low, high))
+    joint = stratified_bootstrap([a.astype(float) - b, c.astype(float) - d], n_samples=500, seed=3)
+    assert paired_bootstrap_delta([(a.astype(float), b.astype(float)), (c.astype(float), d.astype(float))], 500,
+                                  3) == pytest.approx((joint.point, joint.low, joint.high))
+    assert macro_bootstrap_ci([a, c], n_samples=500, seed=3) == pytest.approx(
+        tuple(getattr(stratified_bootstrap([a, c], n_samples=500, seed=3), k) for k in ("point", "low", "high")))

@@ -127,3 +127,35 @@ def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     with psycopg2.connect(postgres_db) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from runs where run_uuid = %s", (parent.info.run_id,))
         assert cursor.fetchone()[0] == 1
+
+
+def test_deploy_cli_sets_the_guardrails(prefect_api: str, tmp_path: Path) -> None:
+    """`mentor deploy` with job variables, no fresh data and skip-when-unchanged; limit 1 and the timeouts ride along."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from typer.testing import CliRunner
+
+    from components.cli.main import app
+
+    pool = f"weekly-{uuid.uuid4().hex[:6]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    variables = {"env": {"MENTOR_FAILURE_WEBHOOK_URL": "https://hooks.example/T0KEN"}}
+    result = CliRunner().invoke(app, [
+        "deploy", "--cron", "0 3 * * 0", "--pool", pool, "--name", "guarded", "--profile", "smoke",
+        "--params", str(REPO / "params.yaml"), "--set", f"project.output_dir={tmp_path}",
+        "--job-variables", json.dumps(variables), "--no-fresh-data", "--only-if-changed",
+    ])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["concurrency_limit"] == 1 and printed["stage_timeouts_s"]["rl"] == 43200
+    assert "T0KEN" not in json.dumps({k: v for k, v in printed.items() if k != "job_variables"})
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("mentor-pipeline/guarded")
+    assert deployment.parameters["fresh_data"] is False and deployment.parameters["only_if_changed"] is True
+    assert deployment.job_variables == variables
+    assert deployment.global_concurrency_limit.limit == 1  # two runs never share outputs/<profile> and aliases
+    assert deployment.concurrency_options.collision_strategy.value == "ENQUEUE"
+
+    bad = CliRunner().invoke(app, ["deploy", "--cron", "0 3 * * 0", "--pool", pool, "--job-variables", "{env: 1}"])
+    assert bad.exit_code == 2 and "--job-variables is not valid JSON" in bad.output

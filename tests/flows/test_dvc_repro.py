@@ -7,6 +7,7 @@ RL and the stages after it ran again.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -84,5 +85,49 @@ def test_repro_then_noop_then_rl_sweep(tmp_path: Path, model_cache: Path) -> Non
     assert skipped == ["models", "teacher", "validate", "sft"]
     effective = yaml.safe_load((project / "outputs/smoke/params.json").read_text())
     assert effective["rl"]["max_steps"] == 2
-    rl_summary = yaml.safe_load((project / "outputs/smoke/metrics/rl-mentor.json").read_text())
+    rl_summary = yaml.safe_load((project / "outputs/smoke/summaries/rl-mentor.json").read_text())
     assert rl_summary["global_step"] == 2
+    rl_metrics = json.loads((project / "outputs/smoke/metrics/rl-mentor.json").read_text())
+    assert rl_metrics["global_step"] == 2 and "model_dir" not in rl_metrics
+
+    # What DVC users read: numbers-only metrics, the declared curves, the experiment table.
+    [shown] = json.loads(_dvc_out(["metrics", "show", "--json"], project, env)).values()
+    for path, entry in shown["data"].items():
+        assert "error" not in entry, (path, entry)
+        assert _numbers_only(entry["data"]), (path, entry["data"])
+    plots = json.loads(_dvc_out(["plots", "show", "--json"], project, env))
+    assert not plots.get("errors"), plots.get("errors")
+    for name in ("sft.csv", "rl-mentor.csv", "eval.csv"):
+        [plot] = plots["data"][f"outputs/smoke/plots/{name}"]
+        assert plot["content"]["data"]["values"], name
+    experiments = json.loads(_dvc_out(["exp", "show", "--json"], project, env))
+    steps = [(row["data"]["metrics"].get("outputs/smoke/metrics/rl-mentor.json") or {}).get("data", {})
+             .get("global_step") for row in _exp_rows(experiments)]
+    assert 2 in steps and 1 in steps, (steps, json.dumps(experiments)[:3000])  # the sweep point and the baseline
+
+
+def _exp_rows(node: object) -> list[dict]:
+    """Every row of `dvc exp show --json` (baseline, workspace, experiments at any depth) that has metrics."""
+    rows: list[dict] = []
+    if isinstance(node, list):
+        for child in node:
+            rows += _exp_rows(child)
+    elif isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict) and data["metrics"]:
+            rows.append(node)
+        for key in ("experiments", "revs"):
+            rows += _exp_rows(node.get(key))
+    return rows
+
+
+def _numbers_only(node: object) -> bool:
+    if isinstance(node, dict):
+        return all(_numbers_only(v) for v in node.values())
+    return isinstance(node, int | float) and not isinstance(node, bool)
+
+
+def _dvc_out(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run([DVC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    return result.stdout

@@ -59,9 +59,16 @@ def test_stage_matches_the_shared_table(dvc_stages: dict[str, Any], name: str) -
     outs = _paths(body.get("outs"))
     for produced in spec.outputs(paths, arm):
         assert _covered(str(produced), outs), f"{name}: output {produced} is not under a dvc out"
-    metric = f"{ROOT}/metrics/{name}-${{item}}.json" if arm else f"{ROOT}/metrics/{name}.json"
+    file = f"{name}-${{item}}.json" if arm else f"{name}.json"
+    metric, summary = f"{ROOT}/metrics/{file}", f"{ROOT}/summaries/{file}"
     assert _paths(body.get("metrics")) == [metric]
-    assert f"--summary {metric}" in " ".join(body["cmd"].split())
+    assert summary in outs, "the full summary (paths, run ids) is an out, not a metric"
+    assert f"--metrics {metric} --summary {summary}" in " ".join(body["cmd"].split())
+
+
+@pytest.mark.parametrize(("name", "plot"), [("sft", "sft.csv"), ("rl", "rl-${item}.csv"), ("evaluate", "eval.csv")])
+def test_curves_and_accuracy_are_declared_plots(dvc_stages: dict[str, Any], name: str, plot: str) -> None:
+    assert _paths(_body(dvc_stages, name).get("plots")) == [f"{ROOT}/plots/{plot}"]
 
 
 def test_rl_runs_once_per_compared_arm(dvc_stages: dict[str, Any]) -> None:

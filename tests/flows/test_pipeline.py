@@ -112,3 +112,11 @@ def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: 
     again = run_pipeline(good, overrides=overrides)
     assert {v["status"] for v in again["stages"].values()} == {"cached"}
     assert again["eval_table"] == result["eval_table"]
+
+    # Scheduled with only_if_changed: nothing changed since the last successful run, so nothing runs.
+    skipped = run_pipeline(good, overrides=overrides, only_if_changed=True)
+    assert skipped["status"] == "skipped" and skipped["previous_run_id"] == again["parent_run_id"]
+    assert "unchanged since pipeline run " + again["parent_run_id"] in skipped["reason"]
+    runs = mlflow.search_runs(experiment_names=[good.orchestration.experiment],
+                              filter_string="tags.`mentor.stage` = 'pipeline'", output_format="list")
+    assert len(runs) == 3  # failed, ran, cached: the skipped run opened no MLflow run

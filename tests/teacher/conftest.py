@@ -41,6 +41,9 @@ class ServerState:
     in_flight: int = 0
     max_in_flight: int = 0
     auth_headers: list[str] = field(default_factory=list)
+    retry_counts: list[str] = field(default_factory=list)
+    user_agents: list[str] = field(default_factory=list)
+    retry_after: str | None = None  # Retry-After (seconds) of error answers; None: retry-after-ms: 1
     bodies: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,6 +105,8 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 state.auth_headers.append(self.headers.get("Authorization") or "")
+                state.retry_counts.append(self.headers.get("x-stainless-retry-count") or "")
+                state.user_agents.append(self.headers.get("User-Agent") or "")
                 state.bodies.append(body)
                 status = state.fail_first.pop(0) if state.fail_first else state.always_status
                 if any(m.get("content") in state.reject_prompts for m in body.get("messages", [])):
@@ -110,7 +115,8 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 if state.delay_s:
                     time.sleep(state.delay_s)
                 if status is not None:
-                    self._send(status, {"error": {"message": f"stub says {status}"}}, {"Retry-After": "0"})
+                    wait = {"Retry-After": state.retry_after} if state.retry_after else {"retry-after-ms": "1"}
+                    self._send(status, {"error": {"message": f"stub says {status}"}}, wait)
                     return
                 message = _expert_reply(state, body["messages"])
                 self._send(200, {

@@ -28,9 +28,9 @@ def openai_params(root: Path, base_url: str, *extra: str) -> Params:
 
 
 def fast_backend(params: Params) -> OpenAIBackend:
-    """The backend with a client whose backoff is milliseconds, so retry tests stay quick."""
+    """The backend as the stage builds it; the stub server's ``retry-after-ms: 1`` keeps retry tests quick."""
     t = params.teacher
-    client = ChatClient(t.base_url, t.api_model, timeout_s=t.request_timeout_s, max_retries=t.max_retries, backoff_s=0.001)
+    client = ChatClient(t.base_url, t.api_model, timeout_s=t.request_timeout_s, max_retries=t.max_retries)
     return OpenAIBackend(params, client=client)
 
 
@@ -80,10 +80,26 @@ def test_429_and_5xx_are_retried_with_backoff(expert_server, tmp_path: Path) -> 
     assert report.verified_new == 2 and backend.client.retries == 3
 
 
+def test_retry_after_is_honoured_and_retries_are_the_sdks(expert_server) -> None:
+    """The openai SDK does the retrying: it waits what ``Retry-After`` says and numbers its attempts."""
+    import time
+
+    base_url, state = expert_server
+    state.fail_first, state.retry_after = [429, 503], "1"
+    with ChatClient(base_url, None, max_retries=3) as client:
+        started = time.monotonic()
+        reply = client.chat([{"role": "user", "content": "hi"}])
+        waited = time.monotonic() - started
+        assert reply.content == "OK" and client.retries == 2
+    assert waited >= 2.0  # two 1-second Retry-After waits
+    assert state.retry_counts == ["0", "1", "2"]  # the SDK's x-stainless-retry-count on each attempt
+    assert all(agent.startswith("OpenAI/Python") for agent in state.user_agents)
+
+
 def test_a_bad_request_is_not_retried(expert_server) -> None:
     base_url, state = expert_server
     state.always_status = 400
-    with ChatClient(base_url, "m", max_retries=5, backoff_s=0.001) as client, pytest.raises(ChatAPIError) as info:
+    with ChatClient(base_url, "m", max_retries=5) as client, pytest.raises(ChatAPIError) as info:
         client.chat([{"role": "user", "content": "hi"}])
     assert info.value.status == 400 and not info.value.retryable and state.requests == 1
 
