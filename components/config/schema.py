@@ -169,7 +169,14 @@ class RlParams(_Section):
 
 
 class EvalParams(_Section):
-    """Evaluation suites and generation budget (stage 5)."""
+    """Evaluation suites and generation budget (stage 5).
+
+    ``stop_repeated_calls`` and ``max_consecutive_errors`` end a failing episode
+    before ``max_turns`` (``components.tools.episode.EarlyStop``): a call equal
+    to the previous one with the same result, or this many turns in a row whose
+    calls all failed (``null`` = never). Such episodes count as failed, with the
+    reason ``repeated_call`` / ``error_run``.
+    """
 
     suites: list[str] = Field(
         default_factory=lambda: ["arith", "units", "calendar", "store", "bfcl:simple_python", "bfcl:multiple"]
@@ -178,6 +185,8 @@ class EvalParams(_Section):
     batch_size: PositiveInt = 8
     max_new_tokens: PositiveInt = 192
     max_turns: PositiveInt = 5
+    stop_repeated_calls: bool = True
+    max_consecutive_errors: PositiveInt | None = 2
     bootstrap_samples: PositiveInt = 1000
     seed: int = 0
 

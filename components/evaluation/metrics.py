@@ -18,6 +18,9 @@ Definitions (they matter when arms are compared):
 - ``parse_failures``: counts by kind (``bad_json``, ``unknown_tool``,
   ``bad_arguments``, ``no_calls`` = an answer without any call where one was
   expected, ``truncated`` = the generation hit ``max_new_tokens``).
+- ``early_stops``: items ended before the turn limit by ``eval.stop_repeated_calls``
+  / ``eval.max_consecutive_errors``, by reason (``repeated_call``, ``error_run``);
+  they are failed items.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class ItemResult:
     hallucinated: bool = False
     parse_failures: dict[str, int] = field(default_factory=dict)
     reason: str | None = None  # why it failed, when the checker says
+    stopped: str | None = None  # "repeated_call" | "error_run" when the episode was ended early (a failure)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +170,7 @@ def summarize(
     failures: Counter[str] = Counter()
     for item in items:
         failures.update(item.parse_failures)
+    stops = Counter(item.stopped for item in items if item.stopped)
     n = len(items)
     return {
         "suite": suite,
@@ -176,6 +181,7 @@ def summarize(
         "valid_call_rate": (valid / attempted) if attempted else None,
         "hallucinated_tool_rate": (sum(item.hallucinated for item in items) / n) if n else 0.0,
         "parse_failures": dict(sorted(failures.items())),
+        "early_stops": dict(sorted(stops.items())),
         "mean_calls": (attempted / n) if n else 0.0,
         "mean_turns": (sum(item.n_turns for item in items) / n) if n else 0.0,
     }

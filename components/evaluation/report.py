@@ -109,20 +109,24 @@ def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Eva
     lines += _bfcl_section(results, arms)
     lines += ["", "## Call quality", ""]
     lines.append("Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
+                 "items ended early as failed (`repeated_call`: the previous call again with the same result; "
+                 "`error_run`: `eval.max_consecutive_errors` turns in a row whose calls all failed), "
                  "generation speed.")
     lines.append("")
-    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures", "tok/s"]
+    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures",
+              "stopped early", "tok/s"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for arm in arms:
         for s in results[arm]["suites"]:
             failures = ", ".join(f"{k} {v}" for k, v in s.get("parse_failures", {}).items()) or "–"
+            stops = ", ".join(f"{k} {v}" for k, v in (s.get("early_stops") or {}).items()) or "–"
             gen = s.get("generation", {})
             speed = f"{gen['tokens_per_second']:.1f}" if gen.get("generated_tokens") else "–"
             lines.append(
                 f"| {label(arm)} | {s['suite']} | {s['n']} | {_rate(s['valid_call_rate'])} | "
                 f"{_rate(s['hallucinated_tool_rate'])} | {s['mean_calls']:.2f} | {s['mean_turns']:.2f} | "
-                f"{failures} | {speed} |"
+                f"{failures} | {stops} | {speed} |"
             )
     lines.append("")
     return "\n".join(lines)

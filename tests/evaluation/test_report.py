@@ -41,7 +41,15 @@ def test_markdown_table() -> None:
     sft = next(line for line in lines if line.startswith("| SFT |"))
     assert sft == "| SFT | 70.0 [60.0, 80.0] | 25.0 [15.0, 35.0] | 70.0 [60.0, 80.0] | 25.0 [15.0, 35.0] |"
     assert lines.index(sft) < lines.index(next(line for line in lines if line.startswith("| MENTOR RL |")))
-    assert "| MENTOR RL | arith | 10 | 90.0 | 5.0 | 2.00 | 3.00 | bad_json 1 | 50.0 |" in lines
+    assert "| MENTOR RL | arith | 10 | 90.0 | 5.0 | 2.00 | 3.00 | bad_json 1 | – | 50.0 |" in lines
+
+
+def test_call_quality_shows_early_stops() -> None:
+    results = {"mentor": _document(0.6, 0.4)}
+    results["mentor"]["suites"][1]["early_stops"] = {"error_run": 2, "repeated_call": 3}
+    lines = comparison_markdown(results).splitlines()
+    row = next(line for line in lines if line.startswith("| MENTOR RL | bfcl:simple_python |"))
+    assert row.endswith("| bad_json 1 | error_run 2, repeated_call 3 | 50.0 |")
 
 
 def test_missing_suite_and_domain_render_as_dash(tmp_path: Path) -> None:
