@@ -344,19 +344,14 @@ def paired_bootstrap_delta(
     """Equal-weight mean over suites of (challenger - champion) accuracy, with a 95% percentile interval.
 
     Items are resampled with replacement *within* each suite and *jointly* for
-    both models, so the interval reflects only the disagreement between them,
-    which is far tighter than comparing two independent intervals.
+    both models (``components.evaluation.metrics.paired_bootstrap``, the same
+    computation as the evaluation report's paired differences), so the
+    interval reflects only the disagreement between them.
     """
-    rng = np.random.default_rng(seed)
-    observed = float(np.mean([np.mean(a - b) for a, b in pairs]))
-    boot = np.zeros(samples)
-    for a, b in pairs:
-        diff = a - b
-        idx = rng.integers(0, len(diff), size=(samples, len(diff)))
-        boot += diff[idx].mean(axis=1)
-    boot /= len(pairs)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return observed, float(low), float(high)
+    from components.evaluation.metrics import paired_bootstrap
+
+    result = paired_bootstrap(pairs, n_samples=samples, seed=seed)
+    return result.diff, result.ci_low, result.ci_high
 
 
 def evaluate_gate(

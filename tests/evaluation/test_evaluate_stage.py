@@ -66,7 +66,9 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     assert run.data.tags["mentor.stage"] == "evaluate"
     assert "base/arith/accuracy" in run.data.metrics and "sft/ood/accuracy" in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "reports")}
-    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png"}
+    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png",
+                         "reports/eval_comparison_paired.md", "reports/eval_comparison_paired.json"}
+    assert summary["paired_diffs"] == []  # base and SFT only: no RL arm to compare
     evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
     assert evals == {"eval/base.json", "eval/sft.json"}
 
@@ -78,6 +80,14 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     assert set(again["arms"]) == {"base", "sft", "strict"}
     assert (paths.eval_dir / "base.json").read_text() == before
     assert "| strict RL |" in Path(again["report"]).read_text()
+    # strict is the same tiny model as SFT: every paired difference is exactly 0 [0, 0], logged per suite.
+    assert {(r["comparison"], r["scope"]) for r in again["paired_diffs"]} == {
+        ("strict_vs_sft", scope) for scope in ("arith", "bfcl:simple_python", "in_domain", "ood")}
+    assert all(r["diff"] == r["ci95_low"] == r["ci95_high"] == 0.0 for r in again["paired_diffs"])
+    metrics = mlflow.get_run(again["run_id"]).data.metrics
+    assert metrics["diff/strict_vs_sft/bfcl.simple_python"] == 0.0 and metrics["diff/strict_vs_sft/ood/ci95_high"] == 0.0
+    assert "| strict RL − SFT | +0.0 [+0.0, +0.0] |" in Path(again["report"]).read_text()
+    assert Path(again["paired_report"]).name == "eval_comparison_paired.md"
 
     # A retrained model (its files changed) or other eval params are evaluated again.
     weights = next(paths.sft_model.glob("*.safetensors"))
