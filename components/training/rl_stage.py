@@ -431,7 +431,8 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
 
     from components.training.rl_data import load_rl_dataset
 
-    dataset = load_rl_dataset(paths.teacher_dataset, params.tasks.train_packs, params.rl.n_train, params.rl.seed)
+    dataset = load_rl_dataset(paths.teacher_dataset, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
+                              params.rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
     dataset_sha = _file_sha256(paths.teacher_dataset)
     resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
