@@ -285,10 +285,12 @@ def write_report(
     out_dir: Path,
     stem: str = "eval_comparison",
     paired: Sequence[Mapping[str, Any]] | None = None,
+    figures: Sequence[tuple[str, Path]] = (),
 ) -> tuple[Path, Path]:
     """Write ``<stem>.md`` (embedding the chart) and ``<stem>.png`` into ``out_dir``.
 
-    ``paired``: rows of :func:`paired_differences`, shown as their own section.
+    ``paired``: rows of :func:`paired_differences`, shown as their own section;
+    ``figures``: (caption, path) of further images in ``out_dir`` to embed (the RL reward curves).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,6 +299,8 @@ def write_report(
     if paired is not None:
         markdown += "\n".join(paired_markdown(paired)) + "\n"
     markdown += f"\n![In-domain vs OOD accuracy]({png.name})\n"
+    for caption, figure in figures:
+        markdown += f"\n![{caption}]({Path(figure).name})\n"
     md = out_dir / f"{stem}.md"
     md.write_text(markdown, encoding="utf-8")
     return md, png

@@ -189,7 +189,11 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(written[arm]), artifact_path="eval")
         paired = paired_differences(results, n_samples=params.eval.bootstrap_samples, seed=params.eval.seed)
-        md, png = write_report(results, paths.reports, stem=REPORT_STEM, paired=paired)
+        curves = rl_reward_figure(params, list(found))
+        figures = [("RL training reward per arm", curves)] if curves else []
+        md, png = write_report(results, paths.reports, stem=REPORT_STEM, paired=paired, figures=figures)
+        if curves:
+            mlflow.log_artifact(str(curves), artifact_path="reports")
         mlflow.log_artifact(str(md), artifact_path="reports")
         mlflow.log_artifact(str(png), artifact_path="reports")
         paired_files = write_paired(paired, paths.reports, stem=REPORT_STEM)
@@ -214,10 +218,29 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
         "report": str(md),
         "chart": str(png),
         "paired_report": str(paired_files[0]),
+        "rl_curves": str(curves) if curves else None,
         "paired_diffs": [
             {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in paired
         ],
     }
+
+
+def rl_reward_figure(params: Params, arms: list[str]) -> Path | None:
+    """All evaluated RL arms' mean training reward per step in one figure, from each arm's ``history.csv``.
+
+    None when no arm has a history (base/SFT only, or models trained elsewhere);
+    a figure that cannot be drawn is logged and skipped, never a failed stage.
+    """
+    from components.training.rl_curves import ARMS_FIGURE, HISTORY_FILE, plot_arms_reward, read_history
+
+    paths = run_paths(params)
+    histories = {arm: read_history(paths.rl_dir(arm) / HISTORY_FILE) for arm in arms
+                 if arm not in ("base", "sft", "teacher")}
+    try:
+        return plot_arms_reward({arm: rows for arm, rows in histories.items() if rows}, paths.reports / ARMS_FIGURE)
+    except Exception as exc:  # noqa: BLE001 - a picture must not fail the evaluation
+        log.warning("could not draw the RL reward curves: %s", exc)
+        return None
 
 
 def _paired_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
