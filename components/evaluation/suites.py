@@ -173,6 +173,9 @@ class PackSuite(Suite):
         # which tells the responder which item each conversation belongs to.
         active: list[Task] = []
 
+        def before_round(tasks: list[Task]) -> None:
+            active[:] = tasks
+
         def generate_batch(conversations: list[Messages]) -> list[str]:
             if len(conversations) != len(active) or any(
                 conv[1].get("content") != task.prompt for conv, task in zip(conversations, active, strict=True)
@@ -183,7 +186,7 @@ class PackSuite(Suite):
 
         episodes = run_episodes(
             self.pack, self.tasks, generate_batch, max_turns=self.max_turns, early_stop=self.early_stop,
-            before_round=lambda tasks: active.__setitem__(slice(None), tasks),
+            before_round=before_round,
         )
         return [episode_result(episode) for episode in episodes]
 
