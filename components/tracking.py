@@ -92,7 +92,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def flat_params(params: Params, sections: list[str] | None = None) -> dict[str, Any]:
     """Dotted ``section.key`` view of the params, for ``mlflow.log_params``."""
-    dumped = params.model_dump(mode="json")
+    from components.redaction import public_params
+
+    dumped = public_params(params)  # credentials in URLs never reach the tracking store
     out: dict[str, Any] = {}
     for section, value in dumped.items():
         if sections is None or section in sections:

@@ -74,7 +74,10 @@ def paired_lines(result: Mapping[str, Any]) -> list[str]:
 
 def ui_lines(params: Params, tracking_uri: str) -> list[str]:
     """Commands that show this run in the MLflow and Prefect UIs."""
+    from components.redaction import redact_url
+
     lines: list[str] = []
+    tracking_uri = redact_url(tracking_uri)  # printed and saved: no credentials
     if tracking_uri.startswith(("http://", "https://")):
         lines.append(f"MLflow UI:  open {tracking_uri}")
     else:

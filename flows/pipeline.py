@@ -46,6 +46,7 @@ from prefect.context import FlowRunContext
 
 from components.config import Params, load_params, params_hash, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
+from components.redaction import redact_url
 from flows.stages import (
     STAGES,
     DigestCache,
@@ -395,7 +396,7 @@ def summary_markdown(params: Params, records: Sequence[StepRecord], parent_run_i
         "",
         f"- profile: `{params.profile}` (params hash `{params_hash(params)}`)",
         f"- outputs: `{run_paths(params).root}`",
-        f"- MLflow: `{tracking_uri(params)}`, experiment `{params.orchestration.experiment}`, "
+        f"- MLflow: `{redact_url(tracking_uri(params))}`, experiment `{params.orchestration.experiment}`, "
         f"parent run `{parent_run_id or '-'}`",
         "",
         "| stage | status | where | seconds | note |",

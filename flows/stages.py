@@ -105,7 +105,7 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/callbacks.py",
                 "components/tools",
             ),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.sft_model],
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl", paths.sft_model],
             outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
             gpu_name="rl",
         ),
@@ -157,7 +157,10 @@ def write_effective_params(params: Params, path: Path | None = None) -> Path:
     """Write the effective params as JSON (sorted keys, so unchanged values mean unchanged bytes)."""
     target = path or run_paths(params).root / EFFECTIVE_PARAMS
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(params.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    from components.redaction import public_params
+
+    # Redacted: this file is what DVC copies into dvc.lock (and it lies in outputs/).
+    text = json.dumps(public_params(params), indent=2, sort_keys=True) + "\n"
     if not target.exists() or target.read_text() != text:
         tmp = target.with_suffix(".tmp")
         tmp.write_text(text)

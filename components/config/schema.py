@@ -199,7 +199,8 @@ class RegistryParams(_Section):
     """Registered-model name and the promotion gate (stage 6)."""
 
     model_name: str = "mentor-student"
-    ood_margin: float = 0.0
+    # A negative margin would promote a model that is *worse* out of domain than the champion.
+    ood_margin: float = Field(default=0.0, ge=0.0)
     in_domain_tolerance: float = Field(default=0.02, ge=0.0)
     confidence: Literal["paired_bootstrap", "non_overlapping", "none"] = "paired_bootstrap"
     arm: str = "mentor"

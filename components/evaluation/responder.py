@@ -93,6 +93,7 @@ def download_mlflow_model(uri: str, params: Params, dst: Path) -> tuple[Path, Pa
     """Download ``models:/name@alias`` (or ``models:/name/version``, ``runs:/...``) to ``dst``."""
     import mlflow
 
+    from components.redaction import redact_url
     from components.tracking import configure_tracking
 
     configure_tracking(params)
@@ -100,7 +101,7 @@ def download_mlflow_model(uri: str, params: Params, dst: Path) -> tuple[Path, Pa
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
     except Exception as exc:  # MlflowException and friends: name the URI and the fix
         raise EvaluationError(
-            f"could not download {uri!r} from the MLflow registry at {mlflow.get_tracking_uri()}: {exc}. "
+            f"could not download {uri!r} from the MLflow registry at {redact_url(mlflow.get_tracking_uri())}: {exc}. "
             "Check the model name and alias/version (e.g. `mentor lineage models:/mentor-student@champion`)."
         ) from exc
     return _find_model_dir(Path(local))

@@ -36,7 +36,15 @@ REPORT_STEM = "eval_comparison"
 
 
 def _is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file()
+    """A trained model exists there; one with missing or truncated weights is an error, not a skip."""
+    from components.models.save import model_problem
+
+    if not (path / "config.json").is_file():
+        return False
+    problem = model_problem(path)
+    if problem:
+        raise EvaluationError(f"cannot evaluate {path}: {problem}. Rerun the stage that trains it.")
+    return True
 
 
 def discover_arms(params: Params) -> dict[str, Path]:

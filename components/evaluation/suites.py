@@ -303,6 +303,7 @@ class _TurnState:
     attempted: int = 0
     valid: int = 0
     done: bool = False
+    executed: list[Any] = field(default_factory=list)  # ExecutedTurn per finished user turn
     tracker: Any = None  # a components.tools.episode.StopTracker, per user turn, when early stops are on
     stopped: str | None = None
     stop_detail: str = ""
@@ -469,16 +470,18 @@ class BfclSuite(Suite):
                     self._next_turn(state)
         results = []
         for state in states:
-            verdict = check_multi_turn(state.case, state.calls_per_turn)
             if state.attempted == 0:
                 state.failures[ParseErrorKind.no_calls.value] += 1
-            reason = verdict.reason
-            if state.stopped is not None:
+            if state.stopped is not None:  # failed: the later user turns never ran, nothing to check
+                passed = False
                 reason = f"{state.stopped}: {state.stop_detail} (stopped in user turn {state.turn + 1})"
+            else:
+                verdict = check_multi_turn(state.case, state.calls_per_turn, executed=state.executed)
+                passed, reason = verdict.passed, verdict.reason
             results.append(
                 ItemResult(
                     item_id=state.case.case_id,
-                    correct=verdict.passed and state.stopped is None,
+                    correct=passed,
                     n_calls=state.attempted,
                     n_valid_calls=state.valid,
                     n_turns=state.generations,
@@ -494,6 +497,7 @@ class BfclSuite(Suite):
     def _next_turn(state: _TurnState) -> None:
         from components.tools.episode import StopTracker
 
+        state.executed.append(state.env.end_turn())  # the checker judges these results, without re-running calls
         state.turn += 1
         state.steps = 0
         if state.tracker is not None:

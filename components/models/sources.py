@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.files import sha256_file
 from components.models.chat_template import install_tool_template, tool_chat_template  # noqa: F401 - re-exported
 
 MANIFEST = "mentor_model.json"
@@ -69,14 +70,6 @@ def _package_dir(package: str, hint: str) -> Path:
             f"Install it with: {hint}"
         )
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _gguf_parts(source: GgufSource) -> list[Path]:

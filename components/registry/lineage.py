@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
+from components.files import sha256_file
+from components.redaction import public_params
 from components.tracking import PARENT_RUN_ENV, git_state
 
 LINEAGE_ARTIFACT = "lineage/lineage.json"
@@ -45,11 +47,7 @@ def sha256_path(path: Path) -> str | None:
     """sha256 of a file, or of a folder's files (names and contents, sorted); None when absent."""
     path = Path(path)
     if path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path)
     if path.is_dir():
         digest = hashlib.sha256()
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -294,7 +292,7 @@ def collect_lineage(
         "teacher": teacher_identity(paths.teacher_dataset),
         "base_model": base_model_info(params),
         "params": {"hash": params_hash(params), "profile": params.profile,
-                   "effective": params.model_dump(mode="json")},
+                   "effective": public_params(params)},
         "dvc": {"lock_path": str(dvc_lock), "lock_sha256": sha256_path(dvc_lock), "stages": read_dvc_lock(dvc_lock)},
         "code": {"git_commit": git.get("git.commit"), "git_dirty": git.get("git.dirty")},
     }

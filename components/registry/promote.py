@@ -6,14 +6,26 @@ champion on the numbers each was registered with, even after the evaluation
 folder on disk has moved on. Every decision is written onto the version: tags
 ``mentor.gate.*`` with the numbers, and a Markdown note as its description. A
 rejection is reported and exits 0; only broken inputs are errors.
+
+MLflow has no compare-and-set on aliases, so two promotions at once would both
+read the same champion, both pass against it, and the last writer would win
+without ever being compared with the other. Every promotion (gate or forced)
+therefore runs under :func:`promotion_lock`: a registered model named
+``<name>.promotion-lock`` that only one client can create (the registry's
+unique name constraint is the atomic step). The one that waits re-reads the
+champion once it holds the lock, so it is gated against the new champion.
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
 import os
+import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -28,9 +40,72 @@ from components.registry.gate import (
     parse_results,
 )
 
+log = logging.getLogger(__name__)
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 RESULTS_ARTIFACT = "evaluation/results.json"
+LOCK_SUFFIX = ".promotion-lock"
+#: A lock older than this is taken to belong to a dead process and is broken.
+LOCK_TTL_S = 600.0
+#: How long a promotion waits for another one to finish.
+LOCK_WAIT_S = 300.0
+
+
+@contextmanager
+def promotion_lock(client: Any, name: str, owner: str, wait_s: float = LOCK_WAIT_S,
+                   ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
+    """Hold the registry-wide promotion lock of ``name`` (see the module docstring).
+
+    Creating the lock model is atomic on every MLflow backend (unique name);
+    a lock whose holder died is broken after ``ttl_s``. Waiting longer than
+    ``wait_s`` raises :class:`StageError` saying which lock to check.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock_name = f"{name}{LOCK_SUFFIX}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.create_registered_model(
+                lock_name, tags={"mentor.lock.owner": owner, "mentor.lock.expires_at": f"{time.time() + ttl_s:.3f}"},
+                description=f"Held while `{owner}` promotes a version of {name}; deleted when it is done.")
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock_name)
+            expires = float(held.tags.get("mentor.lock.expires_at", "0"))
+        except (MlflowException, ValueError):
+            continue  # released (or garbled) in between: try again at once
+        if time.time() > expires:
+            log.warning("breaking the stale promotion lock %s held by %s", lock_name, held.tags.get("mentor.lock.owner"))
+            _delete_quietly(client, lock_name)
+            continue
+        if time.monotonic() > deadline:
+            raise StageError(
+                f"another promotion of {name} ({held.tags.get('mentor.lock.owner')}) has held the lock for more than "
+                f"{wait_s:.0f}s; retry later, or delete the registered model '{lock_name}' if no promotion is running"
+            )
+        time.sleep(random.uniform(0.05, 0.25))
+    try:
+        yield
+    finally:
+        _delete_quietly(client, lock_name)
+
+
+def _delete_quietly(client: Any, lock_name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model(lock_name)
+    except MlflowException as exc:
+        log.warning("could not release the promotion lock %s: %s", lock_name, exc)
+
+
+def _lock_owner(version: str) -> str:
+    return f"{current_user()}@{os.uname().nodename}:{os.getpid()} v{version}"
 
 
 def gate_config(params: Params) -> GateConfig:
@@ -105,9 +180,20 @@ def _make_champion(client: Any, name: str, version: str, promoted_by: str, force
 
 def gate_version(client: Any, params: Params, name: str, version: str,
                  results: dict[str, SuiteResult] | None = None) -> GateDecision:
-    """Run the gate for ``version`` against the current champion; record it; move ``champion`` if it passes."""
+    """Run the gate for ``version`` against the current champion; record it; move ``champion`` if it passes.
+
+    The champion is read, compared and replaced under :func:`promotion_lock`,
+    so a concurrent promotion is either finished first (and is then the
+    champion this one is gated against) or waits for this one.
+    """
     mv = client.get_model_version(name, version)
     results = results if results is not None else version_results(client, mv)
+    with promotion_lock(client, name, _lock_owner(str(version))):
+        return _gate_locked(client, params, name, str(version), results)
+
+
+def _gate_locked(client: Any, params: Params, name: str, version: str,
+                 results: dict[str, SuiteResult] | None) -> GateDecision:
     config = gate_config(params)
     if results is None:
         decision = GateDecision(promote=False, method=config.confidence, config=asdict(config),
@@ -155,6 +241,11 @@ def force_promote(client: Any, params: Params, name: str, version: str, user: st
     if _inside_flow():
         raise StageError("promote --force is for humans; a pipeline flow must use the gate (mentor stage register)")
     user = user or current_user()
+    with promotion_lock(client, name, _lock_owner(str(version))):
+        return _force_locked(client, params, name, str(version), user)
+
+
+def _force_locked(client: Any, params: Params, name: str, version: str, user: str) -> dict[str, Any]:
     previous = champion_version(client, name)
     mv = client.get_model_version(name, version)
     results = version_results(client, mv)

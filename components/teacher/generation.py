@@ -24,12 +24,14 @@ from typing import Any
 
 from components.config import Params, RunPaths, run_paths
 from components.errors import StageError
+from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend, make_backend
 from components.teacher.records import (
     JsonlAppender,
     TeacherIdentity,
     TrajectoryResult,
     failure_row,
+    has_lone_surrogate,
     read_jsonl,
     sha256_path,
     trajectory_row,
@@ -151,9 +153,16 @@ def generate_trajectories(
 
             def on_result(result: TrajectoryResult) -> None:
                 report.attempted += 1
+                row = None
                 if result.verified:
                     pack = packs[result.task.pack]
-                    rows_out.write(trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity))
+                    row = trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity)
+                    if has_lone_surrogate(row):  # text no tokenizer can encode: not training data
+                        row = None
+                        result.verified, result.failure = False, "invalid_text"
+                        result.detail = "the trajectory holds a lone UTF-16 surrogate (e.g. the JSON escape \\ud800)"
+                if row is not None:
+                    rows_out.write(row)
                     report.verified_new += 1
                 elif result.retryable:
                     report.backend_errors += 1
@@ -179,7 +188,7 @@ def generate_trajectories(
     if report.attempted and report.backend_errors == report.attempted:
         raise StageError(
             f"every one of {report.attempted} teacher requests failed after retries (last: see the log); "
-            f"nothing was recorded as done, so rerun once the endpoint {params.teacher.base_url} is healthy"
+            f"nothing was recorded as done, so rerun once the endpoint {redact_url(params.teacher.base_url)} is healthy"
         )
     _finalise(paths, report, [t.task_id for t in all_tasks])
     return report

@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from components.redaction import redact_url, split_credentials
 from components.tools.parser import render_tool_call
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,6 @@ class ChatReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str | None = None
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where keys sometimes hide), for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -164,7 +155,8 @@ class ChatClient:
         max_connections: int = 16,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # user:password@ in the URL goes into HTTP basic auth, so no logged or reported URL carries it.
+        self.base_url, credentials = split_credentials(base_url.rstrip("/"))
         self.model = model
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -178,6 +170,7 @@ class ChatClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             headers=headers,
+            auth=httpx.BasicAuth(*credentials) if credentials else None,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
@@ -210,7 +203,9 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             retry_after: str | None = None
             try:
-                response = self._http.post(url, json=body)
+                # ASCII-escaped JSON: a lone surrogate in the history (model output) cannot be UTF-8 encoded,
+                # and httpx's own json= encoding would raise UnicodeEncodeError on it.
+                response = self._http.post(url, content=json.dumps(body, ensure_ascii=True, allow_nan=False).encode())
             except httpx.TimeoutException as exc:
                 last = ChatAPIError(f"{where} timed out ({type(exc).__name__})", retryable=True)
             except httpx.TransportError as exc:

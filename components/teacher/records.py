@@ -4,7 +4,11 @@ Generation can take hours against a remote teacher, so every finished task is
 appended and flushed at once; a rerun reads what is there and skips those ids.
 A crash can at worst leave one half-written last line: :func:`read_jsonl`
 drops it (and :class:`JsonlAppender` cuts it off before appending) instead of
-failing, so nothing written completely is ever lost.
+failing, so nothing written completely is ever lost. Lines are decoded one by
+one, so a tail torn inside a multi-byte character ("°C") is dropped like any
+other torn tail. Rows are UTF-8 text; a row holding a lone UTF-16 surrogate
+(model output such as the JSON escape ``"\ud800"``) cannot be UTF-8 encoded, so
+:func:`jsonl_line` writes that row with ASCII escapes instead of raising.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.files import sha256_file
 from components.tools.base import Task
 from components.tools.parser import extract_boxed
 
@@ -29,7 +34,8 @@ class TrajectoryResult:
     code: ``wrong_answer``, ``no_answer``, ``max_turns``, ``invalid_call``
     (malformed/unknown/invalid call), ``no_tool_calls``, ``no_final_turn``,
     ``request_rejected`` (HTTP 400/413/422), ``backend_error`` (endpoint down),
-    ``replay_mismatch``/``expert_error`` (scripted expert); ``detail`` says more.
+    ``replay_mismatch``/``expert_error`` (scripted expert), ``invalid_text`` (a lone
+    surrogate no tokenizer can encode); ``detail`` says more.
     ``retryable`` failures (backend errors) are not recorded as done, so a rerun
     tries them again.
     """
@@ -157,27 +163,51 @@ def boxed_answer(messages: Sequence[Mapping[str, Any]]) -> str | None:
     return extract_boxed(final_text(messages))
 
 
+def jsonl_line(row: Mapping[str, Any]) -> str:
+    """One JSONL line for ``row``: readable UTF-8 normally, ASCII escapes when the row holds lone surrogates.
+
+    Both forms read back to the same value with ``json.loads``; only the
+    escaped form can be written to a UTF-8 file when a string holds a lone surrogate.
+    """
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(row, ensure_ascii=True)
+    return text + "\n"
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Does any string in ``value`` hold a lone UTF-16 surrogate (text no tokenizer can encode)?"""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn (unterminated, unparsable) last line is ignored.
+    """Rows of a JSONL file; a torn (unterminated, unparsable or undecodable) last line is ignored.
 
     Any other unreadable line is an error naming the line, because silently
-    skipping data in the middle of a file would hide corruption.
+    skipping data in the middle of a file would hide corruption. Each line is
+    decoded on its own, so a write cut inside a multi-byte character only
+    costs the torn line.
     """
     if not path.exists():
         return []
     rows: list[dict[str, Any]] = []
-    with path.open("r", encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            value = json.loads(line)
-        except ValueError as exc:
+            value = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
             is_last = all(not rest.strip() for rest in lines[number:])
             if is_last:
                 break  # torn write from an interrupted run
-            raise ValueError(f"{path}: line {number} is not valid JSON ({exc})") from exc
+            raise ValueError(f"{path}: line {number} is not valid UTF-8 JSON ({exc})") from exc
         if not isinstance(value, dict):
             raise ValueError(f"{path}: line {number} is not a JSON object")
         rows.append(value)
@@ -211,7 +241,7 @@ class JsonlAppender:
         self._handle: TextIO = path.open("a", encoding="utf-8")
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.write(jsonl_line(row))
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -232,15 +262,10 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(jsonl_line(row))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_path = sha256_file  # one digest implementation: components.files

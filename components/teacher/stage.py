@@ -19,6 +19,7 @@ from typing import Any
 
 from components.config import Params, run_paths
 from components.errors import StageError
+from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend
 from components.teacher.generation import MANIFEST_FILE, GenerationReport, generate_trajectories
 from components.tracking import stage_run
@@ -179,7 +180,7 @@ def run_teacher_stage(params: Params, fresh: bool = False, backend: TeacherBacke
             mlflow.log_dict(summary, "teacher/summary.json")
             raise StageError(
                 f"{metrics['pending']} of {report.n_tasks} tasks are unfinished after backend errors (endpoint "
-                f"{params.teacher.base_url}); the {total['attempted']} finished ones are saved. Rerun "
+                f"{redact_url(params.teacher.base_url)}); the {total['attempted']} finished ones are saved. Rerun "
                 f"`mentor stage teacher` to retry only the unfinished tasks."
             )
         mlflow.log_dict(summary, "teacher/summary.json")

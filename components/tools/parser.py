@@ -20,7 +20,10 @@ here, on purpose:
 * ``no_calls`` is reported only when there was no call attempt at all; a turn with
   only broken attempts carries ``bad_json``/``unknown_tool``/``bad_arguments``
   errors instead, so callers can tell "answered" from "tried and failed".
-* Analysis is bounded: only the first ``MAX_PARSE_CHARS`` characters are read.
+* Analysis is bounded: only the first ``MAX_PARSE_CHARS`` characters are read,
+  and JSON nested deeper than ``MAX_JSON_DEPTH`` is refused by a linear scan
+  *before* ``json.loads`` (whose C scanner would otherwise recurse into a
+  ``RecursionError``), so hostile text costs linear time and never raises.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
     from components.tools.base import Tool
 
 MAX_PARSE_CHARS = 64 * 1024
+#: Deepest JSON nesting accepted in a call; real calls nest a few levels.
+MAX_JSON_DEPTH = 64
 MAX_RAW_CHARS = 500
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
@@ -103,12 +108,39 @@ def _reject_constant(name: str) -> Any:
     raise _RejectConstant(f"{name} is not valid JSON")
 
 
+def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
+    """Deepest ``[``/``{`` nesting outside JSON strings, scanning stops once past ``limit`` (linear time)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _loads(text: str) -> Any:
-    """Strict JSON: ValueError for anything json.loads or the NaN/Infinity rule rejects."""
+    """Strict JSON: ValueError for anything json.loads, the depth bound or the NaN/Infinity rule rejects."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise ValueError(f"JSON too deep or too large ({type(exc).__name__})") from exc
 
 
 def _strip_fence(text: str) -> str:
@@ -211,15 +243,18 @@ def _bare_json_calls(text: str, tools: Mapping[str, Tool] | None) -> list[ToolCa
         return []
     try:
         payload = _loads(candidate)
-    except ValueError as exc:
+    except _RejectConstant as exc:
         # Call-shaped JSON that only the strict rules reject (NaN/Infinity) is an
-        # attempted call with bad JSON, not prose: count it as such.
+        # attempted call with bad JSON, not prose: count it as such. (_loads has
+        # already bounded the depth, so this second parse cannot recurse away.)
         try:
             lenient = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError, MemoryError):
             return []
         if _looks_like_call(lenient):
             return [ParseError(ParseErrorKind.bad_json, _describe_json_error(exc), _short(candidate))]
+        return []
+    except ValueError:
         return []
     if not _looks_like_call(payload):
         return []
@@ -231,11 +266,21 @@ def parse_tool_calls(text: str, tools: Mapping[str, Tool] | None = None) -> Pars
 
     With ``tools`` given, names are checked against it and arguments against each
     tool's schema; without, every well-formed call is returned unchecked.
-    Never raises on any string.
+    Never raises on any string: a failure inside parsing (a bug, or memory
+    running out on a pathological input) becomes one ``bad_json`` error.
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     text = text[:MAX_PARSE_CHARS]
+    try:
+        return _parse(text, tools)
+    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+        error = ParseError(ParseErrorKind.bad_json, f"the text could not be parsed ({type(exc).__name__})",
+                           _short(text))
+        return ParseResult(errors=[error], content="", items=[error])
+
+
+def _parse(text: str, tools: Mapping[str, Tool] | None) -> ParseResult:
     result = ParseResult()
     content_parts: list[str] = []
     pos = 0

@@ -55,7 +55,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,12 +116,17 @@ def start_model_dir(params: Params) -> tuple[Path, str]:
     from components.models.sources import resolve_model
 
     if params.sft.enabled:
+        from components.models.save import model_problem
+
         sft = run_paths(params).sft_model
         if not (sft / "config.json").exists():
             raise StageError(
                 f"sft.enabled is true but there is no SFT model at {sft}. Run `mentor stage sft` for this profile "
                 "first, or start RL from the base model with --set sft.enabled=false."
             )
+        problem = model_problem(sft)  # missing or truncated weights are not a model
+        if problem:
+            raise StageError(f"the SFT model is incomplete or damaged ({problem}). Rerun `mentor stage sft`.")
         return sft, "sft"
     return resolve_model(params.models.student, model_cache_dir(params)), "base"
 
@@ -352,19 +356,10 @@ def _check_finite(model: Any, step: int) -> None:
 
 
 def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
-    """Write into a temporary sibling folder, then rename: readers never see half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Complete model or none, even under kill -9; the manifest lists every file (components.models.save)."""
+    from components.models.save import save_model_atomically as save
+
+    save(model, tokenizer, target, manifest)
 
 
 def _sig(value: float) -> float:
@@ -422,11 +417,13 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     checkpoints = out_dir / CHECKPOINTS
 
     from components.training.rl_data import load_rl_dataset
+    from components.validation.gate import validated_dataset
 
-    dataset = load_rl_dataset(paths.teacher_dataset, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
+    data_path = validated_dataset(params)  # the data gate: refuses unvalidated, failed or changed data
+    dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
                               params.rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
-    dataset_sha = _file_sha256(paths.teacher_dataset)
+    dataset_sha = _file_sha256(data_path)
     resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
     if resume and resume_from is None:
         print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)

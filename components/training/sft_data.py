@@ -21,7 +21,6 @@ the mask is exact by construction; a test decodes the masked tokens back to text
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import DataValidationError, StageError
+from components.files import sha256_file
 
 REQUIRED_COLUMNS = ("id", "messages", "tools")
 
@@ -81,12 +81,7 @@ class SftDataStats:
         }
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # one digest implementation: components.files
 
 
 def load_teacher_rows(path: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,6 @@ import json
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,12 +58,15 @@ def check_validation(validation_dir: Path, dataset_path: Path) -> str:
     Reads ``summary.json`` written by the validate stage (``success``,
     ``dataset_sha256``, ``failed_checks``, ``report``). A summary for another
     version of the dataset (sha256 differs) is stale, and refused too. No
-    summary at all means the validate stage was not run: we train and say so
-    (``"not_run"`` in the stage summary and the MLflow tag ``mentor.validation``).
+    summary at all means the validate stage was not run: refused as well (the
+    stage itself goes through ``components.validation.gate.validated_dataset``).
     """
     summary_path = _validation_summary_path(validation_dir)
     if summary_path is None:
-        return "not_run"
+        raise DataValidationError(
+            f"no validation summary in {validation_dir}: the dataset was never validated. "
+            "Run `mentor stage validate` first."
+        )
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -164,9 +166,12 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     if not params.sft.enabled:
         return _skip(params)
 
-    dataset_path = paths.teacher_dataset
+    from components.validation.gate import validated_dataset
+
+    # The data gate: only the copy that passed validation, and only while the teacher file is unchanged.
+    dataset_path = validated_dataset(params)
     rows = load_teacher_rows(dataset_path)
-    validation = check_validation(paths.validation_dir, dataset_path)
+    validation = "passed"
     dataset_sha = file_sha256(dataset_path)
 
     from components.models.chat_template import load_tokenizer
@@ -386,16 +391,7 @@ def _check_finite(model: Any, step: int) -> None:
 
 
 def _save_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
-    """Write into a temporary sibling folder, then rename: readers never see half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Complete model or none, even under kill -9; the manifest lists every file (components.models.save)."""
+    from components.models.save import save_model_atomically
+
+    save_model_atomically(model, tokenizer, target, manifest)

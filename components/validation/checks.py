@@ -12,7 +12,7 @@ or broken rows turn into problem text.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -182,16 +182,34 @@ def _answer_problem(row: Mapping[str, Any], messages: Any, task_data: Any, pack:
     return None if ok else f"re-verification failed: teacher_answer {answer!r}, reference {task.answer!r}"
 
 
-def derive_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The derived columns of one row (problems, sizes, prompt key)."""
+def _text_problem(*values: Any) -> str | None:
+    """A lone UTF-16 surrogate (model output such as the escape \\ud800) cannot be tokenized or UTF-8 encoded.
+
+    Checked on the raw row and on its parsed JSON columns, where an escaped one becomes real.
+    """
+    from components.teacher.records import has_lone_surrogate
+
+    return "the row holds a lone UTF-16 surrogate (invalid text)" if has_lone_surrogate(list(values)) else None
+
+
+def derive_row(row: Mapping[str, Any], packs: Collection[str]) -> dict[str, Any]:
+    """The derived columns of one row (problems, sizes, prompt key).
+
+    ``packs`` are the configured training packs: only those are ever loaded. A
+    row naming anything else (``module:Class`` of any importable module) is
+    reported without importing it, since importing runs that module's code.
+    """
     messages, messages_error = _loads(row.get("messages"))
     calls, _ = _loads(row.get("calls"))
     task, _ = _loads(row.get("task"))
-    pack = _pack(str(row.get("pack"))) if row.get("pack") is not None else None
+    name = row.get("pack")
+    pack = _pack(name) if isinstance(name, str) and name in packs else None
     out: dict[str, Any] = {}
     problems = {
-        "problem_messages": (f"messages {messages_error}" if messages_error else None) or _messages_problem(row, messages),
-        "problem_unknown_tool": _unknown_tool_problem(row, messages, calls, pack),
+        "problem_messages": (f"messages {messages_error}" if messages_error else None)
+        or _messages_problem(row, messages) or _text_problem(dict(row), messages, calls, task),
+        "problem_unknown_tool": (_unknown_tool_problem(row, messages, calls, pack) if name in packs else
+                                 f"pack {name!r} is not a training pack (tasks.train_packs); it was not loaded"),
         "problem_call_arguments": _arguments_problem(messages, calls, pack),
         "problem_consistency": _consistency_problem(row, messages, calls, task),
         "problem_answer": _answer_problem(row, messages, task, pack),

@@ -2,10 +2,13 @@
 
 On success the validated rows are copied to ``validation_dir/validated.jsonl``
 and ``summary.json`` records the digests; downstream stages read data only
-through :func:`validated_dataset`, which refuses anything not validated. On any
-failed expectation (or an unreadable file) the previous validated copy is
-removed first, a text summary, a JSON record and the GX Data Docs are written
-and logged to MLflow, and ``DataValidationError`` stops the pipeline.
+through :func:`validated_dataset` (``components.validation.gate``), which
+refuses anything not validated. A run first replaces the summary atomically
+with a ``running`` marker (so a crash or kill mid-run leaves a summary the gate
+refuses, not a stale pass) and removes the previous validated copy; on any
+failed expectation (or an unreadable file) a text summary, a JSON record and
+the GX Data Docs are written and logged to MLflow, and ``DataValidationError``
+stops the pipeline. Every summary is written atomically.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from components.errors import DataValidationError
 from components.teacher.records import sha256_path, write_jsonl_atomic
 from components.tracking import stage_run
 from components.validation.checks import eval_prompt_keys
+from components.validation.gate import SUMMARY_FILE, VALIDATED_FILE, mark_running, validated_dataset, write_json_atomic
 from components.validation.loading import DatasetLoadError, load_rows
 from components.validation.report import error_message, summary_text, write_reports
 from components.validation.suite import ValidationOutcome, run_suite
 
 log = logging.getLogger(__name__)
 
-VALIDATED_FILE = "validated.jsonl"
-SUMMARY_FILE = "summary.json"
+__all__ = ["SUMMARY_FILE", "VALIDATED_FILE", "run_validate_stage", "validate_dataset", "validated_dataset"]
+
 DOCS_DIR = "data_docs"
 
 
@@ -74,7 +78,8 @@ def validate_dataset(
 
 
 def _clear_markers(directory: Path) -> None:
-    for name in (VALIDATED_FILE, SUMMARY_FILE, "report.txt", "report.json"):
+    # The summary is not deleted but replaced by mark_running first: there is never a moment without a verdict.
+    for name in (VALIDATED_FILE, "report.txt", "report.json"):
         path = directory / name
         if path.exists():
             path.unlink()
@@ -98,20 +103,23 @@ def run_validate_stage(params: Params, input_path: str | Path | None = None) -> 
     directory = paths.validation_dir
     dataset = Path(input_path) if input_path else paths.teacher_dataset
     directory.mkdir(parents=True, exist_ok=True)
-    _clear_markers(directory)  # fail closed: no stale "validated" copy survives a failed run
+    mark_running(directory, dataset)  # fail closed: a kill from here on leaves a summary the gate refuses
+    _clear_markers(directory)  # no stale "validated" copy survives a failed run
     with stage_run(params, "validate", sections=["validation", "tasks"]) as run:
         mlflow.set_tag("dataset.path", str(dataset))
-        if dataset.exists() and dataset.stat().st_size:
-            mlflow.set_tag("dataset.sha256", sha256_path(dataset))
+        read_sha = sha256_path(dataset) if dataset.exists() else None
+        if read_sha is not None and dataset.stat().st_size:
+            mlflow.set_tag("dataset.sha256", read_sha)
         try:
             outcome, rows = validate_dataset(dataset, params, directory)
         except DatasetLoadError as exc:
             mlflow.log_metrics({"success": 0.0, "rows": 0.0})
             mlflow.set_tag("validation.failed_checks", "load_error")
-            (directory / SUMMARY_FILE).write_text(json.dumps({
-                "success": False, "run_id": run.info.run_id, "dataset": str(dataset), "failed_checks": ["load_error"],
-                "message": str(exc), "report": str(directory / "report.txt"), "params_hash": params_hash(params),
-            }, indent=2))
+            write_json_atomic(directory / SUMMARY_FILE, {
+                "success": False, "state": "finished", "run_id": run.info.run_id, "dataset": str(dataset),
+                "failed_checks": ["load_error"], "message": str(exc), "report": str(directory / "report.txt"),
+                "params_hash": params_hash(params),
+            })
             _log_report_artifacts(directory)
             raise DataValidationError(f"{exc}. Training will not start. Report: {directory / 'report.txt'}") from exc
 
@@ -130,9 +138,10 @@ def run_validate_stage(params: Params, input_path: str | Path | None = None) -> 
         log.info("%s", summary_text(outcome))
         summary: dict[str, Any] = {
             "success": outcome.success,
+            "state": "finished",
             "run_id": run.info.run_id,
             "dataset": str(dataset),
-            "dataset_sha256": sha256_path(dataset),
+            "dataset_sha256": read_sha,
             "rows": outcome.n_rows,
             "expectations": len(outcome.checks),
             "failed_checks": [c.check for c in outcome.failed],
@@ -140,35 +149,19 @@ def run_validate_stage(params: Params, input_path: str | Path | None = None) -> 
             "data_docs": str(outcome.data_docs_index) if outcome.data_docs_index else None,
             "params_hash": params_hash(params),
         }
+        if outcome.success and (not dataset.exists() or sha256_path(dataset) != read_sha):
+            summary.update(success=False, failed_checks=["changed_during_validation"],
+                           message=f"{dataset} changed while it was being validated")
+            write_json_atomic(directory / SUMMARY_FILE, summary)
+            raise DataValidationError(f"{dataset} changed while it was being validated; rerun `mentor stage validate`")
         if not outcome.success:
-            (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            write_json_atomic(directory / SUMMARY_FILE, summary)
             raise DataValidationError(error_message(outcome, directory / "report.txt"))
         validated = directory / VALIDATED_FILE
         write_jsonl_atomic(validated, rows)
         summary["validated"] = str(validated)
         summary["validated_sha256"] = sha256_path(validated)
-        (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        write_json_atomic(directory / SUMMARY_FILE, summary)
         mlflow.log_artifact(str(directory / SUMMARY_FILE), "validation")
         mlflow.set_tag("validated.sha256", summary["validated_sha256"])
     return summary
-
-
-def validated_dataset(params: Params) -> Path:
-    """The validated dataset of ``params``; refuses data that did not pass (or changed since).
-
-    Downstream stages call this instead of reading the teacher output directly,
-    so training can never start on unvalidated rows.
-    """
-    directory = run_paths(params).validation_dir
-    summary_path = directory / SUMMARY_FILE
-    validated = directory / VALIDATED_FILE
-    if not summary_path.exists() or not validated.exists():
-        raise DataValidationError(
-            f"no validated dataset in {directory}; run `mentor stage validate` (after `mentor stage teacher`)"
-        )
-    summary = json.loads(summary_path.read_text())
-    if not summary.get("success"):
-        raise DataValidationError(f"the dataset failed validation; see {summary.get('report')}")
-    if sha256_path(validated) != summary.get("validated_sha256"):
-        raise DataValidationError(f"{validated} changed after validation; rerun `mentor stage validate`")
-    return validated

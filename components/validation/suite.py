@@ -82,7 +82,7 @@ def build_frames(rows: Sequence[Mapping[str, Any]], params: Params) -> tuple[Any
     records = []
     for row in rows:
         record = {key: _json_cell(value) for key, value in row.items()}
-        record.update(derive_row(row))
+        record.update(derive_row(row, params.tasks.train_packs))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     # Object dtype for the boolean column keeps non-boolean values (e.g. "yes") visible to the in-set check.

@@ -8,9 +8,17 @@ WORKDIR /opt/mentor
 COPY requirements.lock requirements-assets.txt pyproject.toml ./
 RUN pip install --no-cache-dir -r requirements.lock \
  && pip install --no-cache-dir --no-deps --require-hashes -r requirements-assets.txt
+# .dockerignore (repository root) keeps .venv, .mentor, outputs, MLflow/Prefect state and
+# every .env (infra/.env holds the service passwords) out of the build context and the image.
 COPY . .
-RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+ && useradd --uid 10001 --no-create-home --home-dir /opt/mentor mentor \
+ && mkdir -p /opt/mentor/.mentor /opt/mentor/outputs \
+ && chown -R 10001:10001 /opt/mentor/.mentor /opt/mentor/outputs
 ENV PREFECT_SERVER_ANALYTICS_ENABLED=false \
     HF_HUB_OFFLINE=1 \
-    TOKENIZERS_PARALLELISM=false
+    TOKENIZERS_PARALLELISM=false \
+    HOME=/opt/mentor/.mentor
+# Not root: the Kubernetes job template also requires runAsNonRoot.
+USER 10001:10001
 CMD ["mentor", "--help"]

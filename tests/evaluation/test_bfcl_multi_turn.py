@@ -140,3 +140,69 @@ def test_math_precision_does_not_leak(cases: list[BfclCase]) -> None:
     before = mpmath.mp.dps
     env.call("logarithm", {"value": 10, "base": 2, "precision": 40})
     assert mpmath.mp.dps == before
+
+
+# --------------------------------------------------------------------------- hostile calls
+
+#: Each used to run unbounded (power: still running after 10 s; the precisions: minutes and gigabytes).
+HOSTILE_MATH_CALLS = [
+    ("power", {"base": 10, "exponent": 1_000_000_000}),
+    ("power", {"base": -7, "exponent": 10**30}),
+    ("power", {"base": 2, "exponent": 10**4000}),
+    ("logarithm", {"value": 10, "base": 2, "precision": 1_000_000_000}),
+    ("logarithm", {"value": 10, "base": 2, "precision": 10**4000}),
+    ("square_root", {"number": 2, "precision": 1_000_000_000}),
+    ("square_root", {"number": 2, "precision": 1e300}),
+]
+
+
+@pytest.mark.parametrize(("name", "arguments"), HOSTILE_MATH_CALLS, ids=[f"{n}-{i}" for i, (n, _) in
+                                                                          enumerate(HOSTILE_MATH_CALLS)])
+def test_hostile_math_calls_return_an_error_within_two_seconds(
+    cases: list[BfclCase], name: str, arguments: dict[str, Any]
+) -> None:
+    import time
+
+    case = next(c for c in cases if "MathAPI" in c.involved_classes)
+    env = MultiTurnEnv(case)
+    started = time.perf_counter()
+    text = env.call(name, arguments)
+    assert time.perf_counter() - started < 2.0
+    assert text.startswith(ERROR_PREFIX) and ("refused" in text or "out of range" in text), text
+    # Ordinary sizes still compute.
+    assert "1024" in env.call("power", {"base": 2, "exponent": 10})
+    assert "1.41421" in env.call("square_root", {"number": 2, "precision": 10})
+
+
+def test_a_call_still_running_python_after_the_deadline_is_stopped() -> None:
+    import time
+
+    from components.evaluation.bfcl.multi_turn import run_with_deadline
+
+    def spin() -> None:
+        while True:
+            pass
+
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError, match="longer than 0.2s"):
+        run_with_deadline(spin, 0.2)
+    assert time.perf_counter() - started < 2.0
+    assert run_with_deadline(lambda: 42, 0.2) == 42
+    time.sleep(0.3)  # a cancelled deadline never fires later
+
+
+def test_an_interactive_episode_is_judged_on_its_record_not_re_executed(first_case: BfclCase) -> None:
+    """The checker used to execute every model call a second time on a fresh environment."""
+    from components.evaluation.bfcl.multi_turn import ExecutedTurn
+
+    calls = oracle_calls(first_case)
+    env = MultiTurnEnv(first_case)
+    record = []
+    for turn_calls in calls:
+        for call in turn_calls:
+            env.call(call["name"], call["arguments"])
+        record.append(env.end_turn())
+    assert check_multi_turn(first_case, calls, executed=record).passed
+    # A record saying the calls returned nothing and changed nothing is judged as such: no replay happened.
+    empty = [ExecutedTurn(results=(), state={name: {} for name in env.instances}) for _ in record]
+    assert not check_multi_turn(first_case, calls, executed=empty).passed

@@ -35,11 +35,21 @@ def _validators() -> list[list[str]]:
     return found
 
 
+#: The variables compose requires (no defaults in the file); values for validation only.
+REQUIRED_SECRETS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+
+
+def _env_with_secrets() -> dict[str, str]:
+    import os
+
+    return {**os.environ, **{name: f"test-{name.lower()}" for name in REQUIRED_SECRETS}}
+
+
 def test_compose_file_passes_compose_validation() -> None:
     validators = _validators()
     if validators:
         for base in validators:
-            result = subprocess.run([*base, "-f", str(COMPOSE), "config", "-q"], cwd=INFRA,
+            result = subprocess.run([*base, "-f", str(COMPOSE), "config", "-q"], cwd=INFRA, env=_env_with_secrets(),
                                     capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, f"{' '.join(base)} config rejected the file:\n{result.stderr}"
         return
@@ -59,7 +69,7 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
     validators = _validators()
     if validators:
         result = subprocess.run([*validators[0], "-f", str(path), "config", "-q"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120)
+                                env=_env_with_secrets(), capture_output=True, text=True, timeout=120)
         assert result.returncode != 0
         return
     if not DEBIAN_SCHEMA.exists():
@@ -101,3 +111,51 @@ def test_ports_bind_loopback_and_references_resolve() -> None:
         if build:
             context = INFRA / build["context"]
             assert (context / build["dockerfile"]).exists(), f"{name}: no {build['dockerfile']} in {context}"
+
+
+def test_no_committed_default_credentials() -> None:
+    """Every credential is required from infra/.env or the shell (``${VAR:?...}``); none falls back to a default."""
+    import re
+
+    text = COMPOSE.read_text()
+    references = re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", text)
+    secrets = [ref for ref in references if ref[0] in REQUIRED_SECRETS]
+    assert secrets and {name for name, *_ in secrets} == set(REQUIRED_SECRETS)
+    for name, operator, message in secrets:
+        assert operator == ":?" and "infra/.env" in message, f"${{{name}}} must be required, not defaulted"
+    assert "mentor-dev" not in text
+    validators = _validators()
+    if validators:  # and compose really refuses to start without them
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS}
+        result = subprocess.run([*validators[0], "-f", str(COMPOSE), "config", "-q"], cwd=INFRA, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0 and "infra/.env" in result.stderr
+
+
+def test_env_files_stay_out_of_git_and_the_image() -> None:
+    """infra/.env holds the passwords: git ignores it and the image build context excludes it with the state."""
+    import fnmatch
+
+    repo = INFRA.parent
+    ignored = subprocess.run(["git", "check-ignore", "infra/.env", ".env", "infra/prod.env"], cwd=repo,
+                             capture_output=True, text=True, timeout=30)
+    assert ignored.stdout.split() == ["infra/.env", ".env", "infra/prod.env"]
+    patterns = [line.strip() for line in (repo / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def excluded(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch.fnmatch(prefix, pattern.lstrip("/").replace("**/", "")) or
+                   fnmatch.fnmatch(prefix.rsplit("/", 1)[-1], pattern.replace("**/", ""))
+                   for pattern in patterns for prefix in prefixes)
+
+    for path in (".venv/bin/python", ".mentor/mlflow.db", "outputs/smoke/params.json", "infra/.env", ".env",
+                 "mlruns/0/meta.yaml", ".git/config", ".prefect/prefect.db"):
+        assert excluded(path), f"{path} would be copied into the image"
+    for path in ("components/cli/main.py", "pyproject.toml", "requirements.lock", "params.yaml"):
+        assert not excluded(path), f"{path} is needed in the image"
+    dockerfile = (INFRA / "docker" / "pipeline.Dockerfile").read_text()
+    assert "\nUSER 10001" in dockerfile  # the image does not run as root

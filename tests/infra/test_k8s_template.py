@@ -45,3 +45,12 @@ def test_defaults_satisfy_the_variables_schema_and_request_a_gpu() -> None:
     container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+
+
+def test_the_job_runs_as_non_root_without_privilege_escalation() -> None:
+    pod = _template()["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True and context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]

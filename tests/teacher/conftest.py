@@ -33,6 +33,9 @@ class ServerState:
     always_status: int | None = None
     models_status: int = 200  # 500: like `transformers serve` without an HF cache
     reject_prompts: set[str] = field(default_factory=set)  # answered with 400 (e.g. "context too long")
+    # Hostile replies: a call argument or the final answer carrying a lone surrogate (JSON escape \ud800).
+    surrogate_argument_prompts: set[str] = field(default_factory=set)
+    surrogate_answer_prompts: set[str] = field(default_factory=set)
     delay_s: float = 0.0
     requests: int = 0
     in_flight: int = 0
@@ -52,7 +55,13 @@ def _expert_reply(state: ServerState, messages: list[dict]) -> dict[str, Any]:
     turn = sum(1 for m in messages if m["role"] == "assistant")
     target = [m for m in expert if m["role"] == "assistant"][turn]
     calls = target.get("tool_calls") or []
+    if user in state.surrogate_argument_prompts and calls:
+        function = {"name": calls[0]["function"]["name"], "arguments": '{"a": "\\ud800", "b": 1}'}
+        return {"role": "assistant", "content": None,
+                "tool_calls": [{"id": "call_0", "type": "function", "function": function}]}
     if not calls:
+        if user in state.surrogate_answer_prompts:
+            return {"role": "assistant", "content": target["content"] + " \ud800"}
         return {"role": "assistant", "content": target["content"]}
     if state.style == "content":
         payload = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls]

@@ -29,7 +29,7 @@ from components.validation.checks import PROBLEM_COLUMNS, derive_row
 
 REPO = Path(__file__).resolve().parents[2]
 QWEN = "qwen2.5-coder-0.5b-instruct"
-REASONS = {"wrong_answer", "no_answer", "max_turns", "invalid_call", "no_tool_calls", "no_final_turn"}
+REASONS = {"wrong_answer", "no_answer", "max_turns", "invalid_call", "no_tool_calls", "no_final_turn", "invalid_text"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # long CPU prefills on a shared machine
 
 
@@ -61,7 +61,7 @@ def check_outcome(params: Params, label: str) -> float:
     rows, failures = read_jsonl(paths.teacher_dataset), read_jsonl(paths.teacher_failures)
     assert sorted(r["id"] for r in rows + failures) == sorted(f"arith-0-{i}" for i in range(params.tasks.n_train))
     for row in rows:
-        derived = derive_row(row)
+        derived = derive_row(row, params.tasks.train_packs)
         assert all(derived[column] is None for column in PROBLEM_COLUMNS), derived
     for failure in failures:
         assert failure["reason"] in REASONS and failure["detail"] and json.loads(failure["messages"])

@@ -25,9 +25,11 @@ def _with(params: Params, **sections: dict) -> Params:
 def rl_params(smoke_params: Params) -> Params:
     """Smoke params without SFT (RL from the base tiny model) and with the teacher data written."""
     from components.teacher.stage import run_teacher_stage
+    from components.validation.stage import run_validate_stage
 
     params = _with(smoke_params, sft={"enabled": False})
     run_teacher_stage(params)
+    run_validate_stage(params)  # RL reads only through the data gate
     return params
 
 

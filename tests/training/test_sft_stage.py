@@ -16,7 +16,7 @@ from components.training.sft_stage import run_sft_stage, train_sft
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_teacher_dataset(params: Params, n: int = 8, seed: int = 0) -> Path:
+def write_teacher_dataset(params: Params, n: int = 8, seed: int = 0, validate: bool = True) -> Path:
     """Real teacher-format rows (arith expert trajectories through the teacher's row builder) at the stage's input."""
     from components.teacher.records import TeacherIdentity, TrajectoryResult, trajectory_row
     from components.tools.packs.arith import ArithPack
@@ -34,7 +34,23 @@ def write_teacher_dataset(params: Params, n: int = 8, seed: int = 0) -> Path:
             schemas = [s for s in pack.tool_schemas() if s["function"]["name"] in used]
             row = trajectory_row(result, pack.system_prompt, schemas, identity)
             handle.write(json.dumps(row) + "\n")
+    if validate:
+        validate_teacher_dataset(params)
     return path
+
+
+def validate_teacher_dataset(params: Params) -> None:
+    """Pass the rows through the real validate stage: SFT reads only what the data gate lets through.
+
+    The group minimum is relaxed for the tiny datasets; the eval-task file holds one unrelated prompt.
+    """
+    from components.validation.stage import run_validate_stage
+
+    paths = run_paths(params)
+    paths.eval_tasks.parent.mkdir(parents=True, exist_ok=True)
+    paths.eval_tasks.write_text(json.dumps({"task_id": "held-out", "prompt": "a held-out prompt"}) + "\n")
+    relaxed = params.model_copy(update={"validation": params.validation.model_copy(update={"min_per_pack_difficulty": 1})})
+    run_validate_stage(relaxed)
 
 
 def with_overrides(params: Params, tmp: Path, *overrides: str) -> Params:
@@ -108,7 +124,7 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
     model_dir = paths.sft_model
     assert summary["enabled"] and Path(summary["model_dir"]) == model_dir
     assert summary["global_step"] == params.sft.max_steps
-    assert summary["validation"] == "not_run"
+    assert summary["validation"] == "passed"
     # A loadable plain model + tokenizer with the student's exact chat template; checkpoints cleaned up.
     tok = AutoTokenizer.from_pretrained(model_dir)
     assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
@@ -195,26 +211,16 @@ def test_lora_adapter_is_merged_into_a_plain_model(straight_run, tmp_path: Path,
     assert changed and all(k.split(".")[-2] in targets for k in changed)  # only LoRA-targeted projections moved
 
 
-def test_failed_or_stale_validation_is_refused(smoke_params: Params) -> None:
-    from components.training.sft_data import file_sha256
-
+def test_unvalidated_failed_or_stale_data_is_refused(smoke_params: Params) -> None:
     params = smoke_params
-    dataset = write_teacher_dataset(params, n=2)
-    validation = run_paths(params).validation_dir
-    validation.mkdir(parents=True)
-    summary = validation / "summary.json"  # as components.validation.stage writes it
-    summary.write_text(json.dumps({"success": False, "failed_checks": ["messages:json_parseable"],
-                                   "report": str(validation / "report.txt")}))
-    with pytest.raises(DataValidationError, match="messages:json_parseable"):
+    dataset = write_teacher_dataset(params, n=2, validate=False)
+    with pytest.raises(DataValidationError, match="has not been validated"):  # was: trained with "not_run"
         run_sft_stage(params)
-    summary.write_text(json.dumps({"success": True, "dataset_sha256": "0" * 64}))
+    validate_teacher_dataset(params)
+    dataset.write_text(dataset.read_text().replace("arith", "arith "))  # edited after validation
     with pytest.raises(DataValidationError, match="changed after validation"):
         run_sft_stage(params)
     assert not run_paths(params).sft_dir.exists()
-    summary.write_text(json.dumps({"success": True, "dataset_sha256": file_sha256(dataset)}))
-    from components.training.sft_stage import check_validation
-
-    assert check_validation(validation, dataset) == "passed"
 
 
 def test_disabled_sft_writes_nothing_and_removes_a_stale_model(smoke_params: Params, tmp_path: Path) -> None:

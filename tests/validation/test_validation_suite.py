@@ -144,6 +144,33 @@ def test_each_corruption_is_caught_and_named(clean: tuple[Params, list[dict]], t
         assert {example.get("id") for example in check.examples} <= damaged, f"{check.check} flags clean rows"
 
 
+def test_a_row_naming_a_foreign_pack_is_rejected_without_importing_it(
+    clean: tuple[Params, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation used to import and instantiate whatever ``module:Class`` a row named before checking it."""
+    params, rows = clean
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "hostile_pack_module.py").write_text(
+        f"open({str(marker)!r}, 'w').write('module code ran')\n"
+        "from components.tools.packs.arith import ArithPack as Pack\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def hostile(copy: list[dict]) -> None:
+        copy[4]["pack"] = "hostile_pack_module:Pack"
+        messages = json.loads(copy[6]["messages"])
+        messages[-1]["content"] += " \ud800"  # a lone surrogate: text no tokenizer can encode
+        copy[6]["messages"] = json.dumps(messages)
+
+    path = corrupted(tmp_path, rows, hostile)
+    outcome, _ = validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)
+    failures = failed_checks(outcome)
+    assert not marker.exists(), "validation imported a module named by a dataset row"
+    assert {"training_pack", "known_tools", "messages_well_formed"} <= set(failures)
+    assert rows[4]["id"] in {example.get("id") for example in failures["known_tools"].examples}
+    assert rows[6]["id"] in {example.get("id") for example in failures["messages_well_formed"].examples}
+
+
 def test_too_few_examples_in_a_group_names_the_group(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
     params, rows = clean
     path = corrupted(tmp_path, rows, lambda copy: copy.__setitem__(slice(None), [r for r in copy if r["difficulty"] != 2]))

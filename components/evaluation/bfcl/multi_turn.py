@@ -12,18 +12,34 @@ start from ``initial_config`` and persist across turns; after every turn with
 ground-truth calls, the public state (attributes not starting with ``_``) of
 every involved instance must match, and the ground truth's results for that
 turn must all appear (as a multiset) among the model's results so far.
+
+Model calls are untrusted, and some shipped methods do unbounded work on
+their arguments (``MathAPI.power(base=10, exponent=10**9)`` builds a
+billion-digit integer; ``logarithm``/``square_root`` take any ``precision``).
+Two bounds make every call return within ``MAX_CALL_SECONDS``: per-method
+argument guards refuse, before the call, the inputs whose cost is inside one
+C-level operation (which nothing can interrupt), and a deadline raises
+:class:`CallTimeout` into a call that is still running Python code after
+``MAX_CALL_SECONDS``. Both come back to the model as ``Error during
+execution: ...`` text. An interactive episode records each turn's results and
+state (:meth:`MultiTurnEnv.end_turn`), so the checker judges the calls that
+were made instead of executing every model call a second time.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import decimal
 import importlib
 import inspect
 import json
+import math
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from components.evaluation.bfcl.call_parser import ParsedCall, parse_call
@@ -51,6 +67,84 @@ _STATELESS_CLASSES: frozenset[str] = frozenset({"MathAPI"})
 #: Results handed back to an interactive model are capped at this many chars.
 DEFAULT_MAX_RESULT_CHARS = 4_000
 ERROR_PREFIX = "Error during execution: "
+#: Wall-clock bound of one call (the deadline for calls still running Python code).
+MAX_CALL_SECONDS = 1.0
+#: Largest exact integer power computed (bits); 10**9 digits would take minutes and gigabytes.
+MAX_POWER_BITS = 100_000
+#: Largest ``precision`` (significant digits) passed to mpmath/decimal; BFCL's tasks use a handful.
+MAX_PRECISION = 1_000
+
+
+class CallTimeout(BaseException):
+    """Raised inside a call that ran past its deadline (a BaseException: API code catching Exception cannot eat it)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int)  # bool included: True ** n is cheap anyway
+
+
+def _power_guard(arguments: Mapping[str, Any]) -> str | None:
+    base, exponent = arguments.get("base"), arguments.get("exponent")
+    if not (_is_int(base) and _is_int(exponent)) or exponent <= 0 or abs(base) <= 1:
+        return None  # float powers are one bounded C operation; negative exponents give floats
+    bits = math.inf if exponent.bit_length() > 64 else exponent * math.log2(abs(base))
+    if bits > MAX_POWER_BITS:
+        size = "more than 10**19" if math.isinf(bits) else f"about {int(bits * 0.30103):,}"
+        return f"power(base, exponent) would have {size} digits; refused (limit {int(MAX_POWER_BITS * 0.30103):,})"
+    return None
+
+
+def _precision_guard(arguments: Mapping[str, Any]) -> str | None:
+    precision = arguments.get("precision")
+    if isinstance(precision, int | float) and not (abs(precision) <= MAX_PRECISION):
+        return f"precision is out of range; at most {MAX_PRECISION} digits are computed"
+    return None
+
+
+#: (class, method) -> check of the arguments whose cost no deadline can cut short.
+ARGUMENT_GUARDS: dict[tuple[str, str], Callable[[Mapping[str, Any]], str | None]] = {
+    ("MathAPI", "power"): _power_guard,
+    ("MathAPI", "logarithm"): _precision_guard,
+    ("MathAPI", "square_root"): _precision_guard,
+}
+
+
+def _deliver_pending() -> None:
+    """A Python-level call: a pending asynchronous exception is raised here, inside the caller's try."""
+
+
+def run_with_deadline(fn: Callable[[], Any], seconds: float | None) -> Any:
+    """Run ``fn()``; if it is still running Python code after ``seconds``, raise ``TimeoutError``.
+
+    A timer thread raises :class:`CallTimeout` asynchronously in the calling
+    thread (checked between bytecodes), which works in any thread, unlike
+    ``signal.alarm``. A single long C-level operation finishes before the
+    exception lands; :data:`ARGUMENT_GUARDS` keeps those small.
+    """
+    if not seconds or seconds <= 0:
+        return fn()
+    target = threading.get_ident()
+    lock = threading.Lock()
+    running = [True]
+
+    def fire() -> None:
+        with lock:
+            if running[0]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(CallTimeout))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    try:
+        try:
+            timer.start()
+            return fn()
+        finally:
+            with lock:
+                running[0] = False
+            timer.cancel()
+            _deliver_pending()
+    except CallTimeout:
+        raise TimeoutError(f"the call ran longer than {seconds:g}s and was stopped") from None
 
 
 def load_api_class(class_name: str) -> type:
@@ -126,13 +220,17 @@ class MultiTurnEnv:
     returns the error as text, and caps the result's length.
     """
 
-    def __init__(self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS) -> None:
+    def __init__(self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+                 max_call_seconds: float | None = MAX_CALL_SECONDS) -> None:
         if case.category not in MULTI_TURN_CATEGORIES:
             raise ValueError(f"{case.case_id} is not a multi-turn case")
         self.case = case
         self.max_result_chars = max_result_chars
+        self.max_call_seconds = max_call_seconds
         self.instances: dict[str, object] = {}
         self._methods: dict[str, Callable[..., Any]] = {}
+        self._owners: dict[str, str] = {}
+        self._turn_results: list[str] = []
         config = case.initial_config or {}
         for class_name in case.involved_classes:
             instance = load_api_class(class_name)()
@@ -145,6 +243,7 @@ class MultiTurnEnv:
                 method = getattr(instance, method_name, None)
                 if not method_name.startswith("_") and inspect.ismethod(method):
                     self._methods[method_name] = method
+                    self._owners[method_name] = class_name
 
     @property
     def tool_names(self) -> list[str]:
@@ -183,15 +282,25 @@ class MultiTurnEnv:
                 arguments = {}
             if not isinstance(arguments, Mapping) or not all(isinstance(key, str) for key in arguments):
                 raise TypeError("arguments must be an object with string keys")
+            original = self.case.original_name(name)
+            guard = ARGUMENT_GUARDS.get((self._owners.get(original, ""), original))
+            refusal = guard(arguments) if guard is not None else None
+            if refusal:
+                raise ValueError(refusal)
+            kwargs = copy.deepcopy(dict(arguments))
             with _isolated_precision():
-                result = method(**copy.deepcopy(dict(arguments)))
+                result = run_with_deadline(lambda: method(**kwargs), self.max_call_seconds)
             return _format_result(result)
         except Exception as exc:  # model mistakes become observations, not crashes
             return f"{ERROR_PREFIX}{exc}"
 
     def call(self, name: Any, arguments: Any) -> str:
-        """Run one call for an interactive model; the result text is bounded."""
+        """Run one call for an interactive model; the result text is bounded.
+
+        The full result is also kept for this turn's record (:meth:`end_turn`).
+        """
         text = self.execute(name, arguments)
+        self._turn_results.append(text)
         if len(text) > self.max_result_chars:
             cut = self.max_result_chars
             text = f"{text[:cut]}... [truncated {len(text) - cut} chars]"
@@ -213,13 +322,27 @@ class MultiTurnEnv:
         """A deep copy of every instance's public state, keyed by class name."""
         return {name: copy.deepcopy(public_state(instance)) for name, instance in self.instances.items()}
 
+    def end_turn(self) -> ExecutedTurn:
+        """Close the current user turn: its calls' full results and the state they left."""
+        turn = ExecutedTurn(results=tuple(self._turn_results), state=self.state())
+        self._turn_results = []
+        return turn
 
-def _state_difference(model: MultiTurnEnv, truth: MultiTurnEnv) -> str | None:
+
+@dataclass(frozen=True)
+class ExecutedTurn:
+    """What the model's calls of one user turn returned and the public state after them."""
+
+    results: tuple[str, ...]
+    state: dict[str, dict[str, Any]]
+
+
+def _state_difference(model_state: Mapping[str, Mapping[str, Any]], truth: MultiTurnEnv) -> str | None:
     missing = object()
     for class_name, truth_instance in truth.instances.items():
-        model_instance = model.instances[class_name]
+        model_public = model_state.get(class_name, {})
         for attr, expected in public_state(truth_instance).items():
-            actual = getattr(model_instance, attr, missing)
+            actual = model_public.get(attr, missing)
             if actual is missing or actual != expected:
                 shown = "<missing>" if actual is missing else short_repr(actual)
                 return f"state mismatch in {class_name}.{attr}: expected {short_repr(expected)}, got {shown}"
@@ -238,26 +361,43 @@ def _missing_results(expected: Sequence[str], produced: Sequence[str]) -> list[s
     return missing
 
 
-def check_multi_turn(case: BfclCase, model_calls_per_turn: Sequence[Sequence[Any]]) -> CheckResult:
-    """Judge a multi-turn episode from the model's decoded calls per turn."""
+def check_multi_turn(
+    case: BfclCase,
+    model_calls_per_turn: Sequence[Sequence[Any]],
+    executed: Sequence[ExecutedTurn] | None = None,
+) -> CheckResult:
+    """Judge a multi-turn episode from the model's decoded calls per turn.
+
+    ``executed``: the record of an interactive episode (one :class:`ExecutedTurn`
+    per user turn); the model's calls are then judged on what they returned
+    when they ran, not executed a second time.
+    """
     truth_turns: list[list[str]] = case.ground_truth
     if len(model_calls_per_turn) != len(truth_turns):
         return CheckResult.fail(f"expected calls for {len(truth_turns)} turns, got {len(model_calls_per_turn)}")
-    model_env = MultiTurnEnv(case)
+    if executed is not None and len(executed) != len(truth_turns):
+        executed = None  # an incomplete record: replay instead
+    model_env = MultiTurnEnv(case) if executed is None else None
     truth_env = MultiTurnEnv(case)
     model_results: list[str] = []
     for turn, (truth_calls, model_calls) in enumerate(zip(truth_turns, model_calls_per_turn, strict=True)):
-        for call in model_calls:
-            if isinstance(call, Mapping):
-                model_results.append(model_env.execute(call.get("name"), call.get("arguments", {})))
-            else:
-                model_results.append(f"{ERROR_PREFIX}call is not an object")
+        if model_env is None:
+            assert executed is not None
+            model_results.extend(executed[turn].results)
+            model_state: Mapping[str, Mapping[str, Any]] = executed[turn].state
+        else:
+            for call in model_calls:
+                if isinstance(call, Mapping):
+                    model_results.append(model_env.execute(call.get("name"), call.get("arguments", {})))
+                else:
+                    model_results.append(f"{ERROR_PREFIX}call is not an object")
+            model_state = {name: public_state(instance) for name, instance in model_env.instances.items()}
         truth_results = [truth_env.execute_string(text) for text in truth_calls]
         if not truth_calls:
             continue
         if not model_calls:
             return CheckResult.fail(f"turn {turn}: no calls, ground truth makes {len(truth_calls)}")
-        difference = _state_difference(model_env, truth_env)
+        difference = _state_difference(model_state, truth_env)
         if difference:
             return CheckResult.fail(f"turn {turn}: {difference}")
         missing = _missing_results(truth_results, model_results)
