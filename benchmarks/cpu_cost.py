@@ -127,7 +127,7 @@ def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, che
     if legacy:
         install_tool_template(tok, legacy_json_template())
     dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, params.rl.n_train,
-                              params.rl.seed)
+                              params.rl.seed, params.rl.difficulties)
     out_dir = Path(params.project.output_dir) / "bench-grpo"
     trainer, recorder, _ = build_trainer(params, "mentor", model, tok, dataset, out_dir)
     started = time.perf_counter()

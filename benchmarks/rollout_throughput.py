@@ -179,7 +179,8 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
 
     [arm] = resolve_arms(args.arm, params)
     rl = params.rl
-    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, rl.n_train, rl.seed)
+    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, rl.n_train, rl.seed,
+                              rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
     model, tokenizer = load_student(start_dir, params.models.dtype)
     # Checkpoints/history would go here; nothing is trained, and the folder is temporary.

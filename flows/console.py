@@ -2,9 +2,10 @@
 
 The flow's result already holds every stage's status, time and summary; this
 module turns it into plain text (no colour codes, so it reads the same in a CI
-log): the stage timings, the comparison table with intervals, where the report
-and chart are, the registry's verdict, and the commands that open the MLflow
-and Prefect UIs on exactly the stores this run wrote to.
+log): the stage timings, the comparison table with intervals, the paired
+differences between arms, where the report and chart are, the registry's
+verdict, and the commands that open the MLflow and Prefect UIs on exactly the
+stores this run wrote to.
 """
 
 from __future__ import annotations
@@ -45,6 +46,32 @@ def comparison_lines(result: Mapping[str, Any]) -> list[str]:
     return _table(table, ["arm", "in-domain", "OOD", *suites])
 
 
+def paired_lines(result: Mapping[str, Any]) -> list[str]:
+    """Paired differences in points (arm minus reference), ``*`` where the 95% interval excludes 0.
+
+    Read from the evaluate stage's summary (``paired_diffs``); empty when it
+    has none (fewer than two comparable arms).
+    """
+    rows = ((result.get("summaries") or {}).get("evaluate") or {}).get("paired_diffs") or []
+    rows = [r for r in rows if isinstance(r, Mapping) and {"comparison", "scope", "diff"} <= set(r)]
+    if not rows:
+        return []
+    from components.evaluation.report import diff_cell
+
+    scopes = ["in_domain", "ood", *dict.fromkeys(r["scope"] for r in rows if r["scope"] not in ("in_domain", "ood"))]
+    names = {"in_domain": "in-domain", "ood": "OOD"}
+    table: list[dict[str, str]] = []
+    for comparison in dict.fromkeys(r["comparison"] for r in rows):
+        line = {"comparison": str(comparison)}
+        for r in rows:
+            if r["comparison"] == comparison:
+                line[names.get(r["scope"], r["scope"])] = diff_cell(r)
+        table.append(line)
+    columns = ["comparison", *(names.get(s, s) for s in scopes)]
+    return ["", "== paired differences, points [95% paired bootstrap], * = interval excludes 0", "",
+            *_table(table, columns)]
+
+
 def ui_lines(params: Params, tracking_uri: str) -> list[str]:
     """Commands that show this run in the MLflow and Prefect UIs."""
     from components.redaction import redact_url
@@ -75,6 +102,7 @@ def render_run_report(params: Params, result: Mapping[str, Any], tracking_uri: s
     lines += stage_lines(result)
     lines += ["", "== accuracy, % [95% bootstrap interval]", ""]
     lines += comparison_lines(result)
+    lines += paired_lines(result)
     lines.append("")
     if evaluate.get("report"):
         lines.append(f"report:     {evaluate['report']}")

@@ -104,6 +104,7 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/rl_data.py",
                 "components/training/rl_env.py",
                 "components/training/rl_callbacks.py",
+                "components/training/rl_curves.py",
                 "components/training/rewards.py",
                 "components/training/callbacks.py",
                 "components/tools",
@@ -117,7 +118,8 @@ STAGES: dict[str, StageSpec] = {
             # Every arm whose model exists is evaluated; rl.arm / compare_arms only order them.
             params=("eval", "tasks", "models.student", "models.teacher", "models.dtype", "teacher.backend",
                     "rl.arm", "rl.compare_arms"),
-            code=("components/evaluation", "components/tools"),
+            # rl_curves.py draws the arms' reward curves into the report.
+            code=("components/evaluation", "components/tools", "components/training/rl_curves.py"),
             inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
             outputs=lambda paths, arm: [paths.eval_dir],
             gpu_name="eval",

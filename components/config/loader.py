@@ -83,6 +83,8 @@ def _format_error(err: Mapping[str, Any]) -> str:
         allowed = _allowed_keys(loc)
         section = ".".join(str(p) for p in loc[:-1]) or "top level"
         return f"{dotted}: unknown key in {section}; allowed keys: {', '.join(allowed)}"
+    if not dotted and kind == "value_error":  # a cross-section check: its message names the keys itself
+        return str(err.get("ctx", {}).get("error") or err.get("msg"))
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{dotted}: invalid value {err.get('input')!r}; allowed values: {expected}"

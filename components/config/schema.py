@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
 class _Section(BaseModel):
@@ -136,7 +136,10 @@ class RlParams(_Section):
     answer (TRL's ``max_tool_calling_iterations`` = ``max_turns - 1``). ``beta`` is the
     KL-loss coefficient (TRL's k3 estimator = verl's ``low_var_kl``), ``entropy_coef``
     the entropy bonus, ``dual_clip`` the dual-clip bound c of the ratio for negative
-    advantages (TRL's ``delta``; ``null`` switches it off).
+    advantages (TRL's ``delta``; ``null`` switches it off). ``difficulties`` keeps
+    only the teacher rows of these task levels as RL prompts (``null`` = all): a
+    group teaches only when its rewards differ, so RL is pointed at the levels
+    where the student sometimes succeeds and sometimes fails.
     """
 
     arm: RewardMode = "mentor"
@@ -158,6 +161,7 @@ class RlParams(_Section):
     entropy_coef: float = Field(default=0.001, ge=0.0)
     dual_clip: float | None = Field(default=3.0, gt=1.0)
     n_train: PositiveInt = 200
+    difficulties: list[PositiveInt] | None = Field(default=None, min_length=1)
     save_steps: PositiveInt = 10
     logging_steps: PositiveInt = 1
     use_vllm: bool = False
@@ -169,7 +173,14 @@ class RlParams(_Section):
 
 
 class EvalParams(_Section):
-    """Evaluation suites and generation budget (stage 5)."""
+    """Evaluation suites and generation budget (stage 5).
+
+    ``stop_repeated_calls`` and ``max_consecutive_errors`` end a failing episode
+    before ``max_turns`` (``components.tools.episode.EarlyStop``): a call equal
+    to the previous one with the same result, or this many turns in a row whose
+    calls all failed (``null`` = never). Such episodes count as failed, with the
+    reason ``repeated_call`` / ``error_run``.
+    """
 
     suites: list[str] = Field(
         default_factory=lambda: ["arith", "units", "calendar", "store", "bfcl:simple_python", "bfcl:multiple"]
@@ -178,6 +189,8 @@ class EvalParams(_Section):
     batch_size: PositiveInt = 8
     max_new_tokens: PositiveInt = 192
     max_turns: PositiveInt = 5
+    stop_repeated_calls: bool = True
+    max_consecutive_errors: PositiveInt | None = 2
     bootstrap_samples: PositiveInt = 1000
     seed: int = 0
 
@@ -235,3 +248,16 @@ class Params(_Section):
     eval: EvalParams = EvalParams()
     registry: RegistryParams = RegistryParams()
     orchestration: OrchestrationParams = OrchestrationParams()
+
+    @model_validator(mode="after")
+    def _rl_levels_exist(self) -> Params:
+        """``rl.difficulties`` may only name levels the teacher data has (``tasks.difficulties``)."""
+        levels = self.rl.difficulties
+        if levels is not None:
+            missing = sorted(set(levels) - set(self.tasks.difficulties))
+            if missing:
+                raise ValueError(
+                    f"rl.difficulties: level(s) {missing} are not in tasks.difficulties {self.tasks.difficulties}, "
+                    "so the teacher data has no such rows; choose from tasks.difficulties or null for all levels"
+                )
+        return self

@@ -6,7 +6,7 @@ promotion gate::
 
     {"model": str, "profile": str, "params_hash": str, "limit": int | null,
      "suites": [{"suite", "domain", "n", "accuracy", "ci95_low", "ci95_high",
-                 "valid_call_rate", "hallucinated_tool_rate", "parse_failures",
+                 "valid_call_rate", "hallucinated_tool_rate", "parse_failures", "early_stops",
                  "mean_calls", "mean_turns", "seconds", "generation": {...},
                  BFCL suites also: "bfcl_total", "bfcl_correct", "bfcl_accuracy" (BFCL's
                  denominator: unsatisfiable cases counted), "excluded_unsatisfiable", "checker",
@@ -164,4 +164,7 @@ def format_table(document: dict[str, Any]) -> str:
     failures = [f"{r['suite']}: {r['parse_failures']}" for r in document["suites"] if r["parse_failures"]]
     if failures:
         lines.append("parse failures: " + "; ".join(failures))
+    stops = [f"{r['suite']}: {r['early_stops']}" for r in document["suites"] if r.get("early_stops")]
+    if stops:
+        lines.append("stopped early (failed): " + "; ".join(stops))
     return "\n".join(lines)

@@ -18,6 +18,9 @@ Definitions (they matter when arms are compared):
 - ``parse_failures``: counts by kind (``bad_json``, ``unknown_tool``,
   ``bad_arguments``, ``no_calls`` = an answer without any call where one was
   expected, ``truncated`` = the generation hit ``max_new_tokens``).
+- ``early_stops``: items ended before the turn limit by ``eval.stop_repeated_calls``
+  / ``eval.max_consecutive_errors``, by reason (``repeated_call``, ``error_run``);
+  they are failed items.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class ItemResult:
     hallucinated: bool = False
     parse_failures: dict[str, int] = field(default_factory=dict)
     reason: str | None = None  # why it failed, when the checker says
+    stopped: str | None = None  # "repeated_call" | "error_run" when the episode was ended early (a failure)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +95,46 @@ class PairedDiff:
         return asdict(self)
 
 
+def paired_bootstrap(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    n_samples: int = 1000,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> PairedDiff:
+    """Paired, suite-stratified bootstrap of the equal-weight mean over suites of ``mean(a) - mean(b)``.
+
+    Each pair holds two arms' per-item correctness on the *same* items of one
+    suite, aligned item by item (see :func:`align_items`). Items are resampled
+    with replacement within each suite and with the same indices for both arms,
+    so item difficulty cancels out and only the items where the arms disagree
+    widen the interval; that is far tighter than comparing two independent
+    intervals. Every suite keeps its weight, as in the in-domain/OOD macro
+    averages. The one implementation behind the report's paired differences
+    and the registry's promotion gate. Pairs without items are left out; with
+    none left the result is ``(0, [0, 0])`` over ``n = 0`` items.
+    """
+    arrays: list[np.ndarray] = []
+    for number, (a_correct, b_correct) in enumerate(pairs):
+        a = np.asarray(a_correct, dtype=float)
+        b = np.asarray(b_correct, dtype=float)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"paired bootstrap needs the same items in both arms; pair {number} has {a.size} and {b.size} items"
+            )
+        if a.size:
+            arrays.append(a - b)
+    if not arrays:
+        return PairedDiff(0.0, 0.0, 0.0, 1.0, 0)
+    result = stratified_bootstrap(arrays, n_samples=n_samples, seed=seed, confidence=confidence)
+    return PairedDiff(
+        diff=result.point,
+        ci_low=result.low,
+        ci_high=result.high,
+        p_not_better=float(np.mean(result.samples <= 0)),
+        n=int(sum(diff.size for diff in arrays)),
+    )
+
+
 def paired_bootstrap_diff(
     a_correct: Sequence[bool],
     b_correct: Sequence[bool],
@@ -98,26 +142,8 @@ def paired_bootstrap_diff(
     seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> PairedDiff:
-    """Paired bootstrap of ``mean(a) - mean(b)`` over the same items.
-
-    Both arms are resampled with the same indices, so item difficulty cancels
-    out; that is far tighter than comparing two independent intervals. The
-    inputs must be aligned item by item (see :func:`align_items`).
-    """
-    a = np.asarray(a_correct, dtype=float)
-    b = np.asarray(b_correct, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired bootstrap needs the same items in both arms; got {a.size} and {b.size} items")
-    if a.size == 0:
-        return PairedDiff(0.0, 0.0, 0.0, 1.0, 0)
-    result = stratified_bootstrap([a - b], n_samples=n_samples, seed=seed, confidence=confidence)
-    return PairedDiff(
-        diff=float(a.mean() - b.mean()),
-        ci_low=result.low,
-        ci_high=result.high,
-        p_not_better=float(np.mean(result.samples <= 0)),
-        n=int(a.size),
-    )
+    """Paired bootstrap of ``mean(a) - mean(b)`` over the same items of one suite (:func:`paired_bootstrap`)."""
+    return paired_bootstrap([(a_correct, b_correct)], n_samples=n_samples, seed=seed, confidence=confidence)
 
 
 def align_items(
@@ -146,6 +172,7 @@ def summarize(
     failures: Counter[str] = Counter()
     for item in items:
         failures.update(item.parse_failures)
+    stops = Counter(item.stopped for item in items if item.stopped)
     n = len(items)
     return {
         "suite": suite,
@@ -156,6 +183,7 @@ def summarize(
         "valid_call_rate": (valid / attempted) if attempted else None,
         "hallucinated_tool_rate": (sum(item.hallucinated for item in items) / n) if n else 0.0,
         "parse_failures": dict(sorted(failures.items())),
+        "early_stops": dict(sorted(stops.items())),
         "mean_calls": (attempted / n) if n else 0.0,
         "mean_turns": (sum(item.n_turns for item in items) / n) if n else 0.0,
     }

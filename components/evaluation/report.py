@@ -6,14 +6,22 @@ in-domain and OOD macro averages; a second table shows call quality. The
 chart puts in-domain next to OOD accuracy for each arm, with the intervals as
 error bars, which is the comparison the method is about (SFT tends to win in
 domain and lose out of domain).
+
+The *paired differences* answer "can the comparison tell the arms apart": each
+trained (RL) arm against SFT, and MENTOR against each RL baseline (sparse,
+strict, the ``mentor-*`` ablations), per suite and for the in-domain and OOD
+macro averages, with a paired bootstrap over the items both arms ran (paired
+by ``item_id``; ``components.evaluation.metrics.paired_bootstrap``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.evaluation.metrics import align_items, paired_bootstrap
 from components.evaluation.suites import IN_DOMAIN, OOD
 
 #: Display order; arms not listed come after, alphabetically.
@@ -30,6 +38,10 @@ ARM_LABELS = {
     "mentor-notool": "MENTOR RL (no tool term)",
 }
 DOMAIN_LABELS = {IN_DOMAIN: "in-domain", OOD: "OOD"}
+#: Arms that are not RL-trained: never the "trained arm" side of a paired difference.
+UNTRAINED_ARMS = ("teacher", "base", "sft")
+#: The RL baselines MENTOR is compared with, besides any ``mentor-*`` ablation present.
+RL_BASELINES = ("sparse", "strict")
 
 
 def ordered_arms(arms: Mapping[str, Any]) -> list[str]:
@@ -109,23 +121,126 @@ def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Eva
     lines += _bfcl_section(results, arms)
     lines += ["", "## Call quality", ""]
     lines.append("Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
+                 "items ended early as failed (`repeated_call`: the previous call again with the same result; "
+                 "`error_run`: `eval.max_consecutive_errors` turns in a row whose calls all failed), "
                  "generation speed.")
     lines.append("")
-    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures", "tok/s"]
+    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures",
+              "stopped early", "tok/s"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for arm in arms:
         for s in results[arm]["suites"]:
             failures = ", ".join(f"{k} {v}" for k, v in s.get("parse_failures", {}).items()) or "–"
+            stops = ", ".join(f"{k} {v}" for k, v in (s.get("early_stops") or {}).items()) or "–"
             gen = s.get("generation", {})
             speed = f"{gen['tokens_per_second']:.1f}" if gen.get("generated_tokens") else "–"
             lines.append(
                 f"| {label(arm)} | {s['suite']} | {s['n']} | {_rate(s['valid_call_rate'])} | "
                 f"{_rate(s['hallucinated_tool_rate'])} | {s['mean_calls']:.2f} | {s['mean_turns']:.2f} | "
-                f"{failures} | {speed} |"
+                f"{failures} | {stops} | {speed} |"
             )
     lines.append("")
     return "\n".join(lines)
+
+
+def comparisons(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """(arm, reference) pairs to difference: each RL arm vs SFT, then MENTOR vs each RL baseline and ablation."""
+    ordered = ordered_arms(dict.fromkeys(arms))
+    trained = [a for a in ordered if a not in UNTRAINED_ARMS]
+    pairs = [(arm, "sft") for arm in trained] if "sft" in ordered else []
+    if "mentor" in ordered:
+        pairs += [("mentor", other) for other in trained if other in RL_BASELINES or other.startswith("mentor-")]
+    return pairs
+
+
+def _correct_by_suite(document: Mapping[str, Any]) -> dict[str, tuple[str | None, list[dict[str, Any]]]]:
+    return {s["suite"]: (s.get("domain"), list(s.get("per_item") or [])) for s in document.get("suites") or []}
+
+
+def paired_differences(
+    results: Mapping[str, dict[str, Any]], n_samples: int = 1000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Accuracy differences between arms on the same items, with paired-bootstrap 95% intervals.
+
+    One row per comparison (:func:`comparisons`) and scope: every suite both
+    arms ran, then ``in_domain`` and ``ood``, the equal-weight means over the
+    shared suites of that domain (stratified: items resampled within each
+    suite). Items are paired by ``item_id``; an item only one arm ran is left
+    out, and a scope without shared items gets no row. ``diff`` and the
+    interval are fractions (0.1 = 10 points); an interval that excludes 0
+    means the arms are told apart at 95%.
+    """
+    rows: list[dict[str, Any]] = []
+    for arm, reference in comparisons(list(results)):
+        mine, theirs = _correct_by_suite(results[arm]), _correct_by_suite(results[reference])
+        by_domain: dict[str, list[tuple[list[bool], list[bool]]]] = {IN_DOMAIN: [], OOD: []}
+        scoped: list[tuple[str, list[tuple[list[bool], list[bool]]]]] = []
+        for suite, (domain, items) in mine.items():
+            if suite not in theirs:
+                continue
+            pair = align_items(items, theirs[suite][1])
+            if not pair[0]:
+                continue
+            scoped.append((suite, [pair]))
+            if domain in by_domain:
+                by_domain[domain].append(pair)
+        scoped += [(domain, pairs) for domain, pairs in by_domain.items() if pairs]
+        for scope, pairs in scoped:
+            result = paired_bootstrap(pairs, n_samples=n_samples, seed=seed)
+            rows.append({
+                "comparison": f"{arm}_vs_{reference}", "arm": arm, "reference": reference, "scope": scope,
+                "diff": result.diff, "ci95_low": result.ci_low, "ci95_high": result.ci_high, "n": result.n,
+                "suites": len(pairs),
+            })
+    return rows
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def diff_cell(row: Mapping[str, Any]) -> str:
+    """``+10.0 [+2.0, +18.0] *``: points, 95% interval, ``*`` when the interval excludes 0."""
+    low, high = row["ci95_low"], row["ci95_high"]
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"{_points(row['diff'])} [{_points(low)}, {_points(high)}]{mark}"
+
+
+def paired_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The paired-differences section: one line per comparison, one column per suite and domain."""
+    lines = ["", "## Paired differences", ""]
+    if not rows:
+        lines.append("No comparison to make: paired differences need SFT and an RL arm, or MENTOR and an RL "
+                     "baseline, evaluated on the same items.")
+        return lines
+    lines.append("Accuracy difference in points (arm minus reference) on the same items, paired by item id, with a "
+                 "paired-bootstrap 95% interval (items resampled, both arms together; in-domain/OOD: equal-weight "
+                 "mean over the shared suites, resampled within each suite). `*`: the interval excludes 0, so the "
+                 "comparison tells the two arms apart.")
+    lines.append("")
+    scopes = list(dict.fromkeys(r["scope"] for r in rows if r["scope"] not in (IN_DOMAIN, OOD)))
+    scopes += [IN_DOMAIN, OOD]
+    header = ["comparison", *(DOMAIN_LABELS.get(s, s) for s in scopes)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for name in dict.fromkeys(r["comparison"] for r in rows):
+        cells = {r["scope"]: r for r in rows if r["comparison"] == name}
+        first = next(iter(cells.values()))
+        title = f"{label(first['arm'])} − {label(first['reference'])}"
+        lines.append("| " + " | ".join([title, *(diff_cell(cells[s]) if s in cells else "–" for s in scopes)]) + " |")
+    return lines
+
+
+def write_paired(rows: Sequence[Mapping[str, Any]], out_dir: Path, stem: str = "eval_comparison") -> tuple[Path, Path]:
+    """``<stem>_paired.md`` (the table) and ``<stem>_paired.json`` (the rows) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / f"{stem}_paired.md"
+    md.write_text("\n".join(["# Evaluation: paired differences", *paired_markdown(rows)[2:]]) + "\n", encoding="utf-8")
+    data = out_dir / f"{stem}_paired.json"
+    data.write_text(json.dumps(list(rows), indent=2) + "\n", encoding="utf-8")
+    return md, data
 
 
 def domain_bar_chart(results: Mapping[str, dict[str, Any]], path: Path, title: str = "In-domain vs OOD accuracy") -> Path:
@@ -165,12 +280,27 @@ def domain_bar_chart(results: Mapping[str, dict[str, Any]], path: Path, title: s
     return path
 
 
-def write_report(results: Mapping[str, dict[str, Any]], out_dir: Path, stem: str = "eval_comparison") -> tuple[Path, Path]:
-    """Write ``<stem>.md`` (embedding the chart) and ``<stem>.png`` into ``out_dir``."""
+def write_report(
+    results: Mapping[str, dict[str, Any]],
+    out_dir: Path,
+    stem: str = "eval_comparison",
+    paired: Sequence[Mapping[str, Any]] | None = None,
+    figures: Sequence[tuple[str, Path]] = (),
+) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (embedding the chart) and ``<stem>.png`` into ``out_dir``.
+
+    ``paired``: rows of :func:`paired_differences`, shown as their own section;
+    ``figures``: (caption, path) of further images in ``out_dir`` to embed (the RL reward curves).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = domain_bar_chart(results, out_dir / f"{stem}.png")
-    markdown = comparison_markdown(results) + f"\n![In-domain vs OOD accuracy]({png.name})\n"
+    markdown = comparison_markdown(results)
+    if paired is not None:
+        markdown += "\n".join(paired_markdown(paired)) + "\n"
+    markdown += f"\n![In-domain vs OOD accuracy]({png.name})\n"
+    for caption, figure in figures:
+        markdown += f"\n![{caption}]({Path(figure).name})\n"
     md = out_dir / f"{stem}.md"
     md.write_text(markdown, encoding="utf-8")
     return md, png

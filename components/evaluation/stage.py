@@ -5,7 +5,10 @@ model, each RL arm's model, and the teacher when it is a local model (the
 ``hf`` backend; a scripted teacher is the oracle and an API teacher is not
 run here). Each arm's results go to ``eval/<arm>.json`` (read by the registry's
 promotion gate); the comparison goes to ``reports/`` and, with the per-arm
-metrics, to the stage's MLflow run.
+metrics, to the stage's MLflow run: the accuracy table and chart, the paired
+differences between arms (``diff/<arm>_vs_<reference>/<suite|in_domain|ood>``
+metrics and the ``<stem>_paired.md/json`` table) and every RL arm's reward
+curves in one figure.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from components.errors import StageError
 from components.evaluation.cli import write_json
 from components.evaluation.generation import ChatGenerator
 from components.evaluation.harness import evaluate
-from components.evaluation.report import write_report
+from components.evaluation.report import paired_differences, write_paired, write_report
 from components.evaluation.responder import EvaluationError, ModelResponder
 from components.evaluation.suites import build_suite
 
@@ -237,11 +240,21 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
                 gc.collect()
             arm_runs[arm] = _log_arm_run(params, arm, model_dir, document, written[arm], reused=arm in reused)
             mlflow.log_artifact(str(written[arm]), artifact_path="eval")
-        md, png = write_report(results, paths.reports, stem=REPORT_STEM)
+        paired = paired_differences(results, n_samples=params.eval.bootstrap_samples, seed=params.eval.seed)
+        curves = rl_reward_figure(params, list(found))
+        figures = [("RL training reward per arm", curves)] if curves else []
+        md, png = write_report(results, paths.reports, stem=REPORT_STEM, paired=paired, figures=figures)
+        if curves:
+            mlflow.log_artifact(str(curves), artifact_path="reports")
         curve = write_accuracy_table(results, paths.plots / "eval.csv")
         mlflow.log_artifact(str(curve), artifact_path="reports")
         mlflow.log_artifact(str(md), artifact_path="reports")
         mlflow.log_artifact(str(png), artifact_path="reports")
+        paired_files = write_paired(paired, paths.reports, stem=REPORT_STEM)
+        for path in paired_files:
+            mlflow.log_artifact(str(path), artifact_path="reports")
+        if paired:
+            mlflow.log_metrics(_paired_metrics(paired))
         run_id = run.info.run_id
     return {
         "run_id": run_id,
@@ -260,4 +273,38 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
         "arm_runs": arm_runs,
         "report": str(md),
         "chart": str(png),
+        "paired_report": str(paired_files[0]),
+        "rl_curves": str(curves) if curves else None,
+        "paired_diffs": [
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in paired
+        ],
     }
+
+
+def rl_reward_figure(params: Params, arms: list[str]) -> Path | None:
+    """All evaluated RL arms' mean training reward per step in one figure, from each arm's ``history.csv``.
+
+    None when no arm has a history (base/SFT only, or models trained elsewhere);
+    a figure that cannot be drawn is logged and skipped, never a failed stage.
+    """
+    from components.training.rl_curves import ARMS_FIGURE, HISTORY_FILE, plot_arms_reward, read_history
+
+    paths = run_paths(params)
+    histories = {arm: read_history(paths.rl_dir(arm) / HISTORY_FILE) for arm in arms
+                 if arm not in ("base", "sft", "teacher")}
+    try:
+        return plot_arms_reward({arm: rows for arm, rows in histories.items() if rows}, paths.reports / ARMS_FIGURE)
+    except Exception as exc:  # noqa: BLE001 - a picture must not fail the evaluation
+        log.warning("could not draw the RL reward curves: %s", exc)
+        return None
+
+
+def _paired_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``diff/<arm>_vs_<reference>/<scope>`` with its interval as ``.../ci95_low`` and ``.../ci95_high``."""
+    metrics: dict[str, float] = {}
+    for row in rows:
+        key = _metric_key("diff", row["comparison"], row["scope"])
+        metrics[key] = float(row["diff"])
+        metrics[f"{key}/ci95_low"] = float(row["ci95_low"])
+        metrics[f"{key}/ci95_high"] = float(row["ci95_high"])
+    return metrics

@@ -13,6 +13,10 @@ Two kinds, both scored per item (:class:`~components.evaluation.metrics.ItemResu
   ``eval.max_turns`` generations per user turn, the turn ends when the model
   answers without a call), judged by execution-state comparison.
 
+Both multi-turn loops end a failing item early under ``eval.stop_repeated_calls``
+/ ``eval.max_consecutive_errors`` (:class:`~components.tools.episode.EarlyStop`);
+the item then fails with ``stopped`` = ``repeated_call`` or ``error_run``.
+
 Suites talk to a :class:`~components.evaluation.responder.Responder`, so a real
 model and the oracle take exactly the same path.
 """
@@ -34,7 +38,7 @@ if TYPE_CHECKING:
     from components.config import Params
     from components.evaluation.bfcl.data import BfclCase
     from components.tools.base import Task, Tool, ToolPack
-    from components.tools.episode import Episode
+    from components.tools.episode import EarlyStop, Episode
     from components.tools.parser import ParseResult
 
 Messages = list[dict[str, Any]]
@@ -127,13 +131,22 @@ def load_eval_tasks(pack: ToolPack, params: Params) -> list[Task]:
 class PackSuite(Suite):
     """Held-out tasks of one tool pack, run as batched multi-turn episodes."""
 
-    def __init__(self, pack: ToolPack, tasks: Sequence[Task], domain: str, max_turns: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        pack: ToolPack,
+        tasks: Sequence[Task],
+        domain: str,
+        max_turns: int,
+        seed: int = 0,
+        early_stop: EarlyStop | None = None,
+    ) -> None:
         self.pack = pack
         self.name = pack.name
         self.domain = domain
         self.tasks = list(tasks)
         self.max_turns = max_turns
         self.seed = seed
+        self.early_stop = early_stop
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -154,25 +167,27 @@ class PackSuite(Suite):
 
     def run(self, responder: Responder) -> list[ItemResult]:
         from components.tools.episode import run_episodes
-        from components.tools.parser import parse_tool_calls
 
         schemas = self.pack.tool_schemas()
-        # run_episodes hands over the unfinished episodes in task order, and an
-        # episode finishes on the first output without a call attempt; tracking
-        # the same rule here names each conversation's task for the responder.
-        active = list(range(len(self.tasks)))
+        # run_episodes names the tasks of each round's conversations (in order),
+        # which tells the responder which item each conversation belongs to.
+        active: list[Task] = []
+
+        def before_round(tasks: list[Task]) -> None:
+            active[:] = tasks
 
         def generate_batch(conversations: list[Messages]) -> list[str]:
             if len(conversations) != len(active) or any(
-                conv[1].get("content") != self.tasks[i].prompt for conv, i in zip(conversations, active, strict=True)
+                conv[1].get("content") != task.prompt for conv, task in zip(conversations, active, strict=True)
             ):
                 raise EvaluationError(f"suite {self.name}: lost track of which conversation belongs to which task")
-            ids = [self.tasks[i].task_id for i in active]
-            texts = responder.respond(conversations, [schemas] * len(conversations), item_ids=ids)
-            active[:] = [i for i, text in zip(active, texts, strict=True) if parse_tool_calls(text).attempted]
-            return texts
+            ids = [task.task_id for task in active]
+            return responder.respond(conversations, [schemas] * len(conversations), item_ids=ids)
 
-        episodes = run_episodes(self.pack, self.tasks, generate_batch, max_turns=self.max_turns)
+        episodes = run_episodes(
+            self.pack, self.tasks, generate_batch, max_turns=self.max_turns, early_stop=self.early_stop,
+            before_round=before_round,
+        )
         return [episode_result(episode) for episode in episodes]
 
 
@@ -185,7 +200,9 @@ def episode_result(episode: Episode) -> ItemResult:
     if attempted == 0:
         failures[ParseErrorKind.no_calls.value] += 1
     reason = None
-    if not episode.correct:
+    if episode.stop_reason is not None:
+        reason = f"{episode.stop_reason}: {episode.stop_detail} (stopped after {episode.n_turns} turns)"
+    elif not episode.correct:
         answered = episode.messages[-1]["role"] == "assistant" and not episode.messages[-1].get("tool_calls")
         if episode.final_answer is None:
             reason = "no \\boxed{} answer" if answered else "no answer within eval.max_turns"
@@ -200,6 +217,7 @@ def episode_result(episode: Episode) -> ItemResult:
         hallucinated=failures.get(ParseErrorKind.unknown_tool.value, 0) > 0,
         parse_failures=dict(failures),
         reason=reason,
+        stopped=episode.stop_reason,
     )
 
 
@@ -286,6 +304,9 @@ class _TurnState:
     valid: int = 0
     done: bool = False
     executed: list[Any] = field(default_factory=list)  # ExecutedTurn per finished user turn
+    tracker: Any = None  # a components.tools.episode.StopTracker, per user turn, when early stops are on
+    stopped: str | None = None
+    stop_detail: str = ""
 
 
 class BfclSuite(Suite):
@@ -296,13 +317,21 @@ class BfclSuite(Suite):
     (what BFCL divides by) is ``len(cases) + excluded``.
     """
 
-    def __init__(self, category: str, cases: Sequence[BfclCase], max_turns: int, excluded: int = 0) -> None:
+    def __init__(
+        self,
+        category: str,
+        cases: Sequence[BfclCase],
+        max_turns: int,
+        excluded: int = 0,
+        early_stop: EarlyStop | None = None,
+    ) -> None:
         self.category = category
         self.name = f"{BFCL_PREFIX}{category}"
         self.domain = OOD
         self.cases = list(cases)
         self.max_turns = max_turns
         self.excluded = excluded
+        self.early_stop = early_stop  # multi-turn only: single-turn cases have one generation
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -390,12 +419,21 @@ class BfclSuite(Suite):
         return results
 
     def _run_multi_turn(self, responder: Responder) -> list[ItemResult]:
-        from components.evaluation.bfcl.multi_turn import MultiTurnEnv, check_multi_turn
+        """Per user turn, generate and execute until the model answers without a call.
+
+        Early stops (``self.early_stop``) are tracked per user turn, so a lookup
+        the next user turn repeats is not a repeat; a rule that fires ends the
+        whole case as failed, as BFCL does with a case that exceeds its step
+        limit.
+        """
+        from components.evaluation.bfcl.multi_turn import MultiTurnEnv, check_multi_turn, is_error_result
+        from components.tools.episode import StopTracker
         from components.tools.parser import ParseErrorKind, parse_tool_calls
 
         states = [
             _TurnState(case=case, env=MultiTurnEnv(case), messages=self.prompt(case), tools=_bfcl_tools(case),
-                       calls_per_turn=[[] for _ in case.turns])
+                       calls_per_turn=[[] for _ in case.turns],
+                       tracker=StopTracker(self.early_stop) if self.early_stop is not None else None)
             for case in self.cases
         ]
         while True:
@@ -414,39 +452,56 @@ class BfclSuite(Suite):
                 state.failures.update(e.kind.value for e in parsed.errors if e.kind != ParseErrorKind.no_calls)
                 calls = _decoded_calls(parsed)
                 state.messages.append(_assistant_message(parsed.content if parsed.attempted else text.strip(), calls))
+                executed: list[tuple[str, object, str, bool]] = []
                 for call in calls:
                     state.calls_per_turn[state.turn].append(call)
                     result = state.env.call(call["name"], call["arguments"])
                     state.messages.append({"role": "tool", "name": call["name"], "content": result})
+                    executed.append((call["name"], call["arguments"], result, not is_error_result(result)))
                 for error in parsed.errors:
                     if error.kind != ParseErrorKind.no_calls and error.name is None:
                         state.messages.append({"role": "tool", "name": "invalid_tool_call", "content": f"Error: {error.message}"})
+                if parsed.attempted and state.tracker is not None:
+                    reason = state.tracker.observe_turn(len(parsed.items), executed)
+                    if reason is not None:
+                        state.stopped, state.stop_detail, state.done = reason, state.tracker.detail, True
+                        continue
                 if not parsed.attempted or state.steps >= self.max_turns:
                     self._next_turn(state)
         results = []
         for state in states:
-            verdict = check_multi_turn(state.case, state.calls_per_turn, executed=state.executed)
             if state.attempted == 0:
                 state.failures[ParseErrorKind.no_calls.value] += 1
+            if state.stopped is not None:  # failed: the later user turns never ran, nothing to check
+                passed = False
+                reason = f"{state.stopped}: {state.stop_detail} (stopped in user turn {state.turn + 1})"
+            else:
+                verdict = check_multi_turn(state.case, state.calls_per_turn, executed=state.executed)
+                passed, reason = verdict.passed, verdict.reason
             results.append(
                 ItemResult(
                     item_id=state.case.case_id,
-                    correct=verdict.passed,
+                    correct=passed,
                     n_calls=state.attempted,
                     n_valid_calls=state.valid,
                     n_turns=state.generations,
                     hallucinated=state.failures.get(ParseErrorKind.unknown_tool.value, 0) > 0,
                     parse_failures=dict(state.failures),
-                    reason=verdict.reason,
+                    reason=reason,
+                    stopped=state.stopped,
                 )
             )
         return results
 
     @staticmethod
     def _next_turn(state: _TurnState) -> None:
+        from components.tools.episode import StopTracker
+
         state.executed.append(state.env.end_turn())  # the checker judges these results, without re-running calls
         state.turn += 1
         state.steps = 0
+        if state.tracker is not None:
+            state.tracker = StopTracker(state.tracker.rule)
         if state.turn >= len(state.case.turns):
             state.done = True
         else:
@@ -485,6 +540,16 @@ def _looks_like_path(target: str) -> bool:
     return "/" in target or "\\" in target or target.endswith((".json", ".jsonl"))
 
 
+def early_stop_rule(params: Params) -> EarlyStop | None:
+    """The evaluation's :class:`~components.tools.episode.EarlyStop` from ``eval.*`` (None when both rules are off)."""
+    from components.tools.episode import EarlyStop
+
+    if not params.eval.stop_repeated_calls and params.eval.max_consecutive_errors is None:
+        return None
+    return EarlyStop(repeated_call=params.eval.stop_repeated_calls,
+                     max_consecutive_errors=params.eval.max_consecutive_errors)
+
+
 def _build_bfcl_suite(name: str, params: Params, limit: int | None) -> BfclSuite:
     """``bfcl:<category>`` from the wheel, or ``bfcl:<path>`` for a user's own BFCL-format file.
 
@@ -507,13 +572,15 @@ def _build_bfcl_suite(name: str, params: Params, limit: int | None) -> BfclSuite
         all_cases = load_cases(target, limit)
         unsatisfiable = _unsatisfiable()
         cases = [c for c in all_cases if c.case_id not in unsatisfiable]
-        return BfclSuite(target, cases, max_turns=params.eval.max_turns, excluded=len(all_cases) - len(cases))
+        return BfclSuite(target, cases, max_turns=params.eval.max_turns, excluded=len(all_cases) - len(cases),
+                         early_stop=early_stop_rule(params))
     if _looks_like_path(target) or Path(target).is_file():
         try:
             cases = load_file_cases(Path(target))
         except BfclFileError as exc:
             raise EvaluationError(f"suite {name!r}: {exc}") from exc
-        return BfclSuite(target, cases[:limit] if limit is not None else cases, max_turns=params.eval.max_turns)
+        return BfclSuite(target, cases[:limit] if limit is not None else cases, max_turns=params.eval.max_turns,
+                         early_stop=early_stop_rule(params))
     raise EvaluationError(
         f"unknown BFCL category {target!r} in suite {name!r}; offline categories: "
         + ", ".join(f"{BFCL_PREFIX}{c}" for c in categories)
@@ -539,7 +606,8 @@ def build_suite(name: str, params: Params, limit: int | None = None) -> Suite:
     if limit is not None:
         tasks = tasks[:limit]
     domain = IN_DOMAIN if pack.name in params.tasks.train_packs else OOD
-    return PackSuite(pack, tasks, domain=domain, max_turns=params.eval.max_turns, seed=params.eval.seed)
+    return PackSuite(pack, tasks, domain=domain, max_turns=params.eval.max_turns, seed=params.eval.seed,
+                     early_stop=early_stop_rule(params))
 
 
 def suite_domain(name: str, params: Params) -> str:

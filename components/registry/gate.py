@@ -344,13 +344,14 @@ def paired_bootstrap_delta(
     """Equal-weight mean over suites of (challenger - champion) accuracy, with a 95% percentile interval.
 
     Items are resampled with replacement *within* each suite and *jointly* for
-    both models, so the interval reflects only the disagreement between them,
-    which is far tighter than comparing two independent intervals.
+    both models (``components.evaluation.metrics.paired_bootstrap``, the same
+    computation as the evaluation report's paired differences), so the
+    interval reflects only the disagreement between them.
     """
-    from components.bootstrap import stratified_bootstrap
+    from components.evaluation.metrics import paired_bootstrap
 
-    result = stratified_bootstrap([a - b for a, b in pairs], n_samples=samples, seed=seed)
-    return result.point, result.low, result.high
+    result = paired_bootstrap(pairs, n_samples=samples, seed=seed)
+    return result.diff, result.ci_low, result.ci_high
 
 
 def evaluate_gate(

@@ -14,7 +14,9 @@ arguments, so the teacher's reference travels with the row:
   (TRL then routes each row to that pack's environment class).
 
 Only rows whose teacher answer was verified are used: a wrong reference would
-teach the wrong tools.
+teach the wrong tools. ``rl.difficulties`` narrows the rows to some task levels,
+where the student's rollouts disagree (a group with equal rewards has zero
+advantage and teaches nothing).
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ def build_rl_rows(
     packs: Sequence[str],
     n: int,
     seed: int,
+    difficulties: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Verified rows of the training packs, shuffled with ``seed``, at most ``n`` of them."""
+    """Verified rows of the training packs (of ``difficulties`` only, when given), shuffled with ``seed``, at most ``n``."""
     wanted = set(packs)
     usable = [r for r in teacher_rows if r.get("verified") is True and r.get("pack") in wanted]
     if not usable:
@@ -97,15 +100,27 @@ def build_rl_rows(
             f"The teacher dataset has no verified rows for the training packs {sorted(wanted)}; RL needs at least "
             "one. Check tasks.train_packs, or regenerate the data with `mentor stage teacher`."
         )
+    if difficulties is not None:
+        levels = {int(level) for level in difficulties}
+        present = sorted({int(r["difficulty"]) for r in usable})
+        usable = [r for r in usable if int(r["difficulty"]) in levels]
+        if not usable:
+            raise DataValidationError(
+                f"rl.difficulties {sorted(levels)} leaves no RL rows: the verified teacher rows of the training packs "
+                f"{sorted(wanted)} have difficulties {present}. Set rl.difficulties to some of {present}, or null "
+                "for all levels."
+            )
     usable.sort(key=lambda r: str(r["id"]))  # file order must not change the sample
     random.Random(seed).shuffle(usable)
     multi = len({r["pack"] for r in usable}) > 1
     return [to_rl_row(r, multi_pack=multi) for r in usable[:n]]
 
 
-def load_rl_dataset(path: Path, packs: Sequence[str], n: int, seed: int):  # type: ignore[no-untyped-def]
+def load_rl_dataset(  # type: ignore[no-untyped-def]
+    path: Path, packs: Sequence[str], n: int, seed: int, difficulties: Sequence[int] | None = None
+):
     """A ``datasets.Dataset`` of GRPO rows (imported lazily: datasets is slow to import)."""
     from datasets import Dataset
 
-    rows = build_rl_rows(read_teacher_rows(path), packs, n, seed)
+    rows = build_rl_rows(read_teacher_rows(path), packs, n, seed, difficulties)
     return Dataset.from_list(rows)

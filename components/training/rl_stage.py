@@ -62,12 +62,13 @@ from typing import Any
 from components.config import Params, model_cache_dir, run_paths
 from components.errors import StageError, TrainingDivergedError
 from components.training.rewards import REWARD_MODES
+from components.training.rl_curves import HISTORY_FILE
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 RUN_INFO = "mentor_rl_run.json"
-HISTORY = "history.csv"
+HISTORY = HISTORY_FILE
 MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
@@ -377,40 +378,31 @@ def curve_ends(history: Sequence[dict[str, float]], keys: Sequence[str] = SUMMAR
     return out
 
 
-def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -> None:
-    """The per-step table (CSV) and a plot of the reward components, as files and MLflow artifacts."""
+def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -> Path | None:
+    """The per-step table (CSV) and the arm's curves (``curves.png``), as files and MLflow artifacts under ``rl/``.
+
+    The figure (``components.training.rl_curves``): mean reward, the reward
+    components' rates and the shares of zero-variance groups and skipped rows,
+    per step. Returns the figure's path (None when it could not be drawn).
+    """
     import mlflow
     import pandas as pd
 
     if not history:
-        return
-    frame = pd.DataFrame(history)
+        return None
     csv = out_dir / HISTORY  # written after every logged step by RlMetricsCallback
     if not csv.exists():
-        frame.to_csv(csv, index=False)
+        pd.DataFrame(history).to_csv(csv, index=False)
     mlflow.log_artifact(str(csv), artifact_path="rl")
     try:
-        import matplotlib
+        from components.training.rl_curves import ARM_FIGURE, plot_arm_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        keys = [k for k in ("rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/boxed_rate",
-                            "rl/hallucination_rate", "rl/zero_variance_groups") if k in frame]
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for key in keys:
-            ax.plot(frame["step"], frame[key], label=key.removeprefix("rl/"), marker="o", markersize=3)
-        ax.set_xlabel("step")
-        ax.set_title(f"RL arm '{arm}': reward components")
-        ax.legend(loc="best", fontsize=8)
-        ax.grid(alpha=0.3)
-        png = out_dir / "curves.png"
-        fig.tight_layout()
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
+        png = plot_arm_curves(history, out_dir / ARM_FIGURE, arm)
         mlflow.log_artifact(str(png), artifact_path="rl")
+        return png
     except Exception as exc:  # noqa: BLE001 - a plot must never fail a finished training run
         log.warning("could not draw the RL curves: %s", exc)
+        return None
 
 
 # --------------------------------------------------------------------------- one arm
@@ -428,7 +420,8 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     from components.validation.gate import validated_dataset
 
     data_path = validated_dataset(params)  # the data gate: refuses unvalidated, failed or changed data
-    dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed)
+    dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
+                              params.rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
     dataset_sha = _file_sha256(data_path)
     resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
@@ -462,7 +455,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         }
         save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
         ends = curve_ends(metrics.history)
-        _log_history(metrics.history, out_dir, arm)
+        figure = _log_history(metrics.history, out_dir, arm)
         # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
         from components.training.rl_callbacks import write_history
 
@@ -481,6 +474,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             "wall_s": round(wall_s, 1),
             "timing": timing,
             "curves": ends,
+            "curves_figure": str(figure) if figure else None,
             "resumed_from": str(resume_from) if resume_from else None,
             "mlflow_run_id": run.info.run_id,
         }

@@ -78,18 +78,40 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
         assert "mentor.stage" not in child.data.tags  # lineage picks stage runs by this tag; arms are not stages
     assert set(by_arm["base"].data.metrics) == set(by_arm["sft"].data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "reports")}
-    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png", "reports/eval.csv"}
+    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png", "reports/eval.csv",
+                         "reports/eval_comparison_paired.md", "reports/eval_comparison_paired.json"}
+    assert summary["paired_diffs"] == []  # base and SFT only: no RL arm to compare
     evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
     assert evals == {"eval/base.json", "eval/sft.json"}
 
+    assert summary["rl_curves"] is None  # no RL arm, no training curves
+
     # A rerun that only adds an arm evaluates that arm and reuses the others' results.
     shutil.copytree(tiny_model_dir, paths.rl_model("strict"))
+    from components.training.rl_callbacks import write_history
+
+    write_history([{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.4}],
+                  paths.rl_dir("strict") / "history.csv")
     before = (paths.eval_dir / "base.json").read_text()
     again = run_evaluate_stage(params)
     assert again["reused"] == ["base", "sft"]
     assert set(again["arms"]) == {"base", "sft", "strict"}
     assert (paths.eval_dir / "base.json").read_text() == before
     assert "| strict RL |" in Path(again["report"]).read_text()
+    # strict is the same tiny model as SFT: every paired difference is exactly 0 [0, 0], logged per suite.
+    assert {(r["comparison"], r["scope"]) for r in again["paired_diffs"]} == {
+        ("strict_vs_sft", scope) for scope in ("arith", "bfcl:simple_python", "in_domain", "ood")}
+    assert all(r["diff"] == r["ci95_low"] == r["ci95_high"] == 0.0 for r in again["paired_diffs"])
+    metrics = mlflow.get_run(again["run_id"]).data.metrics
+    assert metrics["diff/strict_vs_sft/bfcl.simple_python"] == 0.0 and metrics["diff/strict_vs_sft/ood/ci95_high"] == 0.0
+    assert "| strict RL − SFT | +0.0 [+0.0, +0.0] |" in Path(again["report"]).read_text()
+    assert Path(again["paired_report"]).name == "eval_comparison_paired.md"
+    # The RL arms' training reward in one figure, embedded in the report and logged with it.
+    assert Path(again["rl_curves"]) == paths.reports / "rl_reward_curves.png"
+    assert Path(again["rl_curves"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![RL training reward per arm](rl_reward_curves.png)" in Path(again["report"]).read_text()
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(again["run_id"], "reports")}
+    assert "reports/rl_reward_curves.png" in logged
 
     # A retrained model (its files changed) or other eval params are evaluated again.
     weights = next(paths.sft_model.glob("*.safetensors"))

@@ -10,6 +10,7 @@ from components.evaluation.metrics import (
     align_items,
     bootstrap_ci,
     macro_bootstrap_ci,
+    paired_bootstrap,
     paired_bootstrap_diff,
     summarize,
 )
@@ -72,6 +73,27 @@ def test_pairing_is_tighter_than_independent_intervals() -> None:
     paired = paired_bootstrap_diff(a, b, n_samples=2000)
     assert paired.ci_low > 0
     assert bootstrap_ci(a)[0] < bootstrap_ci(b)[1]
+
+
+def test_stratified_paired_bootstrap_weighs_suites_equally_and_is_the_gates() -> None:
+    """One implementation for the report and the gate: a 10-item suite weighs as much as a 100-item one."""
+    import numpy as np
+
+    from components.registry.gate import paired_bootstrap_delta
+
+    small = ([True] * 10, [False] * 10)  # +100 points on 10 items
+    large = ([True, False] * 50, [True, False] * 50)  # no difference on 100 items
+    result = paired_bootstrap([small, large], n_samples=500, seed=3)
+    assert result.diff == pytest.approx(0.5) and result.n == 110
+    assert result.ci_low == pytest.approx(0.5) and result.ci_high == pytest.approx(0.5)  # no disagreement varies
+    assert paired_bootstrap([([], []), small]).diff == 1.0  # empty suites are left out
+    assert paired_bootstrap([]).n == 0
+    rng = np.random.default_rng(7)
+    pairs = [(rng.integers(0, 2, n).astype(float), rng.integers(0, 2, n).astype(float)) for n in (7, 30, 12)]
+    mine = paired_bootstrap(pairs, n_samples=400, seed=5)
+    assert paired_bootstrap_delta(pairs, 400, 5) == pytest.approx((mine.diff, mine.ci_low, mine.ci_high))
+    with pytest.raises(ValueError, match="pair 1 has 2 and 3 items"):
+        paired_bootstrap([small, ([1, 0], [1, 0, 1])])
 
 
 def test_align_items_by_id() -> None:

@@ -53,6 +53,7 @@ def test_oracle_scores_one_on_pack(params: Params, pack: str) -> None:
     failed = [(i["item_id"], i["reason"]) for i in result["per_item"] if not i["correct"]]
     assert failed == []
     assert result["accuracy"] == 1.0 and result["n"] == 60
+    assert result["early_stops"] == {}  # the default early-stop rules never end a correct episode
     assert result["valid_call_rate"] == 1.0
     assert result["hallucinated_tool_rate"] == 0.0
     assert result["mean_calls"] >= 1.0  # the tasks really needed tools
@@ -93,7 +94,7 @@ def test_oracle_scores_one_on_bfcl(params: Params, category: str, limit: int | N
     result = _score(params, f"bfcl:{category}", limit)
     failed = [(i["item_id"], i["reason"]) for i in result["per_item"] if not i["correct"]]
     assert failed == []
-    assert result["accuracy"] == 1.0
+    assert result["accuracy"] == 1.0 and result["early_stops"] == {}
     # BFCL's denominator: every case of the slice, the unsatisfiable ones (not run) included.
     assert result["bfcl_total"] == result["n"] + result["excluded_unsatisfiable"]
     assert result["bfcl_correct"] == result["n"]

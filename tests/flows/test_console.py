@@ -18,7 +18,13 @@ RESULT = {
     "eval_table": [{"arm": "sft", "arith": "40.0 [10.0, 70.0]", "units": "0.0", "in-domain": 40.0, "OOD": 0.0,
                     "n_suites": 2},
                    {"arm": "mentor", "arith": "50.0 [20.0, 80.0]", "in-domain": 50.0, "OOD": 10.0, "n_suites": 2}],
-    "summaries": {"evaluate": {"report": "/o/reports/eval_comparison.md", "chart": "/o/reports/eval_comparison.png"},
+    "summaries": {"evaluate": {"report": "/o/reports/eval_comparison.md", "chart": "/o/reports/eval_comparison.png",
+                               "paired_diffs": [
+                                   {"comparison": "mentor_vs_sft", "scope": "arith", "diff": 0.1, "ci95_low": -0.2,
+                                    "ci95_high": 0.4},
+                                   {"comparison": "mentor_vs_sft", "scope": "ood", "diff": 0.2, "ci95_low": 0.05,
+                                    "ci95_high": 0.35},
+                               ]},
                   "register": {"model_uri": "models:/mentor-student/3", "aliases": ["champion"],
                                "decision": "promote", "reason": "OOD +0.10"}},
 }
@@ -35,6 +41,12 @@ def test_report_lists_timings_table_paths_and_uis(tmp_path: Path, monkeypatch: p
     mentor = next(line for line in lines if line.startswith("mentor "))
     assert "50.0 [20.0, 80.0]" in mentor and mentor.split()[-1] == "-"  # no units result -> '-'
     assert "report:     /o/reports/eval_comparison.md" in text and "eval_comparison.png" in text
+    assert "== paired differences, points [95% paired bootstrap], * = interval excludes 0" in text
+    paired_header = next(line for line in lines if line.startswith("comparison "))
+    assert paired_header.split() == ["comparison", "in-domain", "OOD", "arith"]
+    row = next(line for line in lines if line.startswith("mentor_vs_sft "))
+    assert row.split("  ")[0] == "mentor_vs_sft"
+    assert "+20.0 [+5.0, +35.0] *" in row and "+10.0 [-20.0, +40.0]" in row and row.split()[1] == "-"
     assert "models:/mentor-student/3" in text and "gate=promote" in text
     assert "mlflow ui --backend-store-uri sqlite:////x/mlflow.db" in text
     assert "prefect server start" in text
@@ -47,3 +59,4 @@ def test_report_points_at_servers_when_configured(tmp_path: Path, monkeypatch: p
     assert "MLflow UI:  open http://mlflow:5000" in text
     assert "Prefect UI: open http://prefect:4200/runs" in text
     assert "(no evaluation results)" in text
+    assert "paired differences" not in text  # nothing to compare: no section

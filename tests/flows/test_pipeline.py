@@ -90,6 +90,7 @@ def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: 
     closing = render_run_report(good, result, f"sqlite:///{tmp_path / 'mlflow.db'}")  # what `mentor run` prints
     assert "pipeline time:" in closing and "eval_comparison.md" in closing and "models:/" in closing
     assert {line.split()[0] for line in closing.splitlines() if line.strip()} >= {"base", "sft", "mentor"}
+    assert "== paired differences" in closing and "mentor_vs_sft" in closing  # from the evaluate summary
 
     # MLflow: one parent run per pipeline run, each stage that ran nested under it.
     parent_id = result["parent_run_id"]

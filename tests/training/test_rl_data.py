@@ -11,10 +11,10 @@ from components.errors import DataValidationError, StageError
 from components.training.rl_data import build_rl_rows, load_rl_dataset, read_teacher_rows
 
 
-def teacher_row(i: int, pack: str = "arith", verified: bool = True) -> dict:
+def teacher_row(i: int, pack: str = "arith", verified: bool = True, difficulty: int = 2) -> dict:
     calls = [{"name": "multiply", "arguments": {"a": i, "b": 2}}, {"name": "add", "arguments": {"a": 2 * i, "b": 1}}]
     return {
-        "id": f"{pack}-0-{i}", "pack": pack, "difficulty": 2, "prompt": f"What is {i}*2+1?", "system": "SYS",
+        "id": f"{pack}-0-{i}", "pack": pack, "difficulty": difficulty, "prompt": f"What is {i}*2+1?", "system": "SYS",
         "tools": "[]", "messages": "[]", "tool_names": ["multiply", "add"], "tool_set": ["add", "multiply"],
         "calls": json.dumps(calls), "answer": str(2 * i + 1), "teacher_answer": str(2 * i + 1), "verified": verified,
         "task": json.dumps({"task_id": f"{pack}-0-{i}", "pack": pack, "difficulty": 2, "prompt": "p", "answer": "a"}),
@@ -52,6 +52,33 @@ def test_no_usable_rows_is_a_clear_error() -> None:
         build_rl_rows([teacher_row(1, verified=False)], ["arith"], n=5, seed=0)
 
 
+def test_difficulties_keep_only_those_levels() -> None:
+    source = [teacher_row(i, difficulty=1 + i % 3) for i in range(30)]
+    every = build_rl_rows(source, ["arith"], n=100, seed=0)
+    assert sorted({r["difficulty"] for r in every}) == [1, 2, 3] and len(every) == 30
+    assert build_rl_rows(source, ["arith"], n=100, seed=0, difficulties=None) == every
+    hard = build_rl_rows(source, ["arith"], n=100, seed=0, difficulties=[2, 3])
+    assert len(hard) == 20 and {r["difficulty"] for r in hard} == {2, 3}
+    assert len(build_rl_rows(source, ["arith"], n=5, seed=0, difficulties=[3])) == 5  # n still caps the rows
+    with pytest.raises(DataValidationError, match=r"rl.difficulties \[4\] leaves no RL rows.*difficulties \[1, 2, 3\]"):
+        build_rl_rows(source, ["arith"], n=10, seed=0, difficulties=[4])
+
+
+def test_difficulties_are_validated_in_params() -> None:
+    from components.config import load_params
+    from components.config.loader import ParamsError
+
+    params_file = Path(__file__).resolve().parents[2] / "params.yaml"
+    assert load_params(params_file, "smoke").rl.difficulties is None
+    assert load_params(params_file, "smoke", ["rl.difficulties=[2]"]).rl.difficulties == [2]
+    with pytest.raises(ParamsError, match=r"rl.difficulties: level\(s\) \[3\] are not in tasks.difficulties \[1, 2\]"):
+        load_params(params_file, "smoke", ["rl.difficulties=[2, 3]"])
+    with pytest.raises(ParamsError, match=r"rl\.difficulties"):
+        load_params(params_file, "smoke", ["rl.difficulties=[]"])
+    with pytest.raises(ParamsError, match=r"rl\.difficulties"):
+        load_params(params_file, "smoke", ["rl.difficulties=[0]"])
+
+
 def test_file_errors_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="mentor stage teacher"):
         read_teacher_rows(tmp_path / "missing.jsonl")
@@ -68,5 +95,8 @@ def test_dataset_columns(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(teacher_row(i)) + "\n" for i in range(4)))
     dataset = load_rl_dataset(path, ["arith"], n=4, seed=0)
     assert len(dataset) == 4
+    assert len(load_rl_dataset(path, ["arith"], n=4, seed=0, difficulties=[2])) == 4
+    with pytest.raises(DataValidationError, match="leaves no RL rows"):
+        load_rl_dataset(path, ["arith"], n=4, seed=0, difficulties=[1])
     assert {"prompt", "task", "ref_tool_set", "ref_calls", "answer"} <= set(dataset.column_names)
     assert dataset[0]["ref_tool_set"] == ["add", "multiply"]

@@ -72,6 +72,12 @@ def test_two_arms_from_one_call_each_with_its_run_and_model(rl_params: Params) -
             assert [m.step for m in history] == [1], key
         assert 0.0 <= result["timing"]["reward_tool_share"] < 1.0
         assert "rl/reward_mean" in result["curves"]
+    # Each arm's curves as a picture in its folder and in its own MLflow run.
+    for arm, result in summary["arms"].items():
+        figure = run_paths(params).rl_dir(arm) / "curves.png"
+        assert result["curves_figure"] == str(figure) and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        logged = {a.path for a in client.list_artifacts(runs[f"rl-{arm}"].info.run_id, "rl")}
+        assert {"rl/curves.png", "rl/history.csv"} <= logged
     # The tiny random model never ends a turn within 32 tokens: the EOS gate gives every rollout 0.
     mentor = summary["arms"]["mentor"]["curves"]
     assert mentor["rl/reward_mean"]["end"] == 0.0 and mentor["rl/eos_rate"]["end"] == 0.0
@@ -153,6 +159,17 @@ def test_profiles_carry_the_authors_settings(profile: str) -> None:
         assert rl.num_generations == 10 and rl.beta == 0.001 and rl.learning_rate == 1e-6
     else:  # 2 cores: smaller groups (and no reference model on cpu-demo), see the comments in params.yaml
         assert rl.num_generations == 2 and rl.beta == (0.0 if profile == "cpu-demo" else 0.001)
+
+
+def test_rl_difficulties_reach_the_rl_rows(rl_params: Params) -> None:
+    """The stage filters its prompts by rl.difficulties: a level the teacher data lacks stops it before training."""
+    from components.errors import DataValidationError
+    from components.training.rl_stage import run_rl_stage
+
+    params = _with(rl_params, tasks={"difficulties": [1, 2, 3]}, rl={"difficulties": [3]})  # the data has 1 and 2
+    with pytest.raises(DataValidationError, match=r"rl.difficulties \[3\] leaves no RL rows.*\[1, 2\]"):
+        run_rl_stage(params, arm="mentor")
+    assert not run_paths(params).rl_model("mentor").exists()
 
 
 def test_sft_on_without_an_sft_model_refuses(rl_params: Params) -> None:

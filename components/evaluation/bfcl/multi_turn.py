@@ -189,6 +189,24 @@ def _format_result(result: Any) -> str:
     return str(result)
 
 
+def is_error_result(text: str) -> bool:
+    """Whether a call's result text reports a failure: our dispatcher's error, or the API's own ``{"error": ...}``.
+
+    The shipped API classes signal mistakes (a missing file, ``cd`` into a
+    folder that does not exist) by returning a dict with an ``error`` key
+    instead of raising; early stops count those as failed calls.
+    """
+    if text.startswith(ERROR_PREFIX):
+        return True
+    if not text.startswith("{") or '"error"' not in text:
+        return False
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "error" in value
+
+
 def public_state(instance: object) -> dict[str, Any]:
     """The part of an instance BFCL compares: attributes not starting with ``_``."""
     return {k: v for k, v in vars(instance).items() if not k.startswith("_")}
