@@ -117,10 +117,11 @@ def test_grpo_on_two_processes_matches_one_process(isolated_env: Path, model_cac
     train_rl(one, "mentor")
     two_rows, one_rows = _history(two, "mentor"), _history(one, "mentor")
     assert [r["step"] for r in two_rows] == [r["step"] for r in one_rows] == [1.0, 2.0]
-    # Same prompts per step on both layouts: the prompt+completion token count of the global batch agrees
-    # up to the completions' lengths (sampling differs per rank); the rank-0 share alone would be about half.
+    # Same prompts per step on both layouts: TRL's token count of the global batch (prompts + completions,
+    # gathered over ranks) agrees; rank 0's share alone would be half. Completions are sampled per rank, so
+    # an early EOS could shorten one of them (at most 32 of ~2.7k tokens): 2% tolerance.
     for a, b in zip(two_rows, one_rows, strict=True):
-        assert a["num_tokens"] == pytest.approx(b["num_tokens"], rel=0.1)
-        # The tiny random model earns no reward, so the loss is the entropy bonus over the global batch:
-        # equal within sampling noise, and a sum over ranks instead of the mean would double it.
-        assert a["loss"] == pytest.approx(b["loss"], rel=0.1, abs=1e-4)
+        assert a["num_tokens"] == pytest.approx(b["num_tokens"], rel=0.02)
+        # The tiny random model earns no reward, so the loss is the entropy bonus over the global batch
+        # (measured: equal to 1e-5); a sum over the ranks instead of their mean would double it.
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
