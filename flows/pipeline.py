@@ -407,6 +407,7 @@ def _run_steps(
             for future in as_completed([item[3] for item in launched]):
                 record, (key, payload, key_file, _) = by_future[id(future)]
                 record.seconds = round(time.perf_counter() - started, 2)
+                future.wait()  # settles the future's final state (``state`` may still read RUNNING before)
                 error = finish(record, key, payload, key_file, future.state)
                 if error is not None:
                     failures.append((record, error))

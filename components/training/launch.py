@@ -50,6 +50,8 @@ STAGE_TARGETS = {
     "sft": ("components.training.sft_stage", "run_sft_stage"),
     "rl": ("components.training.rl_stage", "run_rl_stage"),
     "evaluate": ("components.evaluation.stage", "run_evaluate_stage"),
+    # The evaluate stage's parallel helper: writes eval/<arm>.json, opens no MLflow run.
+    "evaluate-arms": ("components.evaluation.stage", "evaluate_arm_files"),
 }
 
 
@@ -280,6 +282,31 @@ def run_stage_process(
         return json.loads(summary.read_text())
 
 
+def run_arms_in_parallel(params: Params, arms: Sequence[str], resume: bool = False) -> dict[str, Any]:
+    """Train ``arms`` side by side, each in its own process(es) on a slot; summaries by arm, in the given order.
+
+    What ``mentor stage rl --arm a,b`` (and so ``dvc repro``'s single call for
+    several arms) does with ``orchestration.max_parallel_arms`` > 1; the Prefect flow
+    submits arms as separate tasks instead. The first failure is re-raised after the
+    other arms finished (their models are kept).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = slot_pool(params.orchestration.max_parallel_arms, stage_processes(params, "rl"))
+
+    def one(arm: str) -> dict[str, Any]:
+        with pool.acquire() as slot:
+            return run_stage_process(params, "rl", {"arm": arm, "resume": resume}, slot=slot)
+
+    with ThreadPoolExecutor(max_workers=len(pool.slots)) as executor:
+        futures = {arm: executor.submit(one, arm) for arm in arms}
+        errors = [future.exception() for future in futures.values()]
+    first = next((error for error in errors if error is not None), None)
+    if first is not None:
+        raise first
+    return {arm: future.result() for arm, future in futures.items()}
+
+
 # --------------------------------------------------------------------------- the launched side
 
 
@@ -314,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options["resume"] = args.resume
     if args.stage == "rl" and args.arm:
         options["arm"] = args.arm
-    if args.stage == "evaluate" and args.arms:
+    if args.stage in {"evaluate", "evaluate-arms"} and args.arms:
         options["arms"] = args.arms.split(",")
     module_name, attr = STAGE_TARGETS[args.stage]
     try:
