@@ -115,7 +115,7 @@ def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bo
     from components.training.launch import run_stage_process, should_launch
 
     options = _stage_options(stage, arm, resume)
-    if slot is not None or should_launch(params, stage):
+    if slot is not None or should_launch(params, stage, options):
         summary = run_stage_process(params, stage, options, slot=slot)
     else:
         summary = _stage_function(stage)(params, **options)

@@ -86,7 +86,7 @@ def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
     from components.training.launch import run_stage_process, should_launch
 
     try:
-        if should_launch(params, name):
+        if should_launch(params, name, options):
             return run_stage_process(params, name, options)
         return resolve_callable(STAGES[name])(params, **options)
     except StageError as exc:

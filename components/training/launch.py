@@ -63,11 +63,24 @@ def stage_processes(params: Params, stage: str) -> int:
     return params.orchestration.num_processes if stage in TRAINING_STAGES else 1
 
 
-def should_launch(params: Params, stage: str) -> bool:
-    """Launch through accelerate: more than one process wanted and not already inside a launch."""
+def should_launch(params: Params, stage: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Launch through accelerate: more than one process wanted and not already inside a launch.
+
+    Several RL arms with ``orchestration.max_parallel_arms`` > 1 are not launched as
+    one job: ``run_rl_stage`` launches each arm on its own slot instead.
+    """
     from components.training.distributed import launched
 
-    return stage_processes(params, stage) > 1 and not launched()
+    if stage_processes(params, stage) <= 1 or launched():
+        return False
+    return not (stage == "rl" and params.orchestration.max_parallel_arms > 1 and _several_arms(params, options))
+
+
+def _several_arms(params: Params, options: Mapping[str, Any] | None) -> bool:
+    arm = str((options or {}).get("arm") or "").strip()
+    if arm == "all":
+        return len(set(params.rl.compare_arms)) > 1
+    return len({part.strip() for part in arm.split(",") if part.strip()}) > 1
 
 
 # --------------------------------------------------------------------------- device slots

@@ -107,7 +107,9 @@ def run_rl_stage(params: Params, resume: bool = False, arm: str | None = None) -
     arms = resolve_arms(arm, params)
     if len(arms) == 1:
         return train_rl(params, arms[0], resume=resume)
-    if params.orchestration.max_parallel_arms > 1:  # side by side, each arm in its own process and slot
+    from components.training.distributed import launched
+
+    if params.orchestration.max_parallel_arms > 1 and not launched():  # side by side, each in its own process
         from components.training.launch import run_arms_in_parallel
 
         return {"arms": run_arms_in_parallel(params, arms, resume=resume)}

@@ -125,3 +125,48 @@ def test_grpo_on_two_processes_matches_one_process(isolated_env: Path, model_cac
         # The tiny random model earns no reward, so the loss is the entropy bonus over the global batch
         # (measured: equal to 1e-5); a sum over the ranks instead of their mean would double it.
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+
+
+# --------------------------------------------------------------------------- launch planning (no processes)
+
+
+def test_slots_split_gpus_or_cores_without_overlap() -> None:
+    from components.errors import StageError
+    from components.training.launch import plan_slots
+
+    gpus = [str(i) for i in range(8)]
+    slots = plan_slots(3, 2, gpus=gpus, cpus=[0, 1])
+    assert [s.gpus for s in slots] == [("0", "1"), ("2", "3"), ("4", "5")]
+    assert slots[1].env() == {"CUDA_VISIBLE_DEVICES": "2,3"}
+    assert len(plan_slots(4, 4, gpus=gpus, cpus=[0])) == 2  # only two arms of 4 GPUs fit on 8
+    with pytest.raises(StageError, match="needs 9 GPUs per arm, but 8 are visible"):
+        plan_slots(1, 9, gpus=gpus, cpus=[0])
+    cpu = plan_slots(4, 1, gpus=[], cpus=[0, 1])  # never more slots than cores
+    assert [s.cpus for s in cpu] == [(0,), (1,)] and cpu[0].env() == {"MENTOR_CPU_AFFINITY": "0"}
+
+
+def test_when_a_stage_is_launched(smoke_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.training.launch import should_launch
+
+    def with_orchestration(**values: int) -> Params:
+        return smoke_params.model_copy(update={"orchestration": smoke_params.orchestration.model_copy(update=values)})
+
+    assert not should_launch(smoke_params, "sft")  # one process: in this process
+    two = with_orchestration(num_processes=2)
+    assert should_launch(two, "sft") and should_launch(two, "rl", {"arm": "mentor"})
+    assert not should_launch(two, "evaluate")  # no distributed code path
+    # Several arms side by side: each arm launches itself, not one job for all of them.
+    both = with_orchestration(num_processes=2, max_parallel_arms=2)
+    assert not should_launch(both, "rl", {"arm": "mentor,sparse"}) and should_launch(both, "rl", {"arm": "mentor"})
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not should_launch(two, "sft")  # already a rank of a launch: never launch again
+
+
+def test_a_launched_stage_reraises_the_workers_error(smoke_params: Params) -> None:
+    """The worker's error class comes back (the flow's no-retry rule for bad data depends on it)."""
+    from components.errors import StageError
+    from components.training.launch import run_stage_process
+
+    with pytest.raises(StageError, match="teacher"):  # no teacher data written: the SFT stage refuses
+        run_stage_process(smoke_params, "sft", {"resume": False}, processes=1)
