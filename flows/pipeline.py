@@ -115,9 +115,21 @@ def _parent_env(parent_run_id: str | None) -> Iterator[None]:
             os.environ[PARENT_RUN_ENV] = previous
 
 
-def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run one stage function in this process; write its metrics and summary where DVC expects them."""
-    summary = _stage_function(stage)(params, **_stage_options(stage, arm, resume))
+def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False,
+                  slot: Any = None) -> dict[str, Any]:
+    """Run one stage and write its metrics and summary where DVC expects them.
+
+    In this process, unless it must run in processes of its own: several of them
+    (``orchestration.num_processes`` > 1: ``accelerate launch``), or on a device
+    ``slot`` while other arms run beside it (``components.training.launch``).
+    """
+    from components.training.launch import run_stage_process, should_launch
+
+    options = _stage_options(stage, arm, resume)
+    if slot is not None or should_launch(params, stage, options):
+        summary = run_stage_process(params, stage, options, slot=slot)
+    else:
+        summary = _stage_function(stage)(params, **options)
     return write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
 
 
@@ -139,8 +151,14 @@ def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, pare
     """Submit the stage to the GPU pool's ``mentor-stage`` deployment and wait for it."""
     from prefect.deployments import run_deployment
 
+    from components.training.launch import stage_processes
+
     pool = params.orchestration.gpu_pool
     name = f"{STAGE_FLOW_NAME}/{pool}"
+    processes = stage_processes(params, stage)
+    # A multi-process stage asks its pod for one GPU per process (the template's gpu_count); the stage then
+    # launches that many ranks there.
+    job_variables = {"gpu_count": processes} if processes > 1 else None
     try:
         flow_run = run_deployment(
             name=name,
@@ -149,6 +167,7 @@ def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, pare
             timeout=None,
             poll_interval=2,
             as_subflow=True,
+            job_variables=job_variables,
         )
     except Exception as exc:  # noqa: BLE001 - ObjectNotFound and connection errors alike
         raise StageError(
@@ -186,13 +205,42 @@ def stage_task(
     resume: bool = False,
     remote: bool = False,
     parent_run_id: str | None = None,
+    parallel: bool = False,
 ) -> dict[str, Any]:
-    """One stage; its result is stored under ``cache_key`` (see :func:`flows.stages.stage_cache_key`)."""
+    """One stage; its result is stored under ``cache_key`` (see :func:`flows.stages.stage_cache_key`).
+
+    ``parallel``: one of several arms running at once; it waits for a free slot of
+    ``orchestration.max_parallel_arms`` (its own GPUs or CPU cores here, or a
+    place in the queue of the GPU pool) and runs in a process of its own.
+    """
     params = Params.model_validate(params_data)
-    if remote:
-        return _run_on_pool(params, stage, arm, resume, parent_run_id)
-    with _parent_env(parent_run_id):
-        return execute_stage(params, stage, arm, resume)
+    if not parallel:
+        if remote:
+            return _run_on_pool(params, stage, arm, resume, parent_run_id)
+        with _parent_env(parent_run_id):
+            return execute_stage(params, stage, arm, resume)
+    from components.training.launch import slot_pool, stage_processes
+
+    limit = params.orchestration.max_parallel_arms
+    pool = _remote_limit(limit) if remote else slot_pool(limit, stage_processes(params, stage))
+    with pool.acquire() as slot:
+        get_run_logger().info("%s runs on %s", _label(stage, arm), "the GPU pool" if remote else slot.describe())
+        if remote:
+            return _run_on_pool(params, stage, arm, resume, parent_run_id)
+        with _parent_env(parent_run_id):
+            return execute_stage(params, stage, arm, resume, slot=slot)
+
+
+_REMOTE_LIMITS: dict[int, Any] = {}
+
+
+def _remote_limit(limit: int) -> Any:
+    """At most ``limit`` arms submitted to the GPU pool at once (each gets its own pod there)."""
+    from components.training.launch import Slot, SlotPool
+
+    if limit not in _REMOTE_LIMITS:
+        _REMOTE_LIMITS[limit] = SlotPool([Slot(i) for i in range(limit)])
+    return _REMOTE_LIMITS[limit]
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -302,12 +350,15 @@ def _is_remote(params: Params, stage: str) -> bool:
 def _run_steps(
     params: Params, steps: Sequence[tuple[str, str | None]], refresh: set[str], parent_run_id: str | None
 ) -> list[StepRecord]:
+    """Run the steps in order; consecutive RL arms run side by side when ``orchestration.max_parallel_arms`` > 1."""
     logger = get_run_logger()
     digests = DigestCache(state_dir(params) / "digests.json")
     attempts = _Attempts(params)
     records = [StepRecord(_label(s, a), s, a) for s, a in steps]
     data = params.model_dump(mode="json")
-    for index, record in enumerate(records, start=1):
+    parallel_arms = params.orchestration.max_parallel_arms > 1
+
+    def start(index: int, record: StepRecord, parallel: bool) -> tuple[str, dict[str, Any], Path, Any]:
         stage, arm = record.stage, record.arm
         payload = stage_key_payload(params, stage, arm, digests)
         key = cache_key(payload)
@@ -317,34 +368,69 @@ def _run_steps(
         missing = not outputs_present(params, stage, arm)
         remote = _is_remote(params, stage)
         record.where = f"pool:{params.orchestration.gpu_pool}" if remote else "local"
+        if parallel:
+            record.where += f", parallel (max {params.orchestration.max_parallel_arms})"
         resume = attempts.resume(record.label, key)
         logger.info("stage %d/%d %s: key %s%s%s%s", index, len(records), record.label, key[-12:],
                     " (outputs missing: rerun)" if missing else "", " (forced)" if forced else "",
                     " (resuming from checkpoints)" if resume else "")
-        started = time.perf_counter()
-        state = _configure_stage_task(params, stage, record.label, forced or missing)(
-            stage, data, key, arm=arm, resume=resume, remote=remote, parent_run_id=parent_run_id,
-            return_state=True,
-        )
-        record.seconds = round(time.perf_counter() - started, 2)
+        configured = _configure_stage_task(params, stage, record.label, forced or missing)
+        kwargs = {"arm": arm, "resume": resume, "remote": remote, "parent_run_id": parent_run_id}
+        if parallel:
+            return key, payload, key_file, configured.submit(stage, data, key, parallel=True, **kwargs)
+        return key, payload, key_file, configured(stage, data, key, return_state=True, **kwargs)
+
+    def finish(record: StepRecord, key: str, payload: dict[str, Any], key_file: Path, state: Any) -> Any:
+        """Record a finished step; returns its exception when it failed."""
         if state.is_completed():
             record.status = "cached" if state.name == "Cached" else "ran"
             if record.status == "ran":
                 record.reason = ", ".join(_changes_since(key_file, payload))
                 _write_json(key_file, payload)
             record.summary = state.result() or {}
-            if stage in {"sft", "rl"}:
+            if record.stage in {"sft", "rl"}:
                 attempts.record(record.label, None)
             logger.info("stage %s %s in %.1fs%s", record.label, record.status, record.seconds,
                         f" (changed: {record.reason})" if record.reason else "")
-            continue
-        exc = state.result(raise_on_failure=False)
-        record.status, record.error = "failed", str(exc)
-        if stage in {"sft", "rl"}:
+            return None
+        record.status, record.error = "failed", str(state.result(raise_on_failure=False))
+        if record.stage in {"sft", "rl"}:
             attempts.record(record.label, key)
-        for later in records[index:]:
-            later.status = "not run"
-        raise _stage_failure(params, record, records, exc)
+        return state.result(raise_on_failure=False)
+
+    position = 0
+    while position < len(records):
+        batch = [records[position]]
+        if parallel_arms and batch[0].stage == "rl":
+            while position + len(batch) < len(records) and records[position + len(batch)].stage == "rl":
+                batch.append(records[position + len(batch)])
+        parallel = len(batch) > 1
+        started = time.perf_counter()
+        launched = [start(position + i + 1, record, parallel) for i, record in enumerate(batch)]
+        failures: list[tuple[StepRecord, Any]] = []
+        if parallel:
+            from prefect.futures import as_completed
+
+            by_future = {id(item[3]): (record, item) for record, item in zip(batch, launched, strict=True)}
+            for future in as_completed([item[3] for item in launched]):
+                record, (key, payload, key_file, _) = by_future[id(future)]
+                record.seconds = round(time.perf_counter() - started, 2)
+                future.wait()  # settles the future's final state (``state`` may still read RUNNING before)
+                error = finish(record, key, payload, key_file, future.state)
+                if error is not None:
+                    failures.append((record, error))
+        else:
+            [record], [(key, payload, key_file, state)] = batch, launched
+            record.seconds = round(time.perf_counter() - started, 2)
+            error = finish(record, key, payload, key_file, state)
+            if error is not None:
+                failures.append((record, error))
+        position += len(batch)
+        if failures:
+            for later in records[position:]:
+                later.status = "not run"
+            record, error = min(failures, key=lambda item: records.index(item[0]))
+            raise _stage_failure(params, record, records, error)
     return records
 
 

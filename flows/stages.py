@@ -39,7 +39,13 @@ METRICS_SKIP = frozenset({"manifest", "validation", "mlflow_run_id", "run_id"})
 
 # RL reads every rl.* key but the two that only choose *which* arms run:
 # one arm's model must not be retrained because another arm was added.
-RL_KEYS: tuple[str, ...] = tuple(f"rl.{name}" for name in RlParams.model_fields if name not in {"arm", "compare_arms"})
+# Where the vLLM server listens is deployment, not training: moving it must not retrain.
+RL_KEYS: tuple[str, ...] = tuple(
+    f"rl.{name}" for name in RlParams.model_fields
+    if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
+)
+#: The process count sets the global batch (per-device batch x processes), so it is part of what trains.
+DISTRIBUTED_KEYS: tuple[str, ...] = ("orchestration.num_processes",)
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,12 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             name="sft",
-            params=("sft", "models.student", "models.dtype"),
+            params=("sft", "models.student", "models.dtype", *DISTRIBUTED_KEYS),
             code=(
                 "components/training/sft_stage.py",
                 "components/training/sft_data.py",
                 "components/training/callbacks.py",
+                "components/training/distributed.py",
             ),
             # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
             inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
@@ -98,8 +105,9 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             name="rl",
-            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs"),
+            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
             code=(
+                "components/training/distributed.py",
                 "components/training/rl_stage.py",
                 "components/training/rl_data.py",
                 "components/training/rl_env.py",

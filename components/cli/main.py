@@ -81,11 +81,14 @@ def print_summary(summary: Any) -> None:
 
 
 def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
+    """Run one stage here, or under ``accelerate launch`` when ``orchestration.num_processes`` > 1 (sft, rl)."""
     from components.errors import StageError
+    from components.training.launch import run_stage_process, should_launch
 
-    func = resolve_callable(STAGES[name])
     try:
-        return func(params, **options)
+        if should_launch(params, name, options):
+            return run_stage_process(params, name, options)
+        return resolve_callable(STAGES[name])(params, **options)
     except StageError as exc:
         fail(f"stage '{name}' failed: {exc}", code=1)
 
@@ -115,6 +118,10 @@ def stage(
     if name == "rl" and arm:
         options["arm"] = arm
     result = run_stage_by_name(name, params, **options)
+    from components.training.distributed import is_main_process
+
+    if not is_main_process():  # under a user's own `accelerate launch`: rank 0 reports for all
+        return
     if summary_file is not None or metrics_file is not None:
         from flows.stages import write_stage_files
 

@@ -165,6 +165,13 @@ class RlParams(_Section):
     save_steps: PositiveInt = 10
     logging_steps: PositiveInt = 1
     use_vllm: bool = False
+    #: ``colocate``: vLLM inside each training process, sharing its GPU (``vllm_gpu_memory_utilization`` of it);
+    #: ``server``: generation through a ``trl vllm-serve`` process at ``vllm_server_host:vllm_server_port``
+    #: on GPUs of its own (``infra/vllm/serve.sh``), weights pushed to it after every optimizer step.
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0.0, le=1.0)
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = Field(default=8000, ge=1, le=65535)
     gradient_checkpointing: bool = False
     #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
     #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
@@ -232,6 +239,14 @@ class OrchestrationParams(_Section):
     #: POSTed a JSON message when a flow run fails or crashes; ``MENTOR_FAILURE_WEBHOOK_URL`` wins (keep
     #: a URL that embeds a token in that variable, e.g. through the deployment's job variables, not here).
     failure_webhook_url: str | None = None
+    #: Processes (one per GPU) the sft and rl stages run on, through ``accelerate launch`` when > 1 (DDP;
+    #: ``accelerate_config`` for DeepSpeed ZeRO-2). The global batch is the per-device batch times this.
+    num_processes: PositiveInt = 1
+    #: An accelerate config file (e.g. ``infra/accelerate/zero2.yaml``); ``None``: plain DDP on this node.
+    accelerate_config: str | None = None
+    #: RL arms (and their evaluations) run at the same time, each in its own process on its own device(s)
+    #: or pool slot; 1 runs them one after another in the flow's process.
+    max_parallel_arms: PositiveInt = 1
 
 
 class Params(_Section):

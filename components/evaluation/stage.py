@@ -190,6 +190,71 @@ def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path
     return path
 
 
+def _evaluate_arm(params: Params, suites: list[Any], arm: str, model_dir: Path, fingerprint: str) -> dict[str, Any]:
+    """One arm on every suite (greedy, so the same model and harness give the same document)."""
+    _echo(f"== evaluating arm '{arm}' ({model_dir})")
+    generator = ChatGenerator.from_pretrained(
+        model_dir,
+        dtype=params.models.dtype,
+        max_new_tokens=params.eval.max_new_tokens,
+        batch_size=params.eval.batch_size,
+    )
+    document = evaluate(ModelResponder(generator, arm), suites, params, limit=params.eval.limit, echo=_echo)
+    document["arm"] = arm
+    document["model_dir"] = str(model_dir)
+    document["fingerprint"] = fingerprint
+    del generator
+    gc.collect()
+    return document
+
+
+def evaluate_arm_files(params: Params, arms: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    """Evaluate ``arms`` into ``eval/<arm>.json`` with no MLflow run: what a parallel evaluation process runs.
+
+    The evaluate stage then finds these files current (same fingerprint) and logs
+    them into its one MLflow run, so parallel evaluation adds no runs.
+    """
+    paths = run_paths(params)
+    suites = [build_suite(name, params, params.eval.limit) for name in params.eval.suites]
+    found = discover_arms(params)
+    harness = harness_digest(params)
+    written = {}
+    for arm in arms or list(found):
+        document = _evaluate_arm(params, suites, arm, found[arm], arm_fingerprint(harness, found[arm]))
+        written[arm] = str(write_json(document, paths.eval_dir / f"{arm}.json"))
+    return {"written": written}
+
+
+def _evaluate_in_parallel(params: Params, found: dict[str, Path], harness: str) -> list[str]:
+    """With ``orchestration.max_parallel_arms`` > 1, evaluate the arms without current results side by side.
+
+    Each arm runs in its own process on its own slot (GPU or CPU cores,
+    ``components.training.launch``); returns the arms done that way. A failure
+    of one arm's process fails the stage with that arm's error.
+    """
+    limit = params.orchestration.max_parallel_arms
+    paths = run_paths(params)
+    todo = [arm for arm, model_dir in found.items()
+            if _reusable(paths.eval_dir / f"{arm}.json", arm_fingerprint(harness, model_dir)) is None]
+    if limit <= 1 or len(todo) < 2:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.training.launch import run_stage_process, slot_pool
+
+    pool = slot_pool(limit, 1)
+
+    def one(arm: str) -> None:
+        with pool.acquire() as slot:
+            run_stage_process(params, "evaluate-arms", {"arms": [arm]}, slot=slot, processes=1)
+
+    _echo(f"== evaluating {', '.join(todo)} in parallel ({len(pool.slots)} at a time)")
+    with ThreadPoolExecutor(max_workers=len(pool.slots)) as executor:
+        for future in [executor.submit(one, arm) for arm in todo]:
+            future.result()
+    return todo
+
+
 def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) -> dict[str, Any]:
     """Evaluate the arms on ``eval.suites`` (``eval.limit`` items each); write JSON, report, MLflow."""
     import mlflow
@@ -213,31 +278,21 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
         reused: list[str] = []
         arm_runs: dict[str, str] = {}
         harness = harness_digest(params)
+        in_parallel = _evaluate_in_parallel(params, found, harness)
         for arm, model_dir in found.items():
             fingerprint = arm_fingerprint(harness, model_dir)
             target = paths.eval_dir / f"{arm}.json"
             document = _reusable(target, fingerprint)
             if document is not None:
-                _echo(f"== arm '{arm}': model, eval params and harness unchanged; reusing {target}")
-                reused.append(arm)
+                if arm in in_parallel:
+                    _echo(f"== arm '{arm}': evaluated in a parallel process ({target})")
+                else:
+                    _echo(f"== arm '{arm}': model, eval params and harness unchanged; reusing {target}")
+                    reused.append(arm)
                 results[arm], written[arm] = document, target
             else:
-                _echo(f"== evaluating arm '{arm}' ({model_dir})")
-                generator = ChatGenerator.from_pretrained(
-                    model_dir,
-                    dtype=params.models.dtype,
-                    max_new_tokens=params.eval.max_new_tokens,
-                    batch_size=params.eval.batch_size,
-                )
-                document = evaluate(ModelResponder(generator, arm), suites, params, limit=params.eval.limit,
-                                    echo=_echo)
-                document["arm"] = arm
-                document["model_dir"] = str(model_dir)
-                document["fingerprint"] = fingerprint
-                results[arm] = document
+                results[arm] = document = _evaluate_arm(params, suites, arm, model_dir, fingerprint)
                 written[arm] = write_json(document, target)
-                del generator
-                gc.collect()
             arm_runs[arm] = _log_arm_run(params, arm, model_dir, document, written[arm], reused=arm in reused)
             mlflow.log_artifact(str(written[arm]), artifact_path="eval")
         paired = paired_differences(results, n_samples=params.eval.bootstrap_samples, seed=params.eval.seed)

@@ -94,8 +94,8 @@ class ProgressLines(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         values = _numeric(logs)
-        if "loss" not in values and "train_loss" not in values:
-            return
+        if ("loss" not in values and "train_loss" not in values) or not state.is_world_process_zero:
+            return  # one line per step, not one per rank
         done = int(state.global_step) - self._start_step
         elapsed = time.perf_counter() - self._start
         rate = done / elapsed if elapsed > 0 and done > 0 else 0.0

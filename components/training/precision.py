@@ -57,13 +57,22 @@ def train_bf16(precision: Precision, weights_dtype: str) -> bool:
 
 
 def set_cpu_threads() -> int:
-    """Use every core this process may run on (cgroup/affinity aware); returns the thread count."""
+    """Use every core this process may run on (cgroup/affinity aware); returns the thread count.
+
+    Under a multi-process launch on CPU (torchrun sets ``LOCAL_WORLD_SIZE``) the ranks
+    of this node share the cores instead of each starting one thread per core.
+    """
     import torch
 
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    try:
+        local_ranks = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    except ValueError:
+        local_ranks = 1
+    cores = max(cores // local_ranks, 1)
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
     return cores

@@ -186,7 +186,7 @@ class RlMetricsCallback(TrainerCallback):
         ours["time/elapsed_s"] = time.perf_counter() - self._train_started
         row = {**_numeric(logs), **ours, "step": float(state.global_step)}
         self.history.append(row)
-        if self.history_path is not None:
+        if self.history_path is not None and state.is_world_process_zero:  # one writer under a multi-process launch
             write_history(self.history, self.history_path)
         import mlflow
 

@@ -29,10 +29,12 @@ trains the same group of 4 with a quarter of the activation memory.
 are ~1.3k tokens (the 12 tool schemas): without it a SmolLM2 step with 4
 completions needed more than 16 GB of RAM; the tiny smoke model turns it off.
 
-GPU rollouts: ``rl.use_vllm=true`` passes ``use_vllm=True, vllm_mode="colocate"``
-to ``GRPOConfig``: vLLM runs inside the training process on the same GPU,
-sharing memory with the policy (``vllm_gpu_memory_utilization`` 0.3 here), and
-weights are synced to it every step. It needs a CUDA GPU and the ``vllm``
+GPU rollouts: ``rl.use_vllm=true`` passes ``use_vllm=True`` and ``rl.vllm_mode`` to
+``GRPOConfig``. ``colocate``: vLLM runs inside the training process on the same
+GPU, sharing memory with the policy (``rl.vllm_gpu_memory_utilization``, 0.3 by
+default), and weights are synced to it every step. ``server``: a ``trl vllm-serve``
+process on GPUs of its own (``rl.vllm_server_host``/``rl.vllm_server_port``) does
+the generation and receives the weights after every optimizer step. It needs a CUDA GPU and the ``vllm``
 package (not part of the CPU lock); without a GPU the stage refuses with a
 message instead of failing deep inside TRL. The tool loop, masking, rewards and
 logging are the same on both paths.
@@ -105,6 +107,12 @@ def run_rl_stage(params: Params, resume: bool = False, arm: str | None = None) -
     arms = resolve_arms(arm, params)
     if len(arms) == 1:
         return train_rl(params, arms[0], resume=resume)
+    from components.training.distributed import launched
+
+    if params.orchestration.max_parallel_arms > 1 and not launched():  # side by side, each in its own process
+        from components.training.launch import run_arms_in_parallel
+
+        return {"arms": run_arms_in_parallel(params, arms, resume=resume)}
     return {"arms": {name: train_rl(params, name, resume=resume) for name in arms}}
 
 
@@ -188,7 +196,8 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
 def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:
     rl = params.rl.model_dump(mode="json")
     # What may differ on resume: the arm list, a larger step budget, checkpoint and log cadence.
-    for key in ("compare_arms", "arm", "max_steps", "save_steps", "logging_steps"):
+    for key in ("compare_arms", "arm", "max_steps", "save_steps", "logging_steps", "vllm_server_host",
+                "vllm_server_port"):
         rl.pop(key, None)
     payload = {"rl": rl, "arm": arm, "models": params.models.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
                "start": str(start_dir.resolve()), "start_manifest": _manifest(start_dir), "dataset_sha256": dataset_sha}
@@ -229,12 +238,15 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
     import torch
     from trl import GRPOConfig
 
+    from components.training.distributed import world_size
+
     rl = params.rl
-    if (rl.batch_size * rl.grad_accum) % rl.num_generations:
+    processes = world_size()  # under accelerate launch every process generates its share of the groups
+    if (rl.batch_size * rl.grad_accum * processes) % rl.num_generations:
         raise StageError(
-            f"rl.batch_size x rl.grad_accum ({rl.batch_size} x {rl.grad_accum}) completions are generated per "
-            f"optimizer step and must be a multiple of rl.num_generations ({rl.num_generations}), so every prompt "
-            f"gets a full group; e.g. --set rl.batch_size={rl.num_generations}"
+            f"rl.batch_size x rl.grad_accum x processes ({rl.batch_size} x {rl.grad_accum} x {processes}) "
+            f"completions are generated per optimizer step and must be a multiple of rl.num_generations "
+            f"({rl.num_generations}), so every prompt gets a full group; e.g. --set rl.batch_size={rl.num_generations}"
         )
     cuda = torch.cuda.is_available()
     if rl.use_vllm:
@@ -242,7 +254,7 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
 
         if not cuda or importlib.util.find_spec("vllm") is None:
             raise StageError(
-                "rl.use_vllm=true needs a CUDA GPU and the vllm package (colocate mode); this machine has "
+                f"rl.use_vllm=true needs a CUDA GPU and the vllm package ({rl.vllm_mode} mode); this machine has "
                 f"{'no CUDA GPU' if not cuda else 'no vllm installed'}. Set --set rl.use_vllm=false to generate with transformers."
             )
     from components.training.precision import set_cpu_threads, train_bf16
@@ -254,7 +266,7 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
     interactive = sys.stderr.isatty()
     vllm_kwargs: dict[str, Any] = {"use_vllm": rl.use_vllm}
     if rl.use_vllm:
-        vllm_kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=0.3)
+        vllm_kwargs.update(vllm_kwargs_for(params))
     return GRPOConfig(
         output_dir=str(output_dir),
         learning_rate=rl.learning_rate,
@@ -289,6 +301,15 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
         log_completions=False,
         **vllm_kwargs,
     )
+
+
+def vllm_kwargs_for(params: Params) -> dict[str, Any]:
+    """``GRPOConfig`` keywords of the chosen vLLM mode (only the ones that mode reads, so a log shows what applies)."""
+    rl = params.rl
+    if rl.vllm_mode == "server":
+        # The server (`trl vllm-serve`, infra/vllm/serve.sh) must serve the model RL starts from.
+        return {"vllm_mode": "server", "vllm_server_host": rl.vllm_server_host, "vllm_server_port": rl.vllm_server_port}
+    return {"vllm_mode": "colocate", "vllm_gpu_memory_utilization": rl.vllm_gpu_memory_utilization}
 
 
 def _peft_config(params: Params):  # type: ignore[no-untyped-def]
@@ -424,23 +445,30 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
                               params.rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
     dataset_sha = _file_sha256(data_path)
-    resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
-    if resume and resume_from is None:
-        print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)
-    if target.exists():  # a model from an earlier run does not match what is trained now
-        shutil.rmtree(target)
+    from components.training.distributed import is_main_process, main_process_run, wait_for_everyone
+
+    # Multi-process launch: rank 0 alone touches shared folders and MLflow; the others wait for it.
+    main = is_main_process()
+    if main:
+        resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
+        if resume and resume_from is None:
+            print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
+                  file=sys.stderr)
+        if target.exists():  # a model from an earlier run does not match what is trained now
+            shutil.rmtree(target)
+    wait_for_everyone()
+    if not main:
+        resume_from = last_complete_checkpoint(checkpoints) if resume else None
 
     model, tokenizer = load_student(start_dir, params.models.dtype)
-    from components.tracking import stage_run
-
     tags = {"mentor.arm": arm, "mentor.rl_start": start_kind, "mentor.rl_start_dir": str(start_dir),
             "mentor.dataset_sha256": dataset_sha}
-    with stage_run(params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"],
-                   extra_tags=tags) as run:
+    with main_process_run(params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"],
+                          extra_tags=tags) as run:
         import mlflow
 
         trainer, recorder, metrics = build_trainer(params, arm, model, tokenizer, dataset, checkpoints, callbacks)
-        metrics.history = _previous_history(out_dir / HISTORY, resume_from)
+        metrics.history = _previous_history(out_dir / HISTORY, resume_from) if main else []
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         wall_s = time.perf_counter() - started
@@ -453,17 +481,20 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             "global_step": step, "mlflow_run_id": run.info.run_id, "profile": params.profile,
             "dataset_sha256": dataset_sha, "base_model": params.models.student,
         }
-        save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
         ends = curve_ends(metrics.history)
-        figure = _log_history(metrics.history, out_dir, arm)
-        # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
-        from components.training.rl_callbacks import write_history
+        figure = None
+        if main:
+            save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
+            figure = _log_history(metrics.history, out_dir, arm)
+            # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
+            from components.training.rl_callbacks import write_history
 
-        write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
-        mlflow.log_metrics({"rl_wall_s": wall_s, "global_step": float(step),
-                            **{f"summary/{k}": v for k, v in timing.items()}})
-        mlflow.set_tag("mentor.rl_model", str(target.resolve()))
-        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the large optimizer state is not needed
+            write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
+            mlflow.log_metrics({"rl_wall_s": wall_s, "global_step": float(step),
+                                **{f"summary/{k}": v for k, v in timing.items()}})
+            mlflow.set_tag("mentor.rl_model", str(target.resolve()))
+            shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the large optimizer state is not needed
+        wait_for_everyone()
         return {
             "arm": arm,
             "model_dir": str(target),

@@ -15,7 +15,8 @@ Loss is on assistant tokens only (see ``sft_data``); training is TRL's
   was trained on; resuming with other params or data is refused.
 * **Divergence stops the run.** A NaN/inf loss or grad norm raises
   :class:`TrainingDivergedError`; the weights are also checked before saving.
-* **One MLflow run** (the stage run): params, per-log-step loss/lr/grad norm,
+* **One MLflow run** (the stage run, opened by rank 0 alone under ``accelerate launch``;
+  ``components.training.distributed``): params, per-log-step loss/lr/grad norm,
   the dataset as an MLflow dataset input with its digest, a rendered template
   sample showing exactly which tokens are trained, and the model directory.
 """
@@ -183,17 +184,25 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
 
     checkpoints = paths.sft_dir / CHECKPOINTS
     fingerprint = _run_fingerprint(params, dataset_sha, str(base_dir))
-    resume_from = _prepare_checkpoints(checkpoints, fingerprint, resume)
-    if resume and resume_from is None:
-        print(f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr)
-    # A model from an earlier run no longer matches what is being trained now.
-    if paths.sft_model.exists():
-        shutil.rmtree(paths.sft_model)
+    from components.training.distributed import is_main_process, main_process_run, wait_for_everyone
 
-    from components.tracking import stage_run
+    # Multi-process launch: rank 0 alone touches shared folders and MLflow; the others wait for it.
+    main = is_main_process()
+    if main:
+        resume_from = _prepare_checkpoints(checkpoints, fingerprint, resume)
+        if resume and resume_from is None:
+            print(f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
+                  file=sys.stderr)
+        # A model from an earlier run no longer matches what is being trained now.
+        if paths.sft_model.exists():
+            shutil.rmtree(paths.sft_model)
+    wait_for_everyone()
+    if not main:
+        resume_from = last_complete_checkpoint(checkpoints) if resume else None
 
-    with stage_run(params, "sft", sections=["project", "models", "tasks", "sft"]) as run:
-        _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
+    with main_process_run(params, "sft", sections=["project", "models", "tasks", "sft"]) as run:
+        if main:
+            _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
         trainer = _build_trainer(params, base_dir, tokenizer, examples, checkpoints, callbacks)
         started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -214,19 +223,21 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             "mlflow_run_id": run.info.run_id,
             "profile": params.profile,
         }
-        _save_atomically(model, tokenizer, paths.sft_model, manifest)
-        import mlflow
+        if main:
+            _save_atomically(model, tokenizer, paths.sft_model, manifest)
+            import mlflow
 
-        mlflow.log_metrics(
-            {"train_seconds": train_seconds, "final_train_loss": float(result.training_loss),
-             "global_step": float(trainer.state.global_step)}
-        )
-        log_started = time.perf_counter()
-        mlflow.log_artifacts(str(paths.sft_model), artifact_path="model")
-        mlflow.set_tag("mentor.sft_model", str(paths.sft_model.resolve()))
-        mlflow.log_metric("model_log_seconds", time.perf_counter() - log_started)
-        # The run finished: its checkpoints (weights + optimizer state, large) are no longer needed.
-        shutil.rmtree(checkpoints, ignore_errors=True)
+            mlflow.log_metrics(
+                {"train_seconds": train_seconds, "final_train_loss": float(result.training_loss),
+                 "global_step": float(trainer.state.global_step)}
+            )
+            log_started = time.perf_counter()
+            mlflow.log_artifacts(str(paths.sft_model), artifact_path="model")
+            mlflow.set_tag("mentor.sft_model", str(paths.sft_model.resolve()))
+            mlflow.log_metric("model_log_seconds", time.perf_counter() - log_started)
+            # The run finished: its checkpoints (weights + optimizer state, large) are no longer needed.
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        wait_for_everyone()
         return {
             "enabled": True,
             "model_dir": str(paths.sft_model),
