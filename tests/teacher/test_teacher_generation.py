@@ -144,7 +144,7 @@ def test_hf_prompt_renders_tools_calls_and_results(tiny_model_dir: Path) -> None
         {"role": "tool", "name": "add", "content": "5"},
     ]
     prompt = generator.render(conversation, pack.tool_schemas())
-    assert "<tools>" in prompt and '"name": "sqrt"' in prompt
+    assert "<tools>" in prompt and "\nsqrt(x: number) - " in prompt  # the prepared model's compact listing
     assert '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>' in prompt
     assert "<tool_response>\n5\n</tool_response>" in prompt
     assert prompt.rstrip().endswith("<|im_start|>assistant")
