@@ -148,8 +148,11 @@ def build_model_card(
         "",
         "Research and demonstration of tool-use distillation: answering arithmetic and similar multi-step questions by "
         "emitting `<tool_call>` JSON for the tools given in the prompt (rendered by the bundled chat template), reading "
-        "`<tool_response>` results, and giving the final answer in `\\boxed{}`. Load it with "
-        f"`mlflow.transformers.load_model(\"models:/{model_name}@champion\")`.",
+        "`<tool_response>` results, and giving the final answer in `\\boxed{}`. Serve it with "
+        f"`mlflow models serve -m models:/{model_name}@champion` and POST `{{\"messages\": [...], \"tools\": [...]}}` "
+        "(the reply's `choices[0].message.tool_calls` holds the parsed calls), or load it with "
+        f"`mlflow.pyfunc.load_model(\"models:/{model_name}@champion\")`; the plain transformers folder is the "
+        "model's `artifacts/student`.",
         "",
         "## Limits",
         "",

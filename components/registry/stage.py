@@ -4,7 +4,7 @@ Steps: find the trained student (RL arm ``registry.arm``, else the SFT model)
 and its evaluation; gather lineage; if this exact model from this exact
 training run is already registered, return that version (idempotent, no new
 version, no new run); else, in the ``register`` stage run, store the evaluation,
-lineage document and model card, log the model with ``mlflow.transformers``,
+lineage document and model card, log the model as a pyfunc chat model (``components.registry.serving``),
 register it under ``registry.model_name`` with lineage tags, point
 ``challenger`` at it and run the promotion gate. A gate rejection is a normal
 result in the summary, never an error.
@@ -184,7 +184,7 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
         mlflow.log_metrics({f"eval.{sanitize_key(s)}.accuracy": r.accuracy for s, r in results.items()})
         info = log_student(model_dir, dataset=run_paths(params).teacher_dataset, card_markdown=card,
                            license_id=license_for(params), dtype=params.models.dtype,
-                           max_new_tokens=params.eval.max_new_tokens,
+                           max_new_tokens=params.eval.max_new_tokens, model_name=name,
                            tags={"mentor.model_checksum": checksum, "mentor.source_run_id": source_run_id})
         ensure_registered_model(client, name, params.profile)
         version_tags = {**tags, "mentor.source_run_id": source_run_id, "mentor.registration_run_id": run.info.run_id,
