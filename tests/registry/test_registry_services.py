@@ -196,16 +196,18 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert (again["version"], again["reused"]) == ("3", True)
     assert len(client.search_model_versions(f"name = '{name}'")) == 3
 
-    # The champion loads from the registry (artifacts via the server from S3) and generates.
-    components = mlflow.transformers.load_model(f"models:/{name}@champion", return_type="components")
-    tokenizer, model = components["tokenizer"], components["model"]
+    # The champion loads from the registry (artifacts via the server from S3) as a chat model and answers.
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    reply = champion.predict({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "tools": TOOLS},
+                             params={"max_tokens": 5})
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    assert isinstance(reply["choices"][0]["message"]["tool_calls"], list) and reply["usage"]["completion_tokens"] <= 5
+    generator = champion.unwrap_python_model().generator
+    tokenizer, model = generator.tokenizer, generator.model
     assert tokenizer.chat_template == tool_chat_template()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tools=TOOLS,
                                            tokenize=False, add_generation_prompt=True)
-    assert "<tools>" in prompt and '"name": "add"' in prompt
-    encoded = tokenizer(prompt, return_tensors="pt")
-    out = model.generate(**encoded, max_new_tokens=5, min_new_tokens=5, do_sample=False)
-    assert out.shape[1] == encoded["input_ids"].shape[1] + 5
+    assert "<tools>" in prompt and "add(a: number, b: number)" in prompt
     v3_dir = run_paths(params).rl_model(params.registry.arm)
     import torch
     from transformers import AutoModelForCausalLM
