@@ -3,7 +3,7 @@
 Everything in it is read from the pipeline's outputs and the lineage document
 (data digests, teacher, settings of each training arm, evaluation results of
 every arm found in the evaluation folder), so the card cannot drift from what
-actually ran. It travels inside the logged model (``model_card.md``) and as an
+actually ran. It travels inside the logged model (the student folder's ``README.md``) and as an
 artifact of the registration run.
 """
 
