@@ -23,7 +23,7 @@ from components.config import Params, run_paths
 from components.errors import StageError
 from components.models.sources import model_checksum
 from components.registry.gate import EvalResultsError, SuiteResult, parse_results, sanitize_key
-from components.registry.lineage import LINEAGE_ARTIFACT, collect_lineage, lineage_tags
+from components.registry.lineage import LINEAGE_ARTIFACT, collect_lineage, lineage_tags, store_missing_data
 from components.registry.log_model import is_model_dir, log_student
 from components.registry.model_card import build_model_card, license_for, load_arm_results
 from components.registry.promote import CHALLENGER, RESULTS_ARTIFACT, gate_version, summarise
@@ -171,11 +171,12 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
                  name, existing.version)
         return _existing_summary(existing, model_dir)
 
-    tags = lineage_tags(doc)
     arms, notes = load_arm_results(run_paths(params).eval_dir)
     card = build_model_card(params, model_name=name, arm=params.registry.arm, model_kind=kind, lineage=doc,
                             arms=arms, notes=notes)
     with stage_run(params, "register", sections=["registry", "models", "eval"]) as run:
+        store_missing_data(doc, run.info.run_id)  # every recorded digest resolves to a stored file
+        tags = lineage_tags(doc)
         mlflow.set_tags(tags)
         mlflow.log_dict({"suites": [r.to_dict() for r in results.values()]}, RESULTS_ARTIFACT)
         for arm_name, arm_results in arms.items():

@@ -240,6 +240,13 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert lineage["data"]["teacher_dataset"]["sha256"] == sha256_path(paths.teacher_dataset)
     assert lineage["data"]["teacher_dataset"]["rows"] == 9
     assert lineage["data"]["eval_tasks"]["sha256"] == sha256_path(paths.eval_tasks)
+    # No teacher stage stored these files here, so a registration run did (an unchanged file once, by the
+    # first registration that saw it); downloads hash to the recorded digests.
+    assert lineage["data"]["eval_results"]["artifact_uri"].startswith(f"runs:/{r3['run_id']}/data/")
+    for entry in (lineage["data"][n] for n in ("teacher_dataset", "eval_tasks", "eval_results")):
+        assert entry["artifact_uri"].startswith("runs:/")
+        stored = mlflow.artifacts.download_artifacts(artifact_uri=entry["artifact_uri"], dst_path=str(tmp_path / "d"))
+        assert sha256_path(Path(stored)) == entry["sha256"]
     assert (lineage["teacher"]["backend"], lineage["teacher"]["model"]) == ("scripted", "arith-expert")
     assert lineage["base_model"] == {**lineage["base_model"], "name": "tiny-random",
                                      "checksum": model_checksum(tiny_model_dir)}
