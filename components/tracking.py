@@ -115,12 +115,17 @@ def stage_run(
     run_name: str | None = None,
     sections: list[str] | None = None,
     extra_tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Any]:
     """Open the MLflow run of one stage, nested under the pipeline run when there is one.
 
     The parent is taken from an active run in this process (Prefect flow) or
     from ``MENTOR_PARENT_RUN_ID`` (a stage launched as a subprocess by DVC or a
     worker), so stage runs always hang under the pipeline run that caused them.
+    ``system_metrics`` (the training stages) samples CPU, memory, disk, network
+    and, with ``nvidia-ml-py``, GPU use into ``system/*`` metrics of the run
+    (MLflow's monitor; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` sets the
+    period, 10 s by default; ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns it off).
     """
     import mlflow
 
@@ -129,6 +134,8 @@ def stage_run(
     parent_id = os.environ.get(PARENT_RUN_ENV)
     active = mlflow.active_run()
     kwargs: dict[str, Any] = {"run_name": run_name or stage, "tags": tags}
+    if system_metrics and os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() not in ("false", "0"):
+        kwargs["log_system_metrics"] = True
     if active is not None:
         kwargs["nested"] = True
     elif parent_id:
