@@ -115,12 +115,17 @@ def stage_run(
     run_name: str | None = None,
     sections: list[str] | None = None,
     extra_tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Any]:
     """Open the MLflow run of one stage, nested under the pipeline run when there is one.
 
     The parent is taken from an active run in this process (Prefect flow) or
     from ``MENTOR_PARENT_RUN_ID`` (a stage launched as a subprocess by DVC or a
     worker), so stage runs always hang under the pipeline run that caused them.
+    ``system_metrics`` (the training stages) samples CPU, memory, disk, network
+    and, with ``nvidia-ml-py``, GPU use into ``system/*`` metrics of the run
+    (MLflow's monitor; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` sets the
+    period, 10 s by default; ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns it off).
     """
     import mlflow
 
@@ -129,6 +134,8 @@ def stage_run(
     parent_id = os.environ.get(PARENT_RUN_ENV)
     active = mlflow.active_run()
     kwargs: dict[str, Any] = {"run_name": run_name or stage, "tags": tags}
+    if system_metrics and os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() not in ("false", "0"):
+        kwargs["log_system_metrics"] = True
     if active is not None:
         kwargs["nested"] = True
     elif parent_id:
@@ -136,3 +143,47 @@ def stage_run(
     with mlflow.start_run(**kwargs) as run:
         mlflow.log_params(flat_params(params, sections))
         yield run
+
+
+def data_tag(name: str, field: str) -> str:
+    """Run tag ``mentor.data.<name>.<field>`` (``sha256``, ``artifact``): what a run stored of one data file."""
+    return f"mentor.data.{name}.{field}"
+
+
+def store_data_file(name: str, path: Path, artifact_dir: str = "data") -> tuple[str, str] | None:
+    """Upload a data file to the active run with its sha256 and artifact path as tags.
+
+    Why: ``outputs/<profile>/data`` is overwritten by the next run (a scheduled
+    one draws fresh tasks), so a digest recorded in lineage would name a file that
+    no longer exists; the copy in the run's artifacts stays retrievable. Returns
+    (sha256, artifact path), or None when the file is absent.
+    """
+    import mlflow
+
+    from components.files import sha256_file
+
+    if not path.is_file():
+        return None
+    digest = sha256_file(path)
+    artifact = f"{artifact_dir}/{path.name}"
+    mlflow.log_artifact(str(path), artifact_dir)
+    mlflow.set_tags({data_tag(name, "sha256"): digest, data_tag(name, "artifact"): artifact})
+    return digest, artifact
+
+
+def find_stored_data(client: Any, experiment_ids: list[str], name: str, digest: str) -> str | None:
+    """``runs:/<run>/<path>`` of the newest run that stored data file ``name`` with this sha256, or None."""
+    from mlflow.exceptions import MlflowException
+
+    if not experiment_ids or not digest:
+        return None
+    try:
+        runs = client.search_runs(experiment_ids, f"tags.`{data_tag(name, 'sha256')}` = '{digest}'",
+                                  order_by=["attributes.start_time DESC"], max_results=50)
+    except MlflowException:
+        return None
+    for run in runs:
+        artifact = run.data.tags.get(data_tag(name, "artifact"))
+        if artifact:
+            return f"runs:/{run.info.run_id}/{artifact}"
+    return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -28,15 +29,20 @@ import yaml
 from components.config import Params, model_cache_dir, params_hash, run_paths
 from components.files import sha256_file
 from components.redaction import public_params
-from components.tracking import PARENT_RUN_ENV, git_state
+from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
+
+log = logging.getLogger(__name__)
 
 LINEAGE_ARTIFACT = "lineage/lineage.json"
 # Pipeline order, newest last; lineage prints newest first (the way back from the model).
 STAGE_ORDER = ("models", "teacher", "validate", "sft", "rl", "evaluate")
 LINKS = (
-    "registry_version", "registration_run", "pipeline_run", "stage_runs", "teacher_data", "teacher",
+    "registry_version", "registration_run", "pipeline_run", "stage_runs", "teacher_data", "data_files", "teacher",
     "base_model", "params", "dvc", "code",
 )
+#: Data files whose recorded digest must resolve to a stored copy (``artifact_uri``): the teacher stage
+#: stores the first two, the register stage any that no run stored (see ``store_missing_data``).
+STORED_DATA = ("teacher_dataset", "eval_tasks", "eval_results")
 
 
 class LineageError(RuntimeError):
@@ -270,6 +276,15 @@ def collect_lineage(
     dvc_lock = root / "dvc.lock"
     teacher_rows = count_lines(paths.teacher_dataset) if paths.teacher_dataset.exists() else None
     git = git_state(root)
+    data = {
+        "teacher_dataset": {"path": str(paths.teacher_dataset), "sha256": sha256_path(paths.teacher_dataset),
+                            "rows": teacher_rows},
+        "eval_tasks": {"path": str(paths.eval_tasks), "sha256": sha256_path(paths.eval_tasks)},
+        "validation": {"path": str(paths.validation_dir), "sha256": sha256_path(paths.validation_dir)},
+        "eval_results": {"path": str(eval_file), "sha256": sha256_path(eval_file)},
+    }
+    for name in STORED_DATA:
+        data[name]["artifact_uri"] = find_stored_data(client, experiment_ids, name, data[name]["sha256"] or "")
     return {
         "schema": 1,
         "model": {
@@ -282,13 +297,7 @@ def collect_lineage(
         "pipeline_run_id": parent,
         "stage_runs": {stage: run.to_dict() for stage, run in stage_runs.items()},
         "stage_runs_matched_by": matched_by,
-        "data": {
-            "teacher_dataset": {"path": str(paths.teacher_dataset), "sha256": sha256_path(paths.teacher_dataset),
-                                "rows": teacher_rows},
-            "eval_tasks": {"path": str(paths.eval_tasks), "sha256": sha256_path(paths.eval_tasks)},
-            "validation": {"path": str(paths.validation_dir), "sha256": sha256_path(paths.validation_dir)},
-            "eval_results": {"path": str(eval_file), "sha256": sha256_path(eval_file)},
-        },
+        "data": data,
         "teacher": teacher_identity(paths.teacher_dataset),
         "base_model": base_model_info(params),
         "params": {"hash": params_hash(params), "profile": params.profile,
@@ -323,6 +332,7 @@ def lineage_tags(doc: Mapping[str, Any]) -> dict[str, str]:
     data = doc.get("data", {})
     for name, entry in data.items():
         put(f"mentor.data.{name}.sha256", entry.get("sha256"))
+        put(f"mentor.data.{name}.uri", entry.get("artifact_uri"))
     put("mentor.data.teacher_dataset.rows", None if data.get("teacher_dataset", {}).get("rows") is None
         else str(data["teacher_dataset"]["rows"]))
     teacher = doc.get("teacher", {})
@@ -353,9 +363,10 @@ def _from_tags(tags: Mapping[str, str]) -> dict[str, Any]:
                   if k.startswith("mentor.dvc.") and k != "mentor.dvc.lock_sha256"}
     data: dict[str, Any] = {}
     for key, value in tags.items():
-        match = re.fullmatch(r"mentor\.data\.(.+)\.(sha256|rows)", key)
+        match = re.fullmatch(r"mentor\.data\.(.+)\.(sha256|rows|uri)", key)
         if match:
-            data.setdefault(match.group(1), {})[match.group(2)] = value
+            field = "artifact_uri" if match.group(2) == "uri" else match.group(2)
+            data.setdefault(match.group(1), {})[field] = value
     effective = None
     if tags.get("mentor.params_json"):
         try:
@@ -450,6 +461,8 @@ def build_lineage(
         "pipeline_run": bool(lineage["pipeline_run_id"]),
         "stage_runs": bool(stages),
         "teacher_data": bool((lineage["data"].get("teacher_dataset") or {}).get("sha256")),
+        "data_files": all((lineage["data"].get(name) or {}).get("artifact_uri") for name in STORED_DATA
+                          if (lineage["data"].get(name) or {}).get("sha256")),
         "teacher": bool(lineage["teacher"].get("backend")),
         "base_model": bool(lineage["base_model"].get("checksum")),
         "params": bool(params.get("hash")),
@@ -500,7 +513,8 @@ def render_tree(lineage: Mapping[str, Any]) -> str:
     for name, entry in (lineage.get("data") or {}).items():
         if entry.get("sha256"):
             rows = f" ({entry['rows']} rows)" if entry.get("rows") else ""
-            data_lines.append(f"{name}: sha256 {_short(entry['sha256'], 16)}{rows}")
+            stored = entry.get("artifact_uri") or ("no stored copy" if name in STORED_DATA else "")
+            data_lines.append(f"{name}: sha256 {_short(entry['sha256'], 16)}{rows}{'  ' + stored if stored else ''}")
     branches.append(("data", data_lines or ["none recorded"]))
     teacher = lineage.get("teacher") or {}
     branches.append((f"teacher: {teacher.get('backend') or '?'} / {teacher.get('model') or '?'}", []))
@@ -591,6 +605,29 @@ def load_run_json(client: Any, run_id: str, artifact_path: str) -> Any | None:
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
         else:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
+
+
+def store_missing_data(doc: dict[str, Any], run_id: str) -> list[str]:
+    """Upload to the active (registration) run every data file of ``doc`` that no run stored yet.
+
+    A file changed since its digest was taken (another run wrote it meanwhile)
+    is not uploaded: its copy would not be the data this model came from, so
+    the link stays missing instead of pointing at the wrong file. Returns the
+    names stored here.
+    """
+    stored = []
+    for name in STORED_DATA:
+        entry = (doc.get("data") or {}).get(name) or {}
+        if not entry.get("sha256") or entry.get("artifact_uri") or not entry.get("path"):
+            continue
+        result = store_data_file(name, Path(entry["path"]), f"data/{name}")
+        if result is None or result[0] != entry["sha256"]:
+            log.warning("lineage: %s at %s changed or vanished since its digest was taken; no stored copy recorded",
+                        name, entry["path"])
+            continue
+        entry["artifact_uri"] = f"runs:/{run_id}/{result[1]}"
+        stored.append(name)
+    return stored
 
 
 def fetch_lineage(client: Any, ref: str, default_name: str) -> dict[str, Any]:

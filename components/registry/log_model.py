@@ -1,25 +1,30 @@
-"""Log a trained student as an MLflow ``transformers`` model that serves and reloads as-is.
+"""Log a trained student as an MLflow pyfunc chat model that serves and reloads as-is.
 
 What goes in and why:
 
-* the model and its tokenizer *as a pipeline dict*, so the tokenizer's
-  tool-aware chat template (``chat_template.jinja``) travels with the weights;
-  logging from a checkpoint path is not used because MLflow's local-checkpoint
-  route breaks with transformers 5 (it reads ``pipelines.check_task`` as v4);
+* the model and its tokenizer saved into one transformers folder (the
+  ``student`` artifact), so the tokenizer's tool-aware chat template
+  (``chat_template.jinja``) travels with the weights and the folder loads with
+  plain transformers;
 * LoRA adapter folders are merged into their base first, so a registered
   version never depends on a base model that lives only on the training machine;
+* a pyfunc wrapper (:mod:`components.registry.serving`, logged as code, not as a
+  pickle) whose signature takes chat messages plus tools and returns an
+  OpenAI-style chat completion with parsed ``tool_calls``: ``mlflow models
+  serve`` of the champion answers a chat request directly (the former
+  ``mlflow.transformers`` signature took an already-rendered prompt string);
 * explicit ``pip_requirements`` pinned to what is installed: MLflow's default
   inference adds ``torchvision`` for any torch model, which this stack does not
   ship and does not need;
-* a signature (prompt string -> completion string, with generation params) and
-  an input example that is a real tool-calling prompt rendered by the template;
-* the generated model card as the artifact's ``model_card.md``.
+* the generated model card as the folder's ``README.md``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -108,6 +113,34 @@ def example_from_dataset(dataset: Path) -> tuple[list[dict[str, Any]], list[dict
     return messages, tools
 
 
+def chat_signature(max_new_tokens: int) -> Any:
+    """Chat messages + tools in, an OpenAI-style chat completion out, ``max_tokens`` as a param.
+
+    ``messages`` and the output reuse MLflow's chat schemas (what its UI and
+    serving docs describe); ``tools`` is a list of any JSON objects, because tool
+    parameter schemas nest freely (BFCL's do) and MLflow's fixed chat tool schema
+    would refuse them.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
+    from mlflow.types.schema import AnyType, Array, ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    messages = next(col for col in CHAT_MODEL_INPUT_SCHEMA.inputs if col.name == "messages")
+    return ModelSignature(
+        inputs=Schema([messages, ColSpec(name="tools", type=Array(AnyType()), required=False)]),
+        outputs=CHAT_MODEL_OUTPUT_SCHEMA,
+        params=ParamSchema([ParamSpec("max_tokens", DataType.long, max_new_tokens)]),
+    )
+
+
+def _code_copy(dst: Path) -> Path:
+    """The ``components`` package without caches: the served model's own code (``code_paths``)."""
+    source = Path(__file__).resolve().parents[1]
+    target = dst / "components"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
 def log_student(
     model_dir: Path,
     *,
@@ -117,32 +150,40 @@ def log_student(
     dtype: str = "float32",
     max_new_tokens: int = 64,
     artifact_name: str = "model",
+    model_name: str = "mentor-student",
     tags: dict[str, str] | None = None,
 ) -> Any:
-    """Log the student to the active MLflow run; returns MLflow's ``ModelInfo`` (``model_uri`` = ``models:/m-<id>``)."""
-    import mlflow
-    import mlflow.transformers
+    """Log the student as a pyfunc chat model to the active run; returns MLflow's ``ModelInfo``.
+
+    The merged weights, the tokenizer with the tool template and the model card
+    (``README.md``) go into one folder, the ``student`` artifact (any
+    transformers user can load it as is); :mod:`components.registry.serving`
+    serves it, with the ``components`` package as the model's code so the
+    registered model needs nothing from the training checkout.
+    """
+    import mlflow.pyfunc
     from huggingface_hub import ModelCard
-    from mlflow.models import infer_signature
+
+    from components.registry.serving import STUDENT_ARTIFACT
 
     model, tokenizer = load_student(model_dir, dtype)
     messages, tools = example_from_dataset(dataset)
-    prompt = example_prompt(tokenizer, messages, tools)
-    signature = infer_signature(
-        model_input=prompt,
-        model_output='<tool_call>\n{"name": "add", "arguments": {"a": 17, "b": 25}}\n</tool_call>',
-        params={"max_new_tokens": max_new_tokens, "do_sample": False},
-    )
     card = ModelCard(f"---\nlicense: {license_id}\nlibrary_name: transformers\npipeline_tag: text-generation\n"
                      f"tags: [tool-use, mentor]\n---\n{card_markdown}")
-    return mlflow.transformers.log_model(
-        {"model": model, "tokenizer": tokenizer},
-        name=artifact_name,
-        task="text-generation",
-        signature=signature,
-        input_example=(prompt, {"max_new_tokens": 8, "do_sample": False}),
-        pip_requirements=pip_requirements(),
-        model_card=card,
-        model_config={"return_full_text": False, "max_new_tokens": max_new_tokens, "do_sample": False},
-        tags=tags,
-    )
+    with tempfile.TemporaryDirectory(prefix="mentor-register-") as tmp:
+        student = Path(tmp) / STUDENT_ARTIFACT
+        model.save_pretrained(student, safe_serialization=True)
+        tokenizer.save_pretrained(student)
+        card.save(str(student / "README.md"))
+        del model
+        return mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=str(Path(__file__).with_name("serving_entry.py")),
+            artifacts={STUDENT_ARTIFACT: str(student)},
+            code_paths=[str(_code_copy(Path(tmp) / "code"))],
+            signature=chat_signature(max_new_tokens),
+            input_example=({"messages": messages, "tools": tools or []}, {"max_tokens": 4}),
+            model_config={"max_new_tokens": max_new_tokens, "dtype": dtype, "model_name": model_name},
+            pip_requirements=pip_requirements(("mlflow", "jsonschema", "tqdm")),
+            tags=tags,
+        )

@@ -3,7 +3,7 @@
 Everything in it is read from the pipeline's outputs and the lineage document
 (data digests, teacher, settings of each training arm, evaluation results of
 every arm found in the evaluation folder), so the card cannot drift from what
-actually ran. It travels inside the logged model (``model_card.md``) and as an
+actually ran. It travels inside the logged model (the student folder's ``README.md``) and as an
 artifact of the registration run.
 """
 
@@ -148,8 +148,11 @@ def build_model_card(
         "",
         "Research and demonstration of tool-use distillation: answering arithmetic and similar multi-step questions by "
         "emitting `<tool_call>` JSON for the tools given in the prompt (rendered by the bundled chat template), reading "
-        "`<tool_response>` results, and giving the final answer in `\\boxed{}`. Load it with "
-        f"`mlflow.transformers.load_model(\"models:/{model_name}@champion\")`.",
+        "`<tool_response>` results, and giving the final answer in `\\boxed{}`. Serve it with "
+        f"`mlflow models serve -m models:/{model_name}@champion` and POST `{{\"messages\": [...], \"tools\": [...]}}` "
+        "(the reply's `choices[0].message.tool_calls` holds the parsed calls), or load it with "
+        f"`mlflow.pyfunc.load_model(\"models:/{model_name}@champion\")`; the plain transformers folder is the "
+        "model's `artifacts/student`.",
         "",
         "## Limits",
         "",

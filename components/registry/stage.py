@@ -4,7 +4,7 @@ Steps: find the trained student (RL arm ``registry.arm``, else the SFT model)
 and its evaluation; gather lineage; if this exact model from this exact
 training run is already registered, return that version (idempotent, no new
 version, no new run); else, in the ``register`` stage run, store the evaluation,
-lineage document and model card, log the model with ``mlflow.transformers``,
+lineage document and model card, log the model as a pyfunc chat model (``components.registry.serving``),
 register it under ``registry.model_name`` with lineage tags, point
 ``challenger`` at it and run the promotion gate. A gate rejection is a normal
 result in the summary, never an error.
@@ -23,7 +23,7 @@ from components.config import Params, run_paths
 from components.errors import StageError
 from components.models.sources import model_checksum
 from components.registry.gate import EvalResultsError, SuiteResult, parse_results, sanitize_key
-from components.registry.lineage import LINEAGE_ARTIFACT, collect_lineage, lineage_tags
+from components.registry.lineage import LINEAGE_ARTIFACT, collect_lineage, lineage_tags, store_missing_data
 from components.registry.log_model import is_model_dir, log_student
 from components.registry.model_card import build_model_card, license_for, load_arm_results
 from components.registry.promote import CHALLENGER, RESULTS_ARTIFACT, gate_version, summarise
@@ -171,11 +171,12 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
                  name, existing.version)
         return _existing_summary(existing, model_dir)
 
-    tags = lineage_tags(doc)
     arms, notes = load_arm_results(run_paths(params).eval_dir)
     card = build_model_card(params, model_name=name, arm=params.registry.arm, model_kind=kind, lineage=doc,
                             arms=arms, notes=notes)
     with stage_run(params, "register", sections=["registry", "models", "eval"]) as run:
+        store_missing_data(doc, run.info.run_id)  # every recorded digest resolves to a stored file
+        tags = lineage_tags(doc)
         mlflow.set_tags(tags)
         mlflow.log_dict({"suites": [r.to_dict() for r in results.values()]}, RESULTS_ARTIFACT)
         for arm_name, arm_results in arms.items():
@@ -184,7 +185,7 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
         mlflow.log_metrics({f"eval.{sanitize_key(s)}.accuracy": r.accuracy for s, r in results.items()})
         info = log_student(model_dir, dataset=run_paths(params).teacher_dataset, card_markdown=card,
                            license_id=license_for(params), dtype=params.models.dtype,
-                           max_new_tokens=params.eval.max_new_tokens,
+                           max_new_tokens=params.eval.max_new_tokens, model_name=name,
                            tags={"mentor.model_checksum": checksum, "mentor.source_run_id": source_run_id})
         ensure_registered_model(client, name, params.profile)
         version_tags = {**tags, "mentor.source_run_id": source_run_id, "mentor.registration_run_id": run.info.run_id,

@@ -22,7 +22,7 @@ from components.errors import StageError
 from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend
 from components.teacher.generation import MANIFEST_FILE, GenerationReport, generate_trajectories
-from components.tracking import stage_run
+from components.tracking import stage_run, store_data_file
 
 log = logging.getLogger(__name__)
 SAMPLE_SIZE = 20
@@ -157,6 +157,10 @@ def run_teacher_stage(params: Params, fresh: bool = False, backend: TeacherBacke
         mlflow.log_text("\n".join(json.dumps(s, ensure_ascii=False) for s in _sample(report)) + "\n",
                         "teacher/sample_trajectories.jsonl")
         mlflow.log_artifact(str(paths.data / MANIFEST_FILE), "teacher")
+        # The files themselves, with their digests as tags: the next run overwrites outputs/<profile>/data,
+        # and lineage resolves each recorded digest to this stored copy.
+        store_data_file("teacher_dataset", paths.teacher_dataset)
+        store_data_file("eval_tasks", paths.eval_tasks)
         _log_dataset_input(report, str(paths.teacher_dataset))
         summary = {
             "run_id": run.info.run_id,

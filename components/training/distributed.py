@@ -84,7 +84,8 @@ def main_process_run(params: Any, stage: str, **kwargs: Any) -> Iterator[Any]:
         from components.tracking import stage_run
 
         tags: Mapping[str, str] = {**(kwargs.pop("extra_tags", None) or {}), "mentor.num_processes": str(world_size())}
-        with stage_run(params, stage, extra_tags=tags, **kwargs) as run:
+        # Training stages log system metrics (CPU/GPU use, memory) next to their training curves.
+        with stage_run(params, stage, extra_tags=tags, system_metrics=True, **kwargs) as run:
             yield run
     else:
         yield SimpleNamespace(info=SimpleNamespace(run_id=None))

@@ -96,8 +96,10 @@ def full_doc() -> dict:
         "pipeline_run_id": "pipe-run",
         "stage_runs": {s: {"stage": s, "run_id": f"{s}-run"} for s in ("teacher", "validate", "sft", "rl", "evaluate")},
         "stage_runs_matched_by": "parent_run",
-        "data": {"teacher_dataset": {"path": "t.jsonl", "sha256": "a" * 64, "rows": 60},
-                 "eval_tasks": {"path": "e.jsonl", "sha256": "b" * 64}},
+        "data": {"teacher_dataset": {"path": "t.jsonl", "sha256": "a" * 64, "rows": 60,
+                                     "artifact_uri": "runs:/teacher-run/data/teacher.jsonl"},
+                 "eval_tasks": {"path": "e.jsonl", "sha256": "b" * 64,
+                                "artifact_uri": "runs:/teacher-run/data/eval_tasks.jsonl"}},
         "teacher": {"backend": "scripted", "model": "expert"},
         "base_model": {"name": "tiny-random", "checksum": "d" * 64},
         "params": {"hash": "0123456789abcdef", "profile": "smoke", "effective": {"rl": {"arm": "mentor"}}},
@@ -120,6 +122,7 @@ def test_every_link_survives_the_round_trip_through_tags_alone():
     assert lineage["dvc"]["stages"]["teacher"]["hash"] == "f" * 16
     assert lineage["params"]["effective"] == {"rl": {"arm": "mentor"}}
     assert lineage["data"]["teacher_dataset"]["sha256"] == "a" * 64
+    assert lineage["data"]["teacher_dataset"]["artifact_uri"] == "runs:/teacher-run/data/teacher.jsonl"
     assert lineage["base_model"]["checksum"] == "d" * 64
     assert lineage["pipeline_run_id"] == "pipe-run"
 
@@ -240,3 +243,12 @@ def test_compare_rerun_never_takes_another_arms_run_as_the_source(smoke_params, 
     found, _ = find_stage_runs(client, [exp], smoke_params, parent, "mentor")
     assert found["rl"].run_id == first and found["rl"].matched_by == "params_hash"
     assert "rl" not in find_stage_runs(client, [exp], smoke_params, parent, "mentor-f1")[0]
+
+
+def test_a_digest_without_a_stored_copy_is_a_missing_link():
+    """A digest of a file the next run overwrote is no lineage: it must resolve to a stored copy."""
+    doc = full_doc()
+    del doc["data"]["eval_tasks"]["artifact_uri"]
+    lineage = build_lineage(VERSION, lineage_tags(doc), doc=doc)
+    assert lineage["missing"] == ["data_files"]
+    assert "eval_tasks: sha256 bbbbbbbbbbbbbbbb  no stored copy" in render_tree(lineage)

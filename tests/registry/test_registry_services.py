@@ -196,16 +196,18 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert (again["version"], again["reused"]) == ("3", True)
     assert len(client.search_model_versions(f"name = '{name}'")) == 3
 
-    # The champion loads from the registry (artifacts via the server from S3) and generates.
-    components = mlflow.transformers.load_model(f"models:/{name}@champion", return_type="components")
-    tokenizer, model = components["tokenizer"], components["model"]
+    # The champion loads from the registry (artifacts via the server from S3) as a chat model and answers.
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    reply = champion.predict({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "tools": TOOLS},
+                             params={"max_tokens": 5})
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    assert isinstance(reply["choices"][0]["message"]["tool_calls"], list) and reply["usage"]["completion_tokens"] <= 5
+    generator = champion.unwrap_python_model().generator
+    tokenizer, model = generator.tokenizer, generator.model
     assert tokenizer.chat_template == tool_chat_template()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tools=TOOLS,
                                            tokenize=False, add_generation_prompt=True)
-    assert "<tools>" in prompt and '"name": "add"' in prompt
-    encoded = tokenizer(prompt, return_tensors="pt")
-    out = model.generate(**encoded, max_new_tokens=5, min_new_tokens=5, do_sample=False)
-    assert out.shape[1] == encoded["input_ids"].shape[1] + 5
+    assert "<tools>" in prompt and "add(a: number, b: number)" in prompt
     v3_dir = run_paths(params).rl_model(params.registry.arm)
     import torch
     from transformers import AutoModelForCausalLM
@@ -238,6 +240,13 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert lineage["data"]["teacher_dataset"]["sha256"] == sha256_path(paths.teacher_dataset)
     assert lineage["data"]["teacher_dataset"]["rows"] == 9
     assert lineage["data"]["eval_tasks"]["sha256"] == sha256_path(paths.eval_tasks)
+    # No teacher stage stored these files here, so a registration run did (an unchanged file once, by the
+    # first registration that saw it); downloads hash to the recorded digests.
+    assert lineage["data"]["eval_results"]["artifact_uri"].startswith(f"runs:/{r3['run_id']}/data/")
+    for entry in (lineage["data"][n] for n in ("teacher_dataset", "eval_tasks", "eval_results")):
+        assert entry["artifact_uri"].startswith("runs:/")
+        stored = mlflow.artifacts.download_artifacts(artifact_uri=entry["artifact_uri"], dst_path=str(tmp_path / "d"))
+        assert sha256_path(Path(stored)) == entry["sha256"]
     assert (lineage["teacher"]["backend"], lineage["teacher"]["model"]) == ("scripted", "arith-expert")
     assert lineage["base_model"] == {**lineage["base_model"], "name": "tiny-random",
                                      "checksum": model_checksum(tiny_model_dir)}

@@ -105,6 +105,8 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, ti
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.delenv("MENTOR_PARENT_RUN_ID", raising=False)
+        mp.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # a smoke run is shorter than the default 10 s
         params = load_params(
             REPO / "params.yaml", "smoke",
             [f"project.state_dir={root / 'state'}", f"project.output_dir={root / 'straight'}",
@@ -141,6 +143,8 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in losses] == list(range(1, params.sft.max_steps + 1))
     assert len(client.get_metric_history(run.info.run_id, "train/learning_rate")) == params.sft.max_steps
+    system = {key for key in run.data.metrics if key.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, sorted(system)
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.digest and inputs[0].dataset.name == "teacher-smoke"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
