@@ -31,6 +31,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import json
 import os
@@ -331,15 +332,52 @@ class _Attempts:
         self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True))
 
 
+def result_storage(params: Params) -> Any:
+    """Prefect storage for task results: ``orchestration.result_storage`` (S3/MinIO or a folder), else None.
+
+    With the default (None) results live in the worker's PREFECT_HOME, which a
+    recreated container loses, so a resume would retrain from scratch. S3
+    credentials come from the usual AWS_* variables; a MinIO/moto endpoint from
+    AWS_ENDPOINT_URL_S3 or MLFLOW_S3_ENDPOINT_URL (the one infra already sets).
+    """
+    import os
+
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+    target = params.orchestration.result_storage
+    if not target:
+        return None
+    block: Any
+    if not target.startswith("s3://"):
+        block = LocalFileSystem(basepath=target.removeprefix("file://"))
+    else:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        settings: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+        block = RemoteFileSystem(basepath=target.rstrip("/"), settings=settings)
+    # Prefect wants result storage saved server-side (workers resolve it by name); credentials are
+    # not part of the block: they stay in the environment.
+    name = "mentor-results-" + hashlib.sha256(block.model_dump_json().encode()).hexdigest()[:12]
+    block.save(name, overwrite=True)
+    return block
+
+
 def _configure_stage_task(params: Params, stage: str, label: str, refresh: bool) -> Any:
+    return stage_task.with_options(**stage_task_options(params, stage, label, refresh))
+
+
+def stage_task_options(params: Params, stage: str, label: str, refresh: bool) -> dict[str, Any]:
+    """Prefect task options of one stage: run name, cache refresh, timeout, retries, result storage."""
     spec = STAGES[stage]
     options: dict[str, Any] = {"task_run_name": label, "refresh_cache": refresh,
                                "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage)}
+    storage = result_storage(params)
+    if storage is not None:
+        options["result_storage"] = storage
     io_bound = spec.io_bound and (stage != "teacher" or params.teacher.backend == "openai")
     if io_bound:
         options.update(retries=params.orchestration.task_retries,
                        retry_delay_seconds=params.orchestration.retry_delay_s)
-    return stage_task.with_options(**options)
+    return options
 
 
 def _is_remote(params: Params, stage: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -239,6 +239,17 @@ class OrchestrationParams(_Section):
     #: POSTed a JSON message when a flow run fails or crashes; ``MENTOR_FAILURE_WEBHOOK_URL`` wins (keep
     #: a URL that embeds a token in that variable, e.g. through the deployment's job variables, not here).
     failure_webhook_url: str | None = None
+    #: Where Prefect keeps task results (the stage summaries its cache hits return): ``None`` = the
+    #: worker's PREFECT_HOME (lost with the container); ``s3://bucket/prefix`` = the S3/MinIO store in infra,
+    #: reached with the AWS_* variables and AWS_ENDPOINT_URL_S3 (or MLFLOW_S3_ENDPOINT_URL) for MinIO.
+    result_storage: str | None = None
+
+    @field_validator("result_storage")
+    @classmethod
+    def _result_storage_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("s3://", "file://", "/")):
+            raise ValueError(f"orchestration.result_storage must be s3://bucket/prefix or a local path, got {value!r}")
+        return value
     #: Processes (one per GPU) the sft and rl stages run on, through ``accelerate launch`` when > 1 (DDP;
     #: ``accelerate_config`` for DeepSpeed ZeRO-2). The global batch is the per-device batch times this.
     num_processes: PositiveInt = 1
