@@ -11,8 +11,9 @@ absolute CPU timings move with load. It prints:
    ``models.train_precision=auto`` + length-grouped batches; achieved training FLOP/s
    (6 x parameters x tokens / time) as a share of the matmul peak of the dtype used;
 4. GRPO seconds per rollout: the RL stage's own ``GRPOTrainer`` (real tool execution),
-   ``before`` = JSON listing + fp32 + gradient checkpointing (main's cpu-demo settings),
-   ``after`` = compact + auto precision, no checkpointing;
+   ``before`` = JSON listing + fp32 + gradient checkpointing + every row trained (main's
+   cpu-demo settings), ``after`` = compact + auto precision, no checkpointing, zero-advantage
+   rows skipped; also the share of rows skipped;
 5. eval seconds per item: the arith suite's multi-turn episodes through the evaluation
    generator, JSON vs compact listing (decoding stays fp32 in both).
 
@@ -112,7 +113,7 @@ def bench_sft(model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: in
             "bf16": float(train_bf16(params.models.train_precision, params.models.dtype))}
 
 
-def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, checkpointing: bool,
+def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, checkpointing: bool, skip: str,
                generations: int, completion: int) -> dict[str, float]:
     """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools)."""
     from components.config import run_paths
@@ -121,7 +122,8 @@ def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, che
     from components.training.rl_stage import build_trainer, load_student
 
     params = _params([f"models.train_precision={precision}", f"rl.max_steps={steps}",
-                      f"rl.gradient_checkpointing={str(checkpointing).lower()}", f"rl.num_generations={generations}",
+                      f"rl.gradient_checkpointing={str(checkpointing).lower()}", f"rl.skip_zero_advantage={skip}",
+                      f"rl.num_generations={generations}",
                       f"rl.batch_size={generations}", f"rl.max_completion_length={completion}", "rl.save_steps=100000"])
     model, tok = load_student(model_dir, params.models.dtype)
     if legacy:
@@ -194,8 +196,10 @@ def main() -> int:
     if "grpo" not in args.skip:
         common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
         results["grpo"] = {
-            "before": bench_grpo(args.model, args.grpo_steps, legacy=True, precision="fp32", checkpointing=True, **common),
-            "after": bench_grpo(args.model, args.grpo_steps, legacy=False, precision="auto", checkpointing=False, **common),
+            "before": bench_grpo(args.model, args.grpo_steps, legacy=True, precision="fp32", checkpointing=True,
+                                 skip="off", **common),
+            "after": bench_grpo(args.model, args.grpo_steps, legacy=False, precision="auto", checkpointing=False,
+                                skip="auto", **common),
         }
         print("\n## GRPO (real tool loop)")
         for name, r in results["grpo"].items():

@@ -38,12 +38,14 @@ def _run(root: Path, model_cache: Path, out: str, parallel: int) -> tuple[Params
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
     from components.teacher.stage import run_teacher_stage
+    from components.validation.stage import run_validate_stage
 
     overrides = [*fast_overrides(root, model_cache), f"project.output_dir={root / out}", "sft.enabled=false",
                  "rl.max_steps=1", "rl.save_steps=1", "rl.max_completion_length=16",
                  f"orchestration.max_parallel_arms={parallel}"]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
     run_teacher_stage(params)
+    run_validate_stage(params)  # the data gate: RL trains only on validated data
     with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120}):
         return params, arms_flow(params.model_dump(mode="json"))
 

@@ -75,7 +75,7 @@ def test_hf_backend_with_qwen(qwen_dir: Path, model_cache: Path, tmp_path: Path)
     params = qwen_params(tmp_path, model_cache, "teacher.backend=hf", "tasks.n_train=2", "teacher.batch_size=2")
     report = generate_trajectories(params, progress=False)
     assert report.attempted == 2 and report.completion_tokens > 0
-    assert report.prompt_tokens > 2 * 1000  # the 12 tool schemas are in every prompt
+    assert report.prompt_tokens > 2 * 500  # the 12 tools (compact listing, ~580 tokens) are in every prompt
     check_outcome(params, "hf")
 
 
@@ -129,5 +129,5 @@ def test_openai_backend_against_transformers_serve(qwen_server: str, model_cache
     report = generate_trajectories(params, progress=False)
     assert report.identity.model not in ("", "default")  # learned from the server
     assert report.attempted == 1 and report.backend_errors == 0
-    assert report.prompt_tokens > 1000 and report.completion_tokens > 0  # usage reported by the server
+    assert report.prompt_tokens > 500 and report.completion_tokens > 0  # usage reported by the server (tool listing incl.)
     check_outcome(params, "openai/transformers-serve")
