@@ -83,7 +83,8 @@ def evaluate(out: Path, n: int) -> list[dict[str, Any]]:
     from components.evaluation.responder import ModelResponder
     from components.evaluation.suites import build_suite
 
-    params = _params(out, [])
+    # Its own output folder, so the teacher stage writes n held-out tasks per pack (tasks.eval_seed, never trained on).
+    params = _params(out / f"eval-n{n}", [f"tasks.n_eval={n}"])
     folders = sorted(p for p in out.glob("rows-*") if (p / "config.json").exists())
     results: list[dict[str, Any]] = []
     for index, folder in enumerate(folders):
