@@ -108,6 +108,8 @@ def test_logged_signature_takes_messages_and_tools(tmp_path, tiny_model_dir, mon
     from components.registry.log_model import log_student
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(None)  # follow the variable, not a URI an earlier test set in this process
+    mlflow.set_experiment("signature-test")  # an experiment of this store, not one cached by an earlier test
     with mlflow.start_run():
         info = log_student(tiny_model_dir, dataset=tmp_path / "none.jsonl", card_markdown="# card", max_new_tokens=8)
     assert info.signature.inputs.input_names() == ["messages", "tools"]
@@ -142,6 +144,7 @@ def test_mlflow_models_serve_answers_a_chat_request_over_http(tmp_path, tiny_mod
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     try:
+        mlflow.set_experiment("serve-test")  # an experiment of this store, not one cached by an earlier test
         with mlflow.start_run():
             info = log_student(tiny_model_dir, dataset=tmp_path / "none.jsonl", card_markdown="# card",
                                max_new_tokens=8, model_name="serve-test")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import defaultdict
 
 import pytest
@@ -40,7 +39,6 @@ def test_difficulty_selection(pack: ToolPack) -> None:
 
 
 def test_expert_trajectories_pass_the_verifier_for_1000_tasks(pack: ToolPack, replay) -> None:  # noqa: ANN001
-    start = time.perf_counter()
     failures = []
     for task in pack.generate(1000, seed=0):
         messages = pack.expert(task, random.Random(task.task_id))
@@ -50,8 +48,7 @@ def test_expert_trajectories_pass_the_verifier_for_1000_tasks(pack: ToolPack, re
         if result.problems or not pack.verify(task, result.answer, result.env):
             failures.append((task.task_id, result.problems, result.answer, task.answer))
         assert len(result.tool_names) <= 4  # fits the method's 5 turns with the answer
-    assert failures == []
-    assert time.perf_counter() - start < 10.0
+    assert failures == []  # (speed lives in benchmarks, not in a timed assertion)
 
 
 def test_expert_message_format(pack: ToolPack) -> None:
