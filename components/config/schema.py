@@ -176,6 +176,12 @@ class RlParams(_Section):
     #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
     #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
     skip_zero_advantage: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("skip_zero_advantage", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``on``/``off`` as a boolean; take it as the word the user wrote."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     seed: int = 0
 
 

@@ -96,3 +96,14 @@ def test_a_step_of_only_zero_variance_groups_runs_no_training_forward(trainer) -
     assert all(torch.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(before, grpo.model.parameters(), strict=True))
     assert grpo.state.global_step == 1
     assert skips and all(kept == 0 for kept, _ in skips) and sum(s for _, s in skips) == 2  # one group of 2
+
+
+def test_yaml_on_off_words_are_the_modes() -> None:
+    """YAML 1.1 reads bare on/off as booleans; `--set rl.skip_zero_advantage=off` must still mean "off"."""
+    from pathlib import Path
+
+    from components.config import load_params
+
+    repo = Path(__file__).resolve().parents[2]
+    for word in ("off", "on", "auto"):
+        assert load_params(repo / "params.yaml", "smoke", [f"rl.skip_zero_advantage={word}"]).rl.skip_zero_advantage == word
