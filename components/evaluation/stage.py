@@ -174,20 +174,11 @@ def _log_arm_run(params: Params, arm: str, model_dir: Path, document: dict[str, 
 
 def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """One row per (arm, suite) with its accuracy: the bar chart ``dvc plots show``/``diff`` draws."""
-    import csv
+    from components.training.rl_callbacks import write_history
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["arm_suite", "arm", "suite", "accuracy"])
-        writer.writeheader()
-        for arm, document in results.items():
-            for suite in document["suites"]:
-                if suite.get("accuracy") is not None:
-                    writer.writerow({"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"],
-                                     "accuracy": suite["accuracy"]})
-    tmp.replace(path)
-    return path
+    rows = [{"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"], "accuracy": suite["accuracy"]}
+            for arm, document in results.items() for suite in document["suites"] if suite.get("accuracy") is not None]
+    return write_history(rows, path, columns=["arm_suite", "arm", "suite", "accuracy"])
 
 
 def _evaluate_arm(params: Params, suites: list[Any], arm: str, model_dir: Path, fingerprint: str) -> dict[str, Any]:

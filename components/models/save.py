@@ -37,10 +37,6 @@ MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFES
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-_sha256 = sha256_file
-_fsync_path = fsync_path
-
-
 def remove_stale_temporaries(target: Path) -> list[Path]:
     """Remove folders a killed save of ``target`` left behind; returns what was removed."""
     removed: list[Path] = []
@@ -65,17 +61,17 @@ def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: di
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         files = {
-            str(path.relative_to(tmp)): {"size": path.stat().st_size, "sha256": _sha256(path)}
+            str(path.relative_to(tmp)): {"size": path.stat().st_size, "sha256": sha256_file(path)}
             for path in sorted(tmp.rglob("*")) if path.is_file()
         }
         (tmp / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=2, sort_keys=True))
         for path in tmp.rglob("*"):
-            _fsync_path(path)
-        _fsync_path(tmp)
+            fsync_path(path)
+        fsync_path(tmp)
         if target.exists():
             target.rename(old)
         tmp.rename(target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +122,7 @@ def model_problem(directory: Path, deep: bool = False) -> str | None:
                 return f"{path} is missing"
             if path.stat().st_size != info.get("size"):
                 return f"{path} has {path.stat().st_size} bytes, the manifest recorded {info.get('size')}"
-            if deep and _sha256(path) != info.get("sha256"):
+            if deep and sha256_file(path) != info.get("sha256"):
                 return f"{path} differs from the manifest (sha256)"
     weights = sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin"))
     if not weights:

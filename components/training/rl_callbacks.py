@@ -137,9 +137,13 @@ def _numeric(logs: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def write_history(history: Sequence[Mapping[str, float]], path: Path) -> None:
-    """The per-step table as CSV, rewritten whole (via rename) so an interrupted run still leaves a readable file."""
-    columns = list(dict.fromkeys(key for row in history for key in row))
+def write_history(history: Sequence[Mapping[str, Any]], path: Path, columns: Sequence[str] | None = None) -> Path:
+    """A table as CSV, rewritten whole (via rename) so an interrupted run still leaves a readable file.
+
+    ``columns`` default to every key in row order; the RL history, the SFT curve and the
+    evaluation accuracy table that ``dvc plots`` draws all go through here.
+    """
+    columns = list(columns) if columns is not None else list(dict.fromkeys(key for row in history for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
@@ -147,6 +151,7 @@ def write_history(history: Sequence[Mapping[str, float]], path: Path) -> None:
         writer.writeheader()
         writer.writerows(history)
     tmp.replace(path)
+    return path
 
 
 class RlMetricsCallback(TrainerCallback):

@@ -63,6 +63,7 @@ from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
 from components.errors import StageError, TrainingDivergedError
+from components.files import sha256_file
 from components.training.rewards import REWARD_MODES
 from components.training.rl_curves import HISTORY_FILE
 
@@ -164,14 +165,6 @@ def _packs(names: Sequence[str]) -> dict[str, Any]:
     from components.tools.registry import get_pack
 
     return {name: get_pack(name) for name in names}
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -444,7 +437,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
                               params.rl.difficulties)
     start_dir, start_kind = start_model_dir(params)
-    dataset_sha = _file_sha256(data_path)
+    dataset_sha = sha256_file(data_path)
     from components.training.distributed import is_main_process, main_process_run, wait_for_everyone
 
     # Multi-process launch: rank 0 alone touches shared folders and MLflow; the others wait for it.

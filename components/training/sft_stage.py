@@ -265,18 +265,11 @@ def write_sft_curve(log_history: Sequence[dict[str, Any]], path: Path) -> Path:
     Only the Trainer's step rows (those with ``loss``) are kept; the end-of-run
     row carries ``train_loss`` averages, not a point of the curve.
     """
-    import csv
+    from components.training.rl_callbacks import write_history
 
     rows = [{key: float(row[key]) for key in SFT_CURVE_COLUMNS if isinstance(row.get(key), int | float)}
             for row in log_history if "loss" in row]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SFT_CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
+    return write_history(rows, path, columns=SFT_CURVE_COLUMNS)
 
 
 def _skip(params: Params) -> dict[str, Any]:

@@ -25,8 +25,7 @@ from typing import Any
 
 from components.config import Params, run_paths
 from components.errors import DataValidationError
-from components.files import fsync_path
-from components.teacher.records import sha256_path
+from components.files import fsync_path, sha256_file
 
 VALIDATED_FILE = "validated.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -43,10 +42,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-_fsync_dir = fsync_path  # durable renames: components.files
+    fsync_path(path.parent)
 
 
 def mark_running(directory: Path, dataset: Path) -> None:
@@ -102,13 +98,13 @@ def validated_dataset(params: Params) -> Path:
             "(rerun `mentor stage teacher`) and rerun `mentor stage validate` until it passes."
         )
     validated = directory / VALIDATED_FILE
-    if not validated.exists() or sha256_path(validated) != summary.get("validated_sha256"):
+    if not validated.exists() or sha256_file(validated) != summary.get("validated_sha256"):
         raise DataValidationError(
             f"{validated} is missing or changed after validation (sha256 differs from {directory / SUMMARY_FILE}); "
             "rerun `mentor stage validate`."
         )
     teacher = paths.teacher_dataset
-    if not teacher.exists() or sha256_path(teacher) != summary.get("dataset_sha256"):
+    if not teacher.exists() or sha256_file(teacher) != summary.get("dataset_sha256"):
         raise DataValidationError(
             f"the teacher dataset {teacher} changed after validation (or is missing): its sha256 is not the one "
             f"{directory / SUMMARY_FILE} passed. Rerun `mentor stage validate` before training."
