@@ -72,8 +72,15 @@ def token_table(model_dir: Path) -> None:
     for name in ("arith", "units", "calendar", "store"):
         pack = get_pack(name)
         system = [{"role": "system", "content": pack.system_prompt}]
-        old = len(tok.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False,
-                                          chat_template=legacy_json_template()))
+        old = len(
+            tok.apply_chat_template(
+                system,
+                tools=pack.tool_schemas(),
+                tokenize=True,
+                return_dict=False,
+                chat_template=legacy_json_template(),
+            )
+        )
         new = len(tok.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False))
         print(f"| {name} | {old} | {new} | {new / old:.2f} |")
 
@@ -86,16 +93,24 @@ def sft_rows(params: Any, n: int) -> list[dict[str, Any]]:
     return rows[:n]
 
 
-def bench_sft(model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: int, *, legacy: bool,
-              precision: str) -> dict[str, float]:
+def bench_sft(
+    model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: int, *, legacy: bool, precision: str
+) -> dict[str, float]:
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps."""
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.training.precision import train_bf16
     from components.training.sft_data import build_examples
     from components.training.sft_stage import _build_trainer
 
-    params = _params([f"models.train_precision={precision}", f"sft.max_steps={steps}", f"sft.batch_size={batch}",
-                      "sft.save_steps=100000", "sft.logging_steps=1"])
+    params = _params(
+        [
+            f"models.train_precision={precision}",
+            f"sft.max_steps={steps}",
+            f"sft.batch_size={batch}",
+            "sft.save_steps=100000",
+            "sft.logging_steps=1",
+        ]
+    )
     tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
     examples, stats = build_examples(rows, tok, params.sft.max_length)
     out_dir = Path(params.project.output_dir) / "bench-sft"
@@ -108,28 +123,54 @@ def bench_sft(model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: in
     mean_tokens = statistics.mean(len(e.input_ids) for e in examples)
     loss_tokens = statistics.mean(sum(e.assistant_masks) for e in examples)
     tokens = rows_seen * mean_tokens
-    return {"s_per_row": seconds / rows_seen, "tokens_per_row": mean_tokens, "loss_tokens_per_row": loss_tokens,
-            "flops": 6 * n_params * tokens / seconds,
-            "bf16": float(train_bf16(params.models.train_precision, params.models.dtype))}
+    return {
+        "s_per_row": seconds / rows_seen,
+        "tokens_per_row": mean_tokens,
+        "loss_tokens_per_row": loss_tokens,
+        "flops": 6 * n_params * tokens / seconds,
+        "bf16": float(train_bf16(params.models.train_precision, params.models.dtype)),
+    }
 
 
-def bench_grpo(model_dir: Path, steps: int, *, legacy: bool, precision: str, checkpointing: bool, skip: str,
-               generations: int, completion: int) -> dict[str, float]:
+def bench_grpo(
+    model_dir: Path,
+    steps: int,
+    *,
+    legacy: bool,
+    precision: str,
+    checkpointing: bool,
+    skip: str,
+    generations: int,
+    completion: int,
+) -> dict[str, float]:
     """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools)."""
     from components.config import run_paths
     from components.models.chat_template import install_tool_template, legacy_json_template
     from components.training.rl_data import load_rl_dataset
     from components.training.rl_stage import build_trainer, load_student
 
-    params = _params([f"models.train_precision={precision}", f"rl.max_steps={steps}",
-                      f"rl.gradient_checkpointing={str(checkpointing).lower()}", f"rl.skip_zero_advantage={skip}",
-                      f"rl.num_generations={generations}",
-                      f"rl.batch_size={generations}", f"rl.max_completion_length={completion}", "rl.save_steps=100000"])
+    params = _params(
+        [
+            f"models.train_precision={precision}",
+            f"rl.max_steps={steps}",
+            f"rl.gradient_checkpointing={str(checkpointing).lower()}",
+            f"rl.skip_zero_advantage={skip}",
+            f"rl.num_generations={generations}",
+            f"rl.batch_size={generations}",
+            f"rl.max_completion_length={completion}",
+            "rl.save_steps=100000",
+        ]
+    )
     model, tok = load_student(model_dir, params.models.dtype)
     if legacy:
         install_tool_template(tok, legacy_json_template())
-    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, params.rl.n_train,
-                              params.rl.seed, params.rl.difficulties)
+    dataset = load_rl_dataset(
+        run_paths(params).teacher_dataset,
+        params.tasks.train_packs,
+        params.rl.n_train,
+        params.rl.seed,
+        params.rl.difficulties,
+    )
     out_dir = Path(params.project.output_dir) / "bench-grpo"
     trainer, recorder, _ = build_trainer(params, "mentor", model, tok, dataset, out_dir)
     started = time.perf_counter()
@@ -146,16 +187,21 @@ def bench_eval(model_dir: Path, items: int, *, legacy: bool) -> dict[str, float]
     from components.models.chat_template import install_tool_template, legacy_json_template
 
     params = _params([])
-    generator = ChatGenerator.from_pretrained(model_dir, max_new_tokens=params.eval.max_new_tokens,
-                                              batch_size=params.eval.batch_size, progress=False)
+    generator = ChatGenerator.from_pretrained(
+        model_dir, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size, progress=False
+    )
     if legacy:
         install_tool_template(generator.tokenizer, legacy_json_template())
     suite = build_suite("arith", params, items)
     started = time.perf_counter()
     results = suite.run(ModelResponder(generator, "bench"))
     seconds = time.perf_counter() - started
-    return {"s_per_item": seconds / len(results), "accuracy": statistics.mean(float(r.correct) for r in results),
-            "prompt_tokens": generator.stats.prompt_tokens, "generated_tokens": generator.stats.generated_tokens}
+    return {
+        "s_per_item": seconds / len(results),
+        "accuracy": statistics.mean(float(r.correct) for r in results),
+        "prompt_tokens": generator.stats.prompt_tokens,
+        "generated_tokens": generator.stats.generated_tokens,
+    }
 
 
 def main() -> int:
@@ -190,28 +236,38 @@ def main() -> int:
         print("| variant | s/row | tokens/row | loss tokens/row | FLOP/s | share of peak |\n|---|---|---|---|---|---|")
         for name, r in results["sft"].items():
             ceiling = peak["bf16" if r["bf16"] else "fp32"]
-            print(f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
-                  f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |")
+            print(
+                f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
+                f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |"
+            )
         print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
     if "grpo" not in args.skip:
         common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
         results["grpo"] = {
-            "before": bench_grpo(args.model, args.grpo_steps, legacy=True, precision="fp32", checkpointing=True,
-                                 skip="off", **common),
-            "after": bench_grpo(args.model, args.grpo_steps, legacy=False, precision="auto", checkpointing=False,
-                                skip="auto", **common),
+            "before": bench_grpo(
+                args.model, args.grpo_steps, legacy=True, precision="fp32", checkpointing=True, skip="off", **common
+            ),
+            "after": bench_grpo(
+                args.model, args.grpo_steps, legacy=False, precision="auto", checkpointing=False, skip="auto", **common
+            ),
         }
         print("\n## GRPO (real tool loop)")
         for name, r in results["grpo"].items():
             print(f"| {name} | {r['s_per_rollout']:.2f} s/rollout |")
-        print(f"speed-up: {results['grpo']['before']['s_per_rollout'] / results['grpo']['after']['s_per_rollout']:.2f}x")
+        print(
+            f"speed-up: {results['grpo']['before']['s_per_rollout'] / results['grpo']['after']['s_per_rollout']:.2f}x"
+        )
     if "eval" not in args.skip:
-        results["eval"] = {"before": bench_eval(args.model, args.eval_items, legacy=True),
-                           "after": bench_eval(args.model, args.eval_items, legacy=False)}
+        results["eval"] = {
+            "before": bench_eval(args.model, args.eval_items, legacy=True),
+            "after": bench_eval(args.model, args.eval_items, legacy=False),
+        }
         print("\n## eval (arith episodes)")
         for name, r in results["eval"].items():
-            print(f"| {name} | {r['s_per_item']:.2f} s/item | acc {r['accuracy']:.2f} | prompt tokens "
-                  f"{r['prompt_tokens']:.0f} | generated {r['generated_tokens']:.0f} |")
+            print(
+                f"| {name} | {r['s_per_item']:.2f} s/item | acc {r['accuracy']:.2f} | prompt tokens "
+                f"{r['prompt_tokens']:.0f} | generated {r['generated_tokens']:.0f} |"
+            )
         print(f"speed-up: {results['eval']['before']['s_per_item'] / results['eval']['after']['s_per_item']:.2f}x")
     return 0
 

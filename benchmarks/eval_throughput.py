@@ -52,9 +52,15 @@ def count_new(tokens: list[int], stops: set[int]) -> tuple[int, tuple[int, ...]]
     return len(tokens), tuple(tokens)
 
 
-def plain_loop(model: Any, tokenizer: Any, prompts: list[str] | list[list[int]], batch_size: int,
-               max_new_tokens: int, stops: list[int],
-               decoding: dict[str, Any] | None = None) -> tuple[int, float, list[tuple[int, ...]]]:
+def plain_loop(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str] | list[list[int]],
+    batch_size: int,
+    max_new_tokens: int,
+    stops: list[int],
+    decoding: dict[str, Any] | None = None,
+) -> tuple[int, float, list[tuple[int, ...]]]:
     """The baseline: ``model.generate`` over the prompts in order, ``batch_size`` at a time.
 
     ``prompts`` are rendered texts or already tokenized id lists (left-padded
@@ -78,9 +84,13 @@ def plain_loop(model: Any, tokenizer: Any, prompts: list[str] | list[list[int]],
             }
         inputs = {key: value.to(model.device) for key, value in inputs.items()}
         with torch.inference_mode():
-            sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=stops,
-                                       pad_token_id=tokenizer.pad_token_id,
-                                       **({"do_sample": False} if decoding is None else decoding))
+            sequences = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=tokenizer.pad_token_id,
+                **({"do_sample": False} if decoding is None else decoding),
+            )
         for row in sequences[:, inputs["input_ids"].shape[1] :].tolist():
             n, ids = count_new(row, set(stops))
             total += n
@@ -111,20 +121,26 @@ def main() -> None:
     params = load_params(Path(args.params), args.profile, [])
     suites = args.suite or ["arith", "bfcl:simple_python"]
     model_dir = resolve_model(args.model, model_cache_dir(params))
-    generator = ChatGenerator.from_pretrained(model_dir, max_new_tokens=args.max_new_tokens,
-                                              batch_size=args.batch_size, progress=False)
+    generator = ChatGenerator.from_pretrained(
+        model_dir, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=False
+    )
     items = first_turn_prompts(params, suites, args.limit)
     random.Random(args.seed).shuffle(items)
     prompts = [generator.render(conv, tools) for conv, tools in items]
     lengths = [len(generator.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    print(f"model {model_dir}  suites {suites}  prompts {len(prompts)}  prompt tokens "
-          f"min {min(lengths)} mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}  "
-          f"batch {args.batch_size}  max_new_tokens {args.max_new_tokens}  torch threads {torch.get_num_threads()}")
+    print(
+        f"model {model_dir}  suites {suites}  prompts {len(prompts)}  prompt tokens "
+        f"min {min(lengths)} mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}  "
+        f"batch {args.batch_size}  max_new_tokens {args.max_new_tokens}  torch threads {torch.get_num_threads()}"
+    )
 
     conversations, tool_lists = [c for c, _ in items], [t for _, t in items]
     stops = generator.stop_ids
-    print(f"{'mode':<17} {'tokens':>7} {'wall s':>8} {'tok/s':>7} {'cpu s':>8} {'tok/cpu-s':>9} "
-          f"{'harness/this (wall, cpu)':>25}", flush=True)
+    print(
+        f"{'mode':<17} {'tokens':>7} {'wall s':>8} {'tok/s':>7} {'cpu s':>8} {'tok/cpu-s':>9} "
+        f"{'harness/this (wall, cpu)':>25}",
+        flush=True,
+    )
     reference: dict[str, float] = {}
 
     def measure(mode: str, run: Any) -> Any:
@@ -135,8 +151,11 @@ def main() -> None:
         rate, cpu_rate = tokens / wall, tokens / cpu
         reference.setdefault("wall", rate)
         reference.setdefault("cpu", cpu_rate)
-        print(f"{mode:<17} {tokens:>7} {wall:>8.1f} {rate:>7.1f} {cpu:>8.1f} {cpu_rate:>9.1f} "
-              f"{reference['wall'] / rate:>12.2f}, {reference['cpu'] / cpu_rate:.2f}", flush=True)
+        print(
+            f"{mode:<17} {tokens:>7} {wall:>8.1f} {rate:>7.1f} {cpu:>8.1f} {cpu_rate:>9.1f} "
+            f"{reference['wall'] / rate:>12.2f}, {reference['cpu'] / cpu_rate:.2f}",
+            flush=True,
+        )
         return outputs
 
     def harness(prefix: bool) -> Any:
@@ -146,8 +165,9 @@ def main() -> None:
         return sum(o.n_tokens for o in outputs), [o.token_ids for o in outputs]
 
     def plain(batch_size: int) -> Any:
-        tokens, _, outputs = plain_loop(generator.model, generator.tokenizer, prompts, batch_size,
-                                        args.max_new_tokens, stops)
+        tokens, _, outputs = plain_loop(
+            generator.model, generator.tokenizer, prompts, batch_size, args.max_new_tokens, stops
+        )
         return tokens, outputs
 
     # Warm up (first-call allocations, lazy initialisation) outside every measurement.

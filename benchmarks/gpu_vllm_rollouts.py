@@ -54,9 +54,14 @@ def measure(params: Any, arm: str, rounds: int, checkpoints: Path) -> dict[str, 
     rollout_round(trainer, probe, recorder, next(batches))  # warm-up (vLLM: CUDA graphs, first weight sync)
     rows = [rollout_round(trainer, probe, recorder, next(batches)) for _ in range(rounds)]
     tokens, wall = sum(r["tokens"] for r in rows), sum(r["wall_s"] for r in rows)
-    result = {"sequences": sum(len(r["prompt_ids"]) for r in rows), "gen_tokens": tokens, "wall_s": round(wall, 3),
-              "tokens_per_s": round(tokens / wall, 1) if wall else 0.0, "setup_s": round(setup_s, 1),
-              "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    result = {
+        "sequences": sum(len(r["prompt_ids"]) for r in rows),
+        "gen_tokens": tokens,
+        "wall_s": round(wall, 3),
+        "tokens_per_s": round(tokens / wall, 1) if wall else 0.0,
+        "setup_s": round(setup_s, 1),
+        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
     del trainer, model, probe
     gc.collect()
     torch.cuda.empty_cache()
@@ -79,8 +84,10 @@ def main() -> int:
         return 0
     base = ["sft.enabled=false", "rl.n_train=64", *args.overrides]
     results: dict[str, Any] = {}
-    for backend, extra in (("transformers", ["rl.use_vllm=false"]),
-                           ("vllm-colocate", ["rl.use_vllm=true", "rl.vllm_mode=colocate"])):
+    for backend, extra in (
+        ("transformers", ["rl.use_vllm=false"]),
+        ("vllm-colocate", ["rl.use_vllm=true", "rl.vllm_mode=colocate"]),
+    ):
         if backend.startswith("vllm") and importlib.util.find_spec("vllm") is None:
             results[backend] = {"skipped": "the vllm package is not installed (pip install vllm)"}
             continue
@@ -96,8 +103,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for backend, row in results.items():
         if "tokens_per_s" in row:
-            print(f"| {backend} | {row['sequences']} | {row['gen_tokens']} | {row['wall_s']} | {row['tokens_per_s']} "
-                  f"| {row['setup_s']} | {row['peak_gpu_mem_gib']} |")
+            print(
+                f"| {backend} | {row['sequences']} | {row['gen_tokens']} | {row['wall_s']} | {row['tokens_per_s']} "
+                f"| {row['setup_s']} | {row['peak_gpu_mem_gib']} |"
+            )
         else:
             print(f"| {backend} | {row.get('skipped') or row.get('failed')} | | | | | |")
     if args.json:

@@ -32,8 +32,13 @@ SHRINK = {
 
 
 def copy_project(target: Path) -> None:
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         if rel.startswith("tests/") or not (REPO / rel).is_file():
             continue
@@ -46,8 +51,11 @@ def copy_project(target: Path) -> None:
     for section, values in SHRINK.items():
         params["profiles"]["smoke"].setdefault(section, {}).update(values)
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for argv in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.email=b@example.invalid", "-c", "user.name=b", "commit", "-qm", "snapshot"]):
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=b@example.invalid", "-c", "user.name=b", "commit", "-qm", "snapshot"],
+    ):
         subprocess.run(argv, cwd=target, check=True)
 
 
@@ -77,24 +85,45 @@ def main() -> None:
     if not project.exists():
         project.mkdir(parents=True)
         copy_project(project)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(project),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "PREFECT_HOME": str(work / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(project),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "PREFECT_HOME": str(work / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.pop("PREFECT_API_URL", None)
     rows: list[tuple[str, str]] = []
     try:
         if not args.skip_dvc:
             rows.append(("dvc repro, first run", summarize([timed([str(BIN / "dvc"), "repro"], project, env)])))
-            rows.append(("dvc repro, nothing changed", summarize(
-                [timed([str(BIN / "dvc"), "repro"], project, env) for _ in range(args.repeats)])))
-            rows.append(("dvc status", summarize(
-                [timed([str(BIN / "dvc"), "status"], project, env) for _ in range(args.repeats)])))
+            rows.append(
+                (
+                    "dvc repro, nothing changed",
+                    summarize([timed([str(BIN / "dvc"), "repro"], project, env) for _ in range(args.repeats)]),
+                )
+            )
+            rows.append(
+                (
+                    "dvc status",
+                    summarize([timed([str(BIN / "dvc"), "status"], project, env) for _ in range(args.repeats)]),
+                )
+            )
         if not args.skip_prefect:
             run = [str(BIN / "mentor"), "run", "--profile", "smoke", "--set", "project.output_dir=prefect-outputs"]
             rows.append(("mentor run (Prefect), first run", summarize([timed(run, project, env)])))
-            rows.append(("mentor run, all cache hits", summarize([timed(run, project, env) for _ in range(args.repeats)])))
-            rows.append(("  of which: process start + imports (mentor --help)",
-                         summarize([timed([str(BIN / "mentor"), "--help"], project, env) for _ in range(args.repeats)])))
+            rows.append(
+                ("mentor run, all cache hits", summarize([timed(run, project, env) for _ in range(args.repeats)]))
+            )
+            rows.append(
+                (
+                    "  of which: process start + imports (mentor --help)",
+                    summarize([timed([str(BIN / "mentor"), "--help"], project, env) for _ in range(args.repeats)]),
+                )
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

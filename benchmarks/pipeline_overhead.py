@@ -30,11 +30,22 @@ BIN = Path(sys.executable).parent
 
 def overrides_for(work: Path) -> list[str]:
     return [
-        f"project.state_dir={work / 'state'}", f"project.output_dir={work / 'outputs'}",
+        f"project.state_dir={work / 'state'}",
+        f"project.output_dir={work / 'outputs'}",
         f"models.cache_dir={REPO / '.mentor' / 'models'}",
-        "tasks.n_train=24", "tasks.n_eval=4", "sft.max_steps=1", "sft.save_steps=1",
-        "rl.max_steps=1", "rl.n_train=2", "rl.max_completion_length=8", "rl.max_turns=2",
-        "eval.limit=1", "eval.suites=[arith]", "eval.max_new_tokens=8", "eval.max_turns=1", "eval.bootstrap_samples=20",
+        "tasks.n_train=24",
+        "tasks.n_eval=4",
+        "sft.max_steps=1",
+        "sft.save_steps=1",
+        "rl.max_steps=1",
+        "rl.n_train=2",
+        "rl.max_completion_length=8",
+        "rl.max_turns=2",
+        "eval.limit=1",
+        "eval.suites=[arith]",
+        "eval.max_new_tokens=8",
+        "eval.max_turns=1",
+        "eval.bootstrap_samples=20",
     ]
 
 
@@ -49,9 +60,15 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="mentor-overhead-"))
     work.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "PREFECT_HOME": str(work / "prefect"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-                       "TOKENIZERS_PARALLELISM": "false"})
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "PREFECT_HOME": str(work / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     os.environ.pop("PREFECT_API_URL", None)
     os.chdir(REPO)
 
@@ -105,7 +122,14 @@ def main() -> None:
             run_models_stage(params)
             in_process.append(time.perf_counter() - t0)
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        argv = [str(BIN / "mentor"), "stage", "models", "--profile", "smoke", *sum((["--set", o] for o in overrides), [])]
+        argv = [
+            str(BIN / "mentor"),
+            "stage",
+            "models",
+            "--profile",
+            "smoke",
+            *sum((["--set", o] for o in overrides), []),
+        ]
         subprocess_times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()

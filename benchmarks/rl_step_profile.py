@@ -43,8 +43,10 @@ def _table(rows: list[dict[str, float]]) -> None:
         step_s = row.get("time/step_s", 0.0)
         reward_s, tool_s = row.get("time/reward_s", 0.0), row.get("time/tool_s", 0.0)
         share = (reward_s + tool_s) / step_s if step_s else float("nan")
-        print(f"{int(row.get('step', 0)):>5} {step_s:>9.3f} {reward_s:>9.4f} {tool_s:>9.4f} {share:>8.3%} "
-              f"{row.get('rl/tool_calls_executed', 0.0):>10.0f}")
+        print(
+            f"{int(row.get('step', 0)):>5} {step_s:>9.3f} {reward_s:>9.4f} {tool_s:>9.4f} {share:>8.3%} "
+            f"{row.get('rl/tool_calls_executed', 0.0):>10.0f}"
+        )
 
 
 def _totals(rows: list[dict[str, float]]) -> None:
@@ -89,33 +91,57 @@ def expert_rollout_costs(pack_name: str = "arith", n_tasks: int = 40, seed: int 
         for message in pack.expert(task, random.Random(0)):
             if message["role"] != "assistant":
                 continue
-            turn_calls = [{"type": "function", "function": {"name": c["function"]["name"],
-                                                            "arguments": json.loads(c["function"]["arguments"])}}
-                          for c in message.get("tool_calls") or []]
-            messages.append({"role": "assistant", "content": message.get("content") or "",
-                             **({"tool_calls": turn_calls} if turn_calls else {})})
+            turn_calls = [
+                {
+                    "type": "function",
+                    "function": {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])},
+                }
+                for c in message.get("tool_calls") or []
+            ]
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": message.get("content") or "",
+                    **({"tool_calls": turn_calls} if turn_calls else {}),
+                }
+            )
             for call in turn_calls:
                 result = getattr(env, call["function"]["name"])(**call["function"]["arguments"])
                 messages.append({"role": "tool", "name": call["function"]["name"], "content": result})
                 ref_calls.append({"name": call["function"]["name"], "arguments": call["function"]["arguments"]})
                 calls += 1
         started = time.perf_counter()
-        got = reward(prompts=[[]], completions=[messages], completion_ids=[[0]], environments=[env],
-                     ref_tool_set=[sorted({c["name"] for c in ref_calls})], ref_calls=[json.dumps(ref_calls)])
+        got = reward(
+            prompts=[[]],
+            completions=[messages],
+            completion_ids=[[0]],
+            environments=[env],
+            ref_tool_set=[sorted({c["name"] for c in ref_calls})],
+            ref_calls=[json.dumps(ref_calls)],
+        )
         reward_s += time.perf_counter() - started
         assert got[0] > 1.0, "an expert rollout must earn the maximum reward"
     tool_s = recorder.drain()["time/tool_s"]
-    return {"tasks": n_tasks, "calls_per_rollout": calls / n_tasks, "tool_s_per_call": tool_s / max(calls, 1),
-            "reward_s_per_rollout": reward_s / n_tasks, "tool_s_per_rollout": tool_s / n_tasks}
+    return {
+        "tasks": n_tasks,
+        "calls_per_rollout": calls / n_tasks,
+        "tool_s_per_call": tool_s / max(calls, 1),
+        "reward_s_per_rollout": reward_s / n_tasks,
+        "tool_s_per_rollout": tool_s / n_tasks,
+    }
 
 
 def _projection(costs: dict[str, float], rollouts_per_step: int, step_s: float) -> None:
     per_step = rollouts_per_step * (costs["reward_s_per_rollout"] + costs["tool_s_per_rollout"])
-    print(f"\nexpert trajectories ({costs['tasks']:.0f} arith tasks, {costs['calls_per_rollout']:.2f} calls each): "
-          f"tool call {costs['tool_s_per_call'] * 1e3:.3f} ms, reward {costs['reward_s_per_rollout'] * 1e3:.3f} ms per rollout")
+    print(
+        f"\nexpert trajectories ({costs['tasks']:.0f} arith tasks, {costs['calls_per_rollout']:.2f} calls each): "
+        f"tool call {costs['tool_s_per_call'] * 1e3:.3f} ms, reward {costs['reward_s_per_rollout'] * 1e3:.3f} ms per rollout"
+    )
     if step_s > 0:
-        print(f"projected for {rollouts_per_step} tool-using rollouts per step: {per_step * 1e3:.2f} ms "
-              f"= {per_step / step_s:.4%} of a {step_s:.1f} s step")
+        print(
+            f"projected for {rollouts_per_step} tool-using rollouts per step: {per_step * 1e3:.2f} ms "
+            f"= {per_step / step_s:.4%} of a {step_s:.1f} s step"
+        )
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -123,8 +149,7 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
 
 
-def prepare_params(profile: str, overrides: list[str], output_dir: Path | None = None,
-                   prefix: str = "mentor-bench-"):  # type: ignore[no-untyped-def]
+def prepare_params(profile: str, overrides: list[str], output_dir: Path | None = None, prefix: str = "mentor-bench-"):  # type: ignore[no-untyped-def]
     """(params, temporary folder) for a benchmark run of ``profile``, with teacher data in place.
 
     Outputs, state and MLflow go to a fresh temporary folder unless ``output_dir``
@@ -137,12 +162,16 @@ def prepare_params(profile: str, overrides: list[str], output_dir: Path | None =
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = load_params(REPO / "params.yaml", profile, [
-        f"project.output_dir={output_dir or tmp / 'outputs'}",
-        f"project.state_dir={tmp / 'state'}",
-        f"models.cache_dir={REPO / '.mentor' / 'models'}",
-        *overrides,
-    ])
+    params = load_params(
+        REPO / "params.yaml",
+        profile,
+        [
+            f"project.output_dir={output_dir or tmp / 'outputs'}",
+            f"project.state_dir={tmp / 'state'}",
+            f"models.cache_dir={REPO / '.mentor' / 'models'}",
+            *overrides,
+        ],
+    )
     if not run_paths(params).teacher_dataset.exists():
         from components.teacher.stage import run_teacher_stage
 
@@ -157,7 +186,9 @@ def main() -> int:
     parser.add_argument("--arm", default="mentor")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE params override")
-    parser.add_argument("--output-dir", type=Path, default=None, help="reuse this project.output_dir (has teacher data)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="reuse this project.output_dir (has teacher data)"
+    )
     parser.add_argument("--history", type=Path, default=None, help="only summarise a finished run's history.csv")
     parser.add_argument("--rollouts", type=int, default=4, help="rollouts per step for the --history projection")
     args = parser.parse_args()
@@ -173,23 +204,30 @@ def main() -> int:
 
     from components.config import run_paths
 
-    params, _ = prepare_params(args.profile, [
-        f"rl.max_steps={args.steps}",
-        f"rl.save_steps={args.steps + 1000}",  # no checkpoint inside the timed steps
-        "rl.logging_steps=1",
-        # A temporary folder has no SFT model: start RL from the base student unless told otherwise.
-        *([] if args.output_dir else ["sft.enabled=false"]),
-        *args.overrides,
-    ], args.output_dir, prefix="rl-step-profile-")
+    params, _ = prepare_params(
+        args.profile,
+        [
+            f"rl.max_steps={args.steps}",
+            f"rl.save_steps={args.steps + 1000}",  # no checkpoint inside the timed steps
+            "rl.logging_steps=1",
+            # A temporary folder has no SFT model: start RL from the base student unless told otherwise.
+            *([] if args.output_dir else ["sft.enabled=false"]),
+            *args.overrides,
+        ],
+        args.output_dir,
+        prefix="rl-step-profile-",
+    )
 
     from components.training.rl_stage import train_rl
 
     started = time.perf_counter()
     summary = train_rl(params, args.arm)
     wall = time.perf_counter() - started
-    print(f"\nprofile={params.profile} arm={args.arm} model={params.models.student} start={summary['start']} "
-          f"batch={params.rl.batch_size} generations={params.rl.num_generations} "
-          f"max_completion_length={params.rl.max_completion_length} (stage wall time {wall:.1f} s)")
+    print(
+        f"\nprofile={params.profile} arm={args.arm} model={params.models.student} start={summary['start']} "
+        f"batch={params.rl.batch_size} generations={params.rl.num_generations} "
+        f"max_completion_length={params.rl.max_completion_length} (stage wall time {wall:.1f} s)"
+    )
     rows = _read_history(run_paths(params).rl_dir(args.arm) / "history.csv")  # the stage's per-step table
     _table(rows)
     _totals(rows)

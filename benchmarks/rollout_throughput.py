@@ -133,8 +133,9 @@ def rollout_round(trainer: Any, probe: RolloutProbe, recorder: Any, batch: list[
     }
 
 
-def plain_round(trainer: Any, tokenizer: Any, prompt_ids: list[list[int]], max_new_tokens: int,
-                greedy: bool) -> dict[str, Any]:
+def plain_round(
+    trainer: Any, tokenizer: Any, prompt_ids: list[list[int]], max_new_tokens: int, greedy: bool
+) -> dict[str, Any]:
     """``model.generate`` on the same first-turn prompts, one batch, with TRL's generation settings."""
     from trl.models import unwrap_model_for_generation
 
@@ -143,10 +144,18 @@ def plain_round(trainer: Any, tokenizer: Any, prompt_ids: list[list[int]], max_n
     sampling = {k: v for k, v in trainer.generation_kwargs.items() if k not in own}
     wall, cpu = time.perf_counter(), time.process_time()
     # The same context TRL generates in (it installs its generation kwargs on the model's generation_config).
-    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                     generation_kwargs=trainer.generation_kwargs) as model:
-        tokens, _, _ = plain_loop(model, tokenizer, prompt_ids, len(prompt_ids), max_new_tokens, trainer.eos_token_ids,
-                                  decoding=None if greedy else {**sampling, "disable_compile": True})
+    with unwrap_model_for_generation(
+        trainer.model_wrapped, trainer.accelerator, generation_kwargs=trainer.generation_kwargs
+    ) as model:
+        tokens, _, _ = plain_loop(
+            model,
+            tokenizer,
+            prompt_ids,
+            len(prompt_ids),
+            max_new_tokens,
+            trainer.eos_token_ids,
+            decoding=None if greedy else {**sampling, "disable_compile": True},
+        )
     return {"tokens": tokens, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
@@ -157,13 +166,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measured generation batches (after one warm-up)")
     parser.add_argument("--greedy", action="store_true", help="plain baseline decodes greedily instead of sampling")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE params override")
-    parser.add_argument("--output-dir", type=Path, default=None, help="reuse this project.output_dir (has teacher data)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="reuse this project.output_dir (has teacher data)"
+    )
     args = parser.parse_args()
 
     # A temporary run folder has no SFT model: start from the base student there (a --set still wins).
     defaults = ["rl.use_vllm=false", *([] if args.output_dir else ["sft.enabled=false"])]
-    params, tmp = prepare_params(args.profile, [*defaults, *args.overrides], args.output_dir,
-                                 prefix="rollout-throughput-")
+    params, tmp = prepare_params(
+        args.profile, [*defaults, *args.overrides], args.output_dir, prefix="rollout-throughput-"
+    )
     try:
         return _run(args, params, tmp)
     finally:
@@ -179,8 +191,9 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
 
     [arm] = resolve_arms(args.arm, params)
     rl = params.rl
-    dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, rl.n_train, rl.seed,
-                              rl.difficulties)
+    dataset = load_rl_dataset(
+        run_paths(params).teacher_dataset, params.tasks.train_packs, rl.n_train, rl.seed, rl.difficulties
+    )
     start_dir, start_kind = start_model_dir(params)
     model, tokenizer = load_student(start_dir, params.models.dtype)
     # Checkpoints/history would go here; nothing is trained, and the folder is temporary.
@@ -200,12 +213,15 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
             return next(batches)
 
     sequences = rl.batch_size * rl.grad_accum
-    print(f"profile={params.profile} arm={arm} model={params.models.student} start={start_kind} ({start_dir})\n"
-          f"sequences per generation batch={sequences} ({sequences // rl.num_generations} prompts x "
-          f"{rl.num_generations} generations)  max_completion_length={rl.max_completion_length}  "
-          f"max_turns={rl.max_turns}  temperature={rl.temperature} top_k={rl.top_k} "
-          f"top_p={rl.top_p}  plain decoding={'greedy' if args.greedy else 'same sampling'}  "
-          f"rounds={args.rounds}  torch threads={torch.get_num_threads()}", flush=True)
+    print(
+        f"profile={params.profile} arm={arm} model={params.models.student} start={start_kind} ({start_dir})\n"
+        f"sequences per generation batch={sequences} ({sequences // rl.num_generations} prompts x "
+        f"{rl.num_generations} generations)  max_completion_length={rl.max_completion_length}  "
+        f"max_turns={rl.max_turns}  temperature={rl.temperature} top_k={rl.top_k} "
+        f"top_p={rl.top_p}  plain decoding={'greedy' if args.greedy else 'same sampling'}  "
+        f"rounds={args.rounds}  torch threads={torch.get_num_threads()}",
+        flush=True,
+    )
 
     warm = rollout_round(trainer, probe, recorder, next_batch())  # warm-up: lazy init, first allocations
     plain_round(trainer, tokenizer, warm["prompt_ids"], rl.max_completion_length, args.greedy)
@@ -224,33 +240,50 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
     r_tok, r_wall, r_cpu = total(rollouts, "tokens"), total(rollouts, "wall_s"), total(rollouts, "cpu_s")
     p_tok, p_wall, p_cpu = total(plains, "tokens"), total(plains, "wall_s"), total(plains, "cpu_s")
     r_rate, p_rate = r_tok / r_wall, p_tok / p_wall
-    print(f"\nfirst-turn prompt tokens: min {min(prompt_lengths)} mean {sum(prompt_lengths) / len(prompt_lengths):.0f} "
-          f"max {max(prompt_lengths)}")
-    print(f"{'mode':<8} {'sequences':>9} {'gen tokens':>10} {'wall s':>8} {'tok/s':>8} {'cpu s':>7} "
-          f"{'tok/cpu-s':>9} {'rollout/plain (tok/s)':>22}")
-    print(f"{'rollout':<8} {n_seq:>9} {r_tok:>10.0f} {r_wall:>8.2f} {r_rate:>8.1f} {r_cpu:>7.2f} "
-          f"{r_tok / r_cpu:>9.1f} {r_rate / p_rate:>22.2f}")
-    print(f"{'plain':<8} {n_seq:>9} {p_tok:>10.0f} {p_wall:>8.2f} {p_rate:>8.1f} {p_cpu:>7.2f} "
-          f"{p_tok / p_cpu:>9.1f} {1.0:>22.2f}")
+    print(
+        f"\nfirst-turn prompt tokens: min {min(prompt_lengths)} mean {sum(prompt_lengths) / len(prompt_lengths):.0f} "
+        f"max {max(prompt_lengths)}"
+    )
+    print(
+        f"{'mode':<8} {'sequences':>9} {'gen tokens':>10} {'wall s':>8} {'tok/s':>8} {'cpu s':>7} "
+        f"{'tok/cpu-s':>9} {'rollout/plain (tok/s)':>22}"
+    )
+    print(
+        f"{'rollout':<8} {n_seq:>9} {r_tok:>10.0f} {r_wall:>8.2f} {r_rate:>8.1f} {r_cpu:>7.2f} "
+        f"{r_tok / r_cpu:>9.1f} {r_rate / p_rate:>22.2f}"
+    )
+    print(
+        f"{'plain':<8} {n_seq:>9} {p_tok:>10.0f} {p_wall:>8.2f} {p_rate:>8.1f} {p_cpu:>7.2f} "
+        f"{p_tok / p_cpu:>9.1f} {1.0:>22.2f}"
+    )
     pairs = list(zip(rollouts, plains, strict=True))
     ratios = sorted((r["tokens"] / r["wall_s"]) / (p["tokens"] / p["wall_s"]) for r, p in pairs)
-    print("per round, wall s rollout/plain: " + "  ".join(f"{r['wall_s']:.2f}/{p['wall_s']:.2f}" for r, p in pairs)
-          + f"; median rollout/plain tok/s ratio {ratios[len(ratios) // 2]:.2f}")
+    print(
+        "per round, wall s rollout/plain: "
+        + "  ".join(f"{r['wall_s']:.2f}/{p['wall_s']:.2f}" for r, p in pairs)
+        + f"; median rollout/plain tok/s ratio {ratios[len(ratios) // 2]:.2f}"
+    )
 
     turns = [t for r in rollouts for t in r["turns"]]
     calls = [c for r in rollouts for c in r["tool_calls"]]
     gen_s, tool_s = total(rollouts, "model_generate_s"), total(rollouts, "tool_s")
-    print(f"\nrollout per sequence: {sum(turns) / len(turns):.2f} turns (max {max(turns)}), "
-          f"{sum(calls) / len(calls):.2f} tool results kept; sequences with tool results: "
-          f"{sum(1 for c in calls if c)}/{len(calls)}; "
-          f"tool calls executed {total(rollouts, 'tool_calls_executed'):.0f} "
-          f"(incl. results TRL dropped for the length budget); tool-result tokens (masked, not counted): "
-          f"{total(rollouts, 'tool_tokens'):.0f}")
-    print(f"rollout wall {r_wall:.2f} s = model.generate {gen_s:.2f} s ({total(rollouts, 'generate_calls'):.0f} calls "
-          f"over {len(rollouts)} batches) + tool execution {tool_s:.3f} s + templating/parsing/other "
-          f"{r_wall - gen_s - tool_s:.3f} s")
-    print("not counted: scoring after generation (rewards, advantages, logprob passes) "
-          f"{total(rollouts, 'score_s'):.2f} s")
+    print(
+        f"\nrollout per sequence: {sum(turns) / len(turns):.2f} turns (max {max(turns)}), "
+        f"{sum(calls) / len(calls):.2f} tool results kept; sequences with tool results: "
+        f"{sum(1 for c in calls if c)}/{len(calls)}; "
+        f"tool calls executed {total(rollouts, 'tool_calls_executed'):.0f} "
+        f"(incl. results TRL dropped for the length budget); tool-result tokens (masked, not counted): "
+        f"{total(rollouts, 'tool_tokens'):.0f}"
+    )
+    print(
+        f"rollout wall {r_wall:.2f} s = model.generate {gen_s:.2f} s ({total(rollouts, 'generate_calls'):.0f} calls "
+        f"over {len(rollouts)} batches) + tool execution {tool_s:.3f} s + templating/parsing/other "
+        f"{r_wall - gen_s - tool_s:.3f} s"
+    )
+    print(
+        "not counted: scoring after generation (rewards, advantages, logprob passes) "
+        f"{total(rollouts, 'score_s'):.2f} s"
+    )
     return 0
 
 

@@ -49,8 +49,17 @@ def train(out: Path, milestones: list[int], batch: int, lr: float, seed: int) ->
     from components.training.sft_stage import _build_trainer
 
     steps = max(milestones) // batch
-    params = _params(out, [f"sft.max_steps={steps}", f"sft.batch_size={batch}", f"sft.learning_rate={lr}",
-                           f"sft.seed={seed}", "sft.save_steps=100000", "sft.logging_steps=5"])
+    params = _params(
+        out,
+        [
+            f"sft.max_steps={steps}",
+            f"sft.batch_size={batch}",
+            f"sft.learning_rate={lr}",
+            f"sft.seed={seed}",
+            "sft.save_steps=100000",
+            "sft.logging_steps=5",
+        ],
+    )
     from components.config import model_cache_dir
     from components.models.sources import resolve_model
 
@@ -70,7 +79,9 @@ def train(out: Path, milestones: list[int], batch: int, lr: float, seed: int) ->
                 model.save_pretrained(target)
                 tokenizer.save_pretrained(target)
                 timings[rows_seen] = time.perf_counter() - started
-                (target / "train_seconds.json").write_text(json.dumps({"rows": rows_seen, "seconds": timings[rows_seen]}))
+                (target / "train_seconds.json").write_text(
+                    json.dumps({"rows": rows_seen, "seconds": timings[rows_seen]})
+                )
                 print(f"[curve] saved {target} after {timings[rows_seen]:.0f} s", flush=True)
 
     trainer = _build_trainer(params, base, tokenizer, examples, out / "checkpoints", [SaveAtMilestones()])
@@ -90,14 +101,19 @@ def evaluate(out: Path, n: int) -> list[dict[str, Any]]:
     for index, folder in enumerate(folders):
         suite = build_suite("arith", params, n)
         difficulty = {t.task_id: t.difficulty for t in suite.tasks}
-        generator = ChatGenerator.from_pretrained(folder, max_new_tokens=params.eval.max_new_tokens,
-                                                  batch_size=params.eval.batch_size, progress=False)
+        generator = ChatGenerator.from_pretrained(
+            folder, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size, progress=False
+        )
         started = time.perf_counter()
         items = suite.run(ModelResponder(generator, folder.name))
         seconds = time.perf_counter() - started
         train_seconds = json.loads((folder / "train_seconds.json").read_text())["seconds"]
-        row: dict[str, Any] = {"rows": int(folder.name.split("-")[1]), "train_seconds": round(train_seconds, 1),
-                               "eval_seconds": round(seconds, 1), "n": len(items)}
+        row: dict[str, Any] = {
+            "rows": int(folder.name.split("-")[1]),
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(seconds, 1),
+            "n": len(items),
+        }
         correct = [r.correct for r in items]
         low, high = bootstrap_ci(correct)
         row.update(accuracy=round(sum(correct) / len(correct), 3), ci_low=round(low, 3), ci_high=round(high, 3))

@@ -61,7 +61,9 @@ def first_turns(model_dir: Path, pack: Any, tasks: list[Any], max_new_tokens: in
     texts = [
         tok.apply_chat_template(
             [{"role": "system", "content": pack.system_prompt}, {"role": "user", "content": t.prompt}],
-            tools=tools, tokenize=False, add_generation_prompt=True,
+            tools=tools,
+            tokenize=False,
+            add_generation_prompt=True,
         )
         for t in tasks
     ]
@@ -79,14 +81,22 @@ def first_turns(model_dir: Path, pack: Any, tasks: list[Any], max_new_tokens: in
         ids = torch.cat([prefix_ids, suffix_ids], dim=1)
         with torch.no_grad():
             out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=copy.deepcopy(cache),
-                max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                past_key_values=copy.deepcopy(cache),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
             )
-        outputs.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+        outputs.append(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         if (i + 1) % 10 == 0 or i + 1 == len(texts):
             rate = (i + 1) / (time.perf_counter() - started)
-            print(f"  {model_dir.name}: {i + 1}/{len(texts)} tasks, {rate:.2f} tasks/s, "
-                  f"ETA {(len(texts) - i - 1) / rate:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"  {model_dir.name}: {i + 1}/{len(texts)} tasks, {rate:.2f} tasks/s, "
+                f"ETA {(len(texts) - i - 1) / rate:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     return outputs, time.perf_counter() - started
 
 
@@ -136,12 +146,18 @@ def main() -> None:
             print(f"skip {name}: no model at {model_dir}", file=sys.stderr)
             continue
         outputs, seconds = first_turns(model_dir, pack, tasks, args.max_new_tokens)
-        results[name] = {**score(pack, tasks, outputs), "seconds": round(seconds, 1), "model_dir": str(model_dir),
-                         "samples": outputs[: args.show]}
+        results[name] = {
+            **score(pack, tasks, outputs),
+            "seconds": round(seconds, 1),
+            "model_dir": str(model_dir),
+            "samples": outputs[: args.show],
+        }
     print(f"\n{'model':<8} {'n':>4} {'well_formed':>12} {'attempted':>10} {'first_tool_ok':>14} {'seconds':>8}")
     for name, r in results.items():
-        print(f"{name:<8} {r['n']:>4} {r['well_formed']:>12.1%} {r['attempted']:>10.1%} "
-              f"{r['first_tool_matches_expert']:>14.1%} {r['seconds']:>8.1f}")
+        print(
+            f"{name:<8} {r['n']:>4} {r['well_formed']:>12.1%} {r['attempted']:>10.1%} "
+            f"{r['first_tool_matches_expert']:>14.1%} {r['seconds']:>8.1f}"
+        )
     for name, r in results.items():
         for sample in r["samples"]:
             print(f"--- {name} sample:\n{sample}")

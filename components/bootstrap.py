@@ -31,7 +31,9 @@ class BootstrapResult:
 
 
 def stratified_bootstrap(
-    groups: Sequence[Sequence[float] | np.ndarray], n_samples: int = 1000, seed: int = 0,
+    groups: Sequence[Sequence[float] | np.ndarray],
+    n_samples: int = 1000,
+    seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> BootstrapResult:
     """Equal-weight mean of the groups' means with a percentile interval, resampling within each group.

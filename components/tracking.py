@@ -67,7 +67,11 @@ def git_state(cwd: Path | None = None) -> dict[str, str]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -178,8 +182,12 @@ def find_stored_data(client: Any, experiment_ids: list[str], name: str, digest: 
     if not experiment_ids or not digest:
         return None
     try:
-        runs = client.search_runs(experiment_ids, f"tags.`{data_tag(name, 'sha256')}` = '{digest}'",
-                                  order_by=["attributes.start_time DESC"], max_results=50)
+        runs = client.search_runs(
+            experiment_ids,
+            f"tags.`{data_tag(name, 'sha256')}` = '{digest}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
     except MlflowException:
         return None
     for run in runs:

@@ -30,8 +30,10 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[st
 def stage_lines(result: Mapping[str, Any]) -> list[str]:
     """Each stage with its status and seconds, and the pipeline total (cached stages cost ~0)."""
     stages = result.get("stages") or {}
-    rows = [{"stage": label, "status": info.get("status", "?"), "seconds": f"{float(info.get('seconds') or 0):.1f}"}
-            for label, info in stages.items()]
+    rows = [
+        {"stage": label, "status": info.get("status", "?"), "seconds": f"{float(info.get('seconds') or 0):.1f}"}
+        for label, info in stages.items()
+    ]
     total = sum(float(info.get("seconds") or 0) for info in stages.values())
     return [*_table(rows, ["stage", "status", "seconds"]), f"pipeline time: {total:.1f} s ({total / 60:.1f} min)"]
 
@@ -41,8 +43,9 @@ def comparison_lines(result: Mapping[str, Any]) -> list[str]:
     table = result.get("eval_table") or []
     if not table:
         return ["(no evaluation results)"]
-    suites = [k for k in dict.fromkeys(k for row in table for k in row)
-              if k not in {"arm", "in-domain", "OOD", "n_suites"}]
+    suites = [
+        k for k in dict.fromkeys(k for row in table for k in row) if k not in {"arm", "in-domain", "OOD", "n_suites"}
+    ]
     return _table(table, ["arm", "in-domain", "OOD", *suites])
 
 
@@ -68,8 +71,12 @@ def paired_lines(result: Mapping[str, Any]) -> list[str]:
                 line[names.get(r["scope"], r["scope"])] = diff_cell(r)
         table.append(line)
     columns = ["comparison", *(names.get(s, s) for s in scopes)]
-    return ["", "== paired differences, points [95% paired bootstrap], * = interval excludes 0", "",
-            *_table(table, columns)]
+    return [
+        "",
+        "== paired differences, points [95% paired bootstrap], * = interval excludes 0",
+        "",
+        *_table(table, columns),
+    ]
 
 
 def ui_lines(params: Params, tracking_uri: str) -> list[str]:
@@ -82,14 +89,18 @@ def ui_lines(params: Params, tracking_uri: str) -> list[str]:
         lines.append(f"MLflow UI:  open {tracking_uri}")
     else:
         artifacts = local_artifact_root(params)
-        lines.append(f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} "
-                     f"--default-artifact-root {artifacts} --port 5000   # then open http://127.0.0.1:5000")
+        lines.append(
+            f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} "
+            f"--default-artifact-root {artifacts} --port 5000   # then open http://127.0.0.1:5000"
+        )
     api = os.environ.get("PREFECT_API_URL")
     if api:
         lines.append(f"Prefect UI: open {api.removesuffix('/api').rstrip('/')}/runs")
     else:
-        lines.append("Prefect UI: .venv/bin/prefect server start   # then open http://127.0.0.1:4200/runs "
-                     "(the in-process API kept the runs in ~/.prefect/prefect.db)")
+        lines.append(
+            "Prefect UI: .venv/bin/prefect server start   # then open http://127.0.0.1:4200/runs "
+            "(the in-process API kept the runs in ~/.prefect/prefect.db)"
+        )
     return lines
 
 
@@ -111,7 +122,9 @@ def render_run_report(params: Params, result: Mapping[str, Any], tracking_uri: s
     lines.append(f"outputs:    {run_paths(params).root}")
     if register:
         verdict = register.get("decision") or ("promoted" if "champion" in (register.get("aliases") or []) else "-")
-        lines.append(f"registry:   {register.get('model_uri', '-')} aliases={register.get('aliases', [])} "
-                     f"gate={verdict}: {register.get('reason', '')}".rstrip(": "))
+        lines.append(
+            f"registry:   {register.get('model_uri', '-')} aliases={register.get('aliases', [])} "
+            f"gate={verdict}: {register.get('reason', '')}".rstrip(": ")
+        )
     lines += ui_lines(params, tracking_uri)
     return "\n".join(lines) + "\n"

@@ -66,7 +66,9 @@ def _check_cron(cron: str) -> None:
     try:
         CronSchedule(cron=cron)
     except ValueError as exc:
-        raise StageError(f"--cron '{cron}' is not a valid cron expression ({exc}); e.g. '0 3 * * 0' is Sundays 03:00") from exc
+        raise StageError(
+            f"--cron '{cron}' is not a valid cron expression ({exc}); e.g. '0 3 * * 0' is Sundays 03:00"
+        ) from exc
 
 
 def create_deployment(

@@ -47,8 +47,11 @@ def _params_of(parameters: Mapping[str, Any]) -> Params | None:
     try:
         if parameters.get("params_data"):
             return Params.model_validate(parameters["params_data"])
-        return load_params(parameters.get("params_file") or "params.yaml", parameters.get("profile"),
-                           list(parameters.get("overrides") or []))
+        return load_params(
+            parameters.get("params_file") or "params.yaml",
+            parameters.get("profile"),
+            list(parameters.get("overrides") or []),
+        )
     except Exception:  # noqa: BLE001 - bad params are a reason to notify, not to stay silent
         return None
 
@@ -72,8 +75,12 @@ def post_json(url: str, payload: Mapping[str, Any], timeout_s: float = WEBHOOK_T
     """POST ``payload`` as JSON; returns the HTTP status. Only http(s) URLs are accepted."""
     if urllib.parse.urlsplit(url).scheme not in {"http", "https"}:
         raise ValueError(f"webhook URL must be http(s), got {_where(url)}")
-    request = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "mentor-pipeline"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mentor-pipeline"},
+    )
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - scheme checked above
         return int(response.status)
 
@@ -153,7 +160,9 @@ def last_successful_run(params: Params) -> Any | None:
         [experiment.experiment_id],
         f"tags.`mentor.stage` = 'pipeline' and tags.`mentor.profile` = '{params.profile}' "
         f"and attributes.status = 'FINISHED' and tags.`{FINGERPRINT_TAG}` != ''",
-        order_by=["attributes.start_time DESC"], max_results=1, output_format="list",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
     )
     return runs[0] if runs else None
 
@@ -164,8 +173,10 @@ def unchanged_since(params: Params, payload: Mapping[str, Any]) -> tuple[Any | N
 
     previous = last_successful_run(params)
     if previous is None:
-        return None, [f"no successful pipeline run of profile '{params.profile}' in experiment "
-                      f"'{params.orchestration.experiment}' yet"]
+        return None, [
+            f"no successful pipeline run of profile '{params.profile}' in experiment "
+            f"'{params.orchestration.experiment}' yet"
+        ]
     if previous.data.tags.get(FINGERPRINT_TAG) == fingerprint(payload):
         return previous, []
     try:

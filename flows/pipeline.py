@@ -116,8 +116,9 @@ def _parent_env(parent_run_id: str | None) -> Iterator[None]:
             os.environ[PARENT_RUN_ENV] = previous
 
 
-def execute_stage(params: Params, stage: str, arm: str | None = None, resume: bool = False,
-                  slot: Any = None) -> dict[str, Any]:
+def execute_stage(
+    params: Params, stage: str, arm: str | None = None, resume: bool = False, slot: Any = None
+) -> dict[str, Any]:
     """Run one stage and write its metrics and summary where DVC expects them.
 
     In this process, unless it must run in processes of its own: several of them
@@ -148,7 +149,9 @@ def mentor_stage(
         return execute_stage(params, stage, arm, resume)
 
 
-def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, parent_run_id: str | None) -> dict[str, Any]:
+def _run_on_pool(
+    params: Params, stage: str, arm: str | None, resume: bool, parent_run_id: str | None
+) -> dict[str, Any]:
     """Submit the stage to the GPU pool's ``mentor-stage`` deployment and wait for it."""
     from prefect.deployments import run_deployment
 
@@ -163,8 +166,13 @@ def _run_on_pool(params: Params, stage: str, arm: str | None, resume: bool, pare
     try:
         flow_run = run_deployment(
             name=name,
-            parameters={"stage": stage, "params_data": params.model_dump(mode="json"), "arm": arm,
-                        "resume": resume, "parent_run_id": parent_run_id},
+            parameters={
+                "stage": stage,
+                "params_data": params.model_dump(mode="json"),
+                "arm": arm,
+                "resume": resume,
+                "parent_run_id": parent_run_id,
+            },
             timeout=None,
             poll_interval=2,
             as_subflow=True,
@@ -368,15 +376,19 @@ def _configure_stage_task(params: Params, stage: str, label: str, refresh: bool)
 def stage_task_options(params: Params, stage: str, label: str, refresh: bool) -> dict[str, Any]:
     """Prefect task options of one stage: run name, cache refresh, timeout, retries, result storage."""
     spec = STAGES[stage]
-    options: dict[str, Any] = {"task_run_name": label, "refresh_cache": refresh,
-                               "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage)}
+    options: dict[str, Any] = {
+        "task_run_name": label,
+        "refresh_cache": refresh,
+        "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage),
+    }
     storage = result_storage(params)
     if storage is not None:
         options["result_storage"] = storage
     io_bound = spec.io_bound and (stage != "teacher" or params.teacher.backend == "openai")
     if io_bound:
-        options.update(retries=params.orchestration.task_retries,
-                       retry_delay_seconds=params.orchestration.retry_delay_s)
+        options.update(
+            retries=params.orchestration.task_retries, retry_delay_seconds=params.orchestration.retry_delay_s
+        )
     return options
 
 
@@ -409,9 +421,16 @@ def _run_steps(
         if parallel:
             record.where += f", parallel (max {params.orchestration.max_parallel_arms})"
         resume = attempts.resume(record.label, key)
-        logger.info("stage %d/%d %s: key %s%s%s%s", index, len(records), record.label, key[-12:],
-                    " (outputs missing: rerun)" if missing else "", " (forced)" if forced else "",
-                    " (resuming from checkpoints)" if resume else "")
+        logger.info(
+            "stage %d/%d %s: key %s%s%s%s",
+            index,
+            len(records),
+            record.label,
+            key[-12:],
+            " (outputs missing: rerun)" if missing else "",
+            " (forced)" if forced else "",
+            " (resuming from checkpoints)" if resume else "",
+        )
         configured = _configure_stage_task(params, stage, record.label, forced or missing)
         kwargs = {"arm": arm, "resume": resume, "remote": remote, "parent_run_id": parent_run_id}
         if parallel:
@@ -428,8 +447,13 @@ def _run_steps(
             record.summary = state.result() or {}
             if record.stage in {"sft", "rl"}:
                 attempts.record(record.label, None)
-            logger.info("stage %s %s in %.1fs%s", record.label, record.status, record.seconds,
-                        f" (changed: {record.reason})" if record.reason else "")
+            logger.info(
+                "stage %s %s in %.1fs%s",
+                record.label,
+                record.status,
+                record.seconds,
+                f" (changed: {record.reason})" if record.reason else "",
+            )
             return None
         record.status, record.error = "failed", str(state.result(raise_on_failure=False))
         if record.stage in {"sft", "rl"}:
@@ -524,8 +548,13 @@ def eval_table(records: Sequence[StepRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_markdown(params: Params, records: Sequence[StepRecord], parent_run_id: str | None, status: str,
-                     table: Sequence[dict[str, Any]]) -> str:
+def summary_markdown(
+    params: Params,
+    records: Sequence[StepRecord],
+    parent_run_id: str | None,
+    status: str,
+    table: Sequence[dict[str, Any]],
+) -> str:
     """The Prefect summary artifact: what ran, what was cached, where the results are."""
     from components.tracking import tracking_uri
 
@@ -569,25 +598,34 @@ def _publish(params: Params, records: list[StepRecord], parent_run_id: str | Non
         "status": status,
         "profile": params.profile,
         "parent_run_id": parent_run_id,
-        "stages": {r.label: {"status": r.status, "seconds": r.seconds, "where": r.where, "reason": r.reason}
-                   for r in records},
+        "stages": {
+            r.label: {"status": r.status, "seconds": r.seconds, "where": r.where, "reason": r.reason} for r in records
+        },
         "summaries": {r.label: r.summary for r in records if r.summary},
         "eval_table": table,
     }
     try:
-        create_markdown_artifact(markdown, key=_artifact_key(f"{params.profile}-pipeline-summary"),
-                                 description=f"mentor-pipeline {status} ({params.profile})")
+        create_markdown_artifact(
+            markdown,
+            key=_artifact_key(f"{params.profile}-pipeline-summary"),
+            description=f"mentor-pipeline {status} ({params.profile})",
+        )
         if table:
-            create_table_artifact(table, key=_artifact_key(f"{params.profile}-evaluation"),
-                                  description="Evaluation table of the pipeline run")
+            create_table_artifact(
+                table,
+                key=_artifact_key(f"{params.profile}-evaluation"),
+                description="Evaluation table of the pipeline run",
+            )
     except Exception as exc:  # noqa: BLE001 - reporting must never hide the pipeline's own outcome
         logger.warning("could not create Prefect artifacts: %s", exc)
     if mlflow.active_run() is not None:
         mlflow.log_text(markdown, "pipeline/summary.md")
         mlflow.log_dict(result, "pipeline/summary.json")
         if table:
-            mlflow.log_table(data={k: [row.get(k) for row in table] for k in dict.fromkeys(k for row in table for k in row)},
-                             artifact_file="pipeline/eval_table.json")
+            mlflow.log_table(
+                data={k: [row.get(k) for row in table] for k in dict.fromkeys(k for row in table for k in row)},
+                artifact_file="pipeline/eval_table.json",
+            )
         mlflow.set_tags({f"mentor.stage.{r.label}": r.status for r in records})
         mlflow.log_metrics({f"stage_seconds/{r.label}": r.seconds for r in records if r.status != "not run"})
     return result
@@ -642,11 +680,21 @@ def mentor_pipeline(
         previous, changes = unchanged_since(params, inputs)
         if previous is not None:
             when = dt.datetime.fromtimestamp(previous.info.start_time / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-            reason = (f"params, code and data seed unchanged since pipeline run {previous.info.run_id} "
-                      f"({previous.info.run_name}, {when}; inputs fingerprint {fingerprint(inputs)[:12]})")
+            reason = (
+                f"params, code and data seed unchanged since pipeline run {previous.info.run_id} "
+                f"({previous.info.run_name}, {when}; inputs fingerprint {fingerprint(inputs)[:12]})"
+            )
             logger.info("only_if_changed: skipping the run: %s", reason)
-            return {"status": "skipped", "profile": params.profile, "reason": reason, "parent_run_id": None,
-                    "previous_run_id": previous.info.run_id, "stages": {}, "summaries": {}, "eval_table": []}
+            return {
+                "status": "skipped",
+                "profile": params.profile,
+                "reason": reason,
+                "parent_run_id": None,
+                "previous_run_id": previous.info.run_id,
+                "stages": {},
+                "summaries": {},
+                "eval_table": [],
+            }
         logger.info("only_if_changed: running: %s", ", ".join(changes[:20]))
     run_name = f"pipeline-{params.profile}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     tags = {**lineage_tags(params, "pipeline"), "mentor.compare": str(compare).lower()}

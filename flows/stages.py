@@ -41,7 +41,8 @@ METRICS_SKIP = frozenset({"manifest", "validation", "mlflow_run_id", "run_id"})
 # one arm's model must not be retrained because another arm was added.
 # Where the vLLM server listens is deployment, not training: moving it must not retrain.
 RL_KEYS: tuple[str, ...] = tuple(
-    f"rl.{name}" for name in RlParams.model_fields
+    f"rl.{name}"
+    for name in RlParams.model_fields
     if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
 )
 #: The process count sets the global batch (per-device batch x processes), so it is part of what trains.
@@ -117,15 +118,27 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/callbacks.py",
                 "components/tools",
             ),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl", paths.sft_model],
+            inputs=lambda paths, arm: [
+                paths.teacher_dataset,
+                paths.validation_dir / "validated.jsonl",
+                paths.sft_model,
+            ],
             outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
             gpu_name="rl",
         ),
         StageSpec(
             name="evaluate",
             # Every arm whose model exists is evaluated; rl.arm / compare_arms only order them.
-            params=("eval", "tasks", "models.student", "models.teacher", "models.dtype", "teacher.backend",
-                    "rl.arm", "rl.compare_arms"),
+            params=(
+                "eval",
+                "tasks",
+                "models.student",
+                "models.teacher",
+                "models.dtype",
+                "teacher.backend",
+                "rl.arm",
+                "rl.compare_arms",
+            ),
             # rl_curves.py draws the arms' reward curves into the report.
             code=("components/evaluation", "components/tools", "components/training/rl_curves.py"),
             inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
@@ -228,8 +241,9 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_stage_files(summary: Mapping[str, Any] | None, metrics_file: Path | None,
-                      summary_file: Path | None) -> dict[str, Any]:
+def write_stage_files(
+    summary: Mapping[str, Any] | None, metrics_file: Path | None, summary_file: Path | None
+) -> dict[str, Any]:
     """Write a stage's numbers to ``metrics_file`` and its full summary to ``summary_file``; returns the summary.
 
     Both ``mentor stage --metrics/--summary`` (DVC) and the Prefect flow call

@@ -70,6 +70,7 @@ def smoke_params(isolated_env: Path, model_cache: Path) -> Iterator:
         ],
     )
 
+
 # Property tests: derandomized by default so CI is reproducible (a failure found
 # once fails every time); `--hypothesis-profile=explore` searches fresh examples.
 from hypothesis import settings  # noqa: E402

@@ -17,6 +17,7 @@ reachable the fixtures skip with the reason instead of failing half-way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -98,10 +99,8 @@ class ServiceProcess:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, 9)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout=timeout)
 
 
@@ -175,8 +174,9 @@ def moto_s3(service_log_dir: Path) -> Iterator[dict[str, str]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **DUMMY_AWS}
-    service = start_process("moto_server", [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            env, service_log_dir, url)
+    service = start_process(
+        "moto_server", [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, service_log_dir, url
+    )
     try:
         wait_until(service, lambda: http_ok(f"{url}/moto-api/"))
         bucket = f"mentor-test-{uuid.uuid4().hex[:8]}"
@@ -216,8 +216,12 @@ def postgres_databases() -> Iterator[Callable[[str], str]]:
     finally:
         for name in reversed(created):
             # WITH (FORCE) ends connections a killed server may have left behind.
-            subprocess.run(["psql", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                           env=_pg_env(), capture_output=True, timeout=60)
+            subprocess.run(
+                ["psql", "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                env=_pg_env(),
+                capture_output=True,
+                timeout=60,
+            )
 
 
 @pytest.fixture(scope="session")
@@ -246,14 +250,27 @@ def mlflow_server(postgres_db: str, moto_s3: dict[str, str], service_log_dir: Pa
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [
-        venv_bin("mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", postgres_db,
-        "--artifacts-destination", destination,
+        venv_bin("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        postgres_db,
+        "--artifacts-destination",
+        destination,
     ]
     service = start_process("mlflow_server", argv, env, service_log_dir, url)
-    service.extra.update({"artifacts_destination": destination, "s3_endpoint_url": moto_s3["endpoint_url"],
-                          "backend_store_uri": postgres_db})
+    service.extra.update(
+        {
+            "artifacts_destination": destination,
+            "s3_endpoint_url": moto_s3["endpoint_url"],
+            "backend_store_uri": postgres_db,
+        }
+    )
     try:
         wait_until(service, lambda: http_ok(f"{url}/health"))
         yield service

@@ -204,7 +204,13 @@ def params_show(
 @app.command("eval")
 def evaluate(
     model: Annotated[str, typer.Option("--model", help="Model dir, models:/name@alias, or 'oracle'.")],
-    suite: Annotated[list[str], typer.Option("--suite", help="arith, an OOD pack, bfcl:<category>, or bfcl:<path> (a BFCL-format question file). Repeatable.")],
+    suite: Annotated[
+        list[str],
+        typer.Option(
+            "--suite",
+            help="arith, an OOD pack, bfcl:<category>, or bfcl:<path> (a BFCL-format question file). Repeatable.",
+        ),
+    ],
     limit: Annotated[int | None, typer.Option("--limit", help="At most N items per suite.")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write results JSON here.")] = None,
     params_file: ParamsOpt = Path("params.yaml"),
@@ -223,9 +229,13 @@ def run(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the sparse and strict RL arms.")] = False,
-    only_if_changed: Annotated[bool, typer.Option(
-        "--only-if-changed", help="Skip the run when params, code and data seed equal the last successful run's.",
-    )] = False,
+    only_if_changed: Annotated[
+        bool,
+        typer.Option(
+            "--only-if-changed",
+            help="Skip the run when params, code and data seed equal the last successful run's.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline as the Prefect flow `mentor-pipeline`."""
     params = get_params(params_file, profile, set_)
@@ -233,8 +243,13 @@ def run(
 
     func = resolve_callable("flows.pipeline:run_pipeline")
     try:
-        result = func(params, compare=compare, params_file=str(params_file), overrides=list(set_ or []),
-                      only_if_changed=only_if_changed)
+        result = func(
+            params,
+            compare=compare,
+            params_file=str(params_file),
+            overrides=list(set_ or []),
+            only_if_changed=only_if_changed,
+        )
     except StageError as exc:
         fail(str(exc), code=1)
     if (result or {}).get("status") == "skipped":
@@ -254,15 +269,27 @@ def deploy(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
-    job_variables: Annotated[str | None, typer.Option(
-        "--job-variables", help='JSON object for the work pool\'s job template, e.g. \'{"env": {"K": "V"}}\'.',
-    )] = None,
-    fresh_data: Annotated[bool, typer.Option(
-        "--fresh-data/--no-fresh-data", help="Draw new training tasks each run (seeded by the scheduled date).",
-    )] = True,
-    only_if_changed: Annotated[bool, typer.Option(
-        "--only-if-changed", help="Each run skips itself when params, code and data seed are unchanged.",
-    )] = False,
+    job_variables: Annotated[
+        str | None,
+        typer.Option(
+            "--job-variables",
+            help='JSON object for the work pool\'s job template, e.g. \'{"env": {"K": "V"}}\'.',
+        ),
+    ] = None,
+    fresh_data: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-data/--no-fresh-data",
+            help="Draw new training tasks each run (seeded by the scheduled date).",
+        ),
+    ] = True,
+    only_if_changed: Annotated[
+        bool,
+        typer.Option(
+            "--only-if-changed",
+            help="Each run skips itself when params, code and data seed are unchanged.",
+        ),
+    ] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Train every arm in rl.compare_arms each run.")] = False,
 ) -> None:
     """Create a scheduled Prefect deployment of the pipeline (retrain, evaluate, gate, register)."""
@@ -274,14 +301,25 @@ def deploy(
         try:
             variables = json.loads(job_variables)
         except json.JSONDecodeError as exc:
-            fail(f"--job-variables is not valid JSON ({exc}); e.g. --job-variables '{{\"env\": {{\"K\": \"V\"}}}}'")
+            fail(f'--job-variables is not valid JSON ({exc}); e.g. --job-variables \'{{"env": {{"K": "V"}}}}\'')
         if not isinstance(variables, dict):
-            fail("--job-variables must be a JSON object, e.g. '{\"image\": \"registry/mentor:1\", \"env\": {}}'")
+            fail('--job-variables must be a JSON object, e.g. \'{"image": "registry/mentor:1", "env": {}}\'')
     func = resolve_callable("flows.deploy:create_deployment")
     try:
-        print_summary(func(params, cron=cron, pool=pool, name=name, overrides=list(set_ or []),
-                           params_file=str(params_file), job_variables=variables, fresh_data=fresh_data,
-                           only_if_changed=only_if_changed, compare=compare))
+        print_summary(
+            func(
+                params,
+                cron=cron,
+                pool=pool,
+                name=name,
+                overrides=list(set_ or []),
+                params_file=str(params_file),
+                job_variables=variables,
+                fresh_data=fresh_data,
+                only_if_changed=only_if_changed,
+                compare=compare,
+            )
+        )
     except StageError as exc:
         fail(str(exc), code=1)
 

@@ -123,7 +123,9 @@ def load_params(
     if chosen != "base":
         if chosen not in profiles:
             names = ", ".join(["base", *sorted(profiles)])
-            raise ParamsError(f"unknown profile '{chosen}'; available profiles: {names} (defined under 'profiles:' in {path})")
+            raise ParamsError(
+                f"unknown profile '{chosen}'; available profiles: {names} (defined under 'profiles:' in {path})"
+            )
         overlay = profiles[chosen] or {}
         if not isinstance(overlay, dict):
             raise ParamsError(f"{path}: profile '{chosen}' must be a mapping")

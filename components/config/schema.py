@@ -86,9 +86,7 @@ class LoraParams(_Section):
     r: PositiveInt = 16
     alpha: PositiveInt = 32
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 class SftParams(_Section):
@@ -182,6 +180,7 @@ class RlParams(_Section):
     def _yaml_on_off(cls, value: object) -> object:
         """YAML 1.1 reads a bare ``on``/``off`` as a boolean; take it as the word the user wrote."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     seed: int = 0
 
 
@@ -222,8 +221,13 @@ class RegistryParams(_Section):
 StageName = Literal["models", "teacher", "validate", "sft", "rl", "evaluate", "register"]
 #: Generous defaults: a GPU profile's RL arm or evaluation runs for hours; a hung one should not run for days.
 DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
-    "models": 3600.0, "teacher": 14400.0, "validate": 1800.0, "sft": 21600.0, "rl": 43200.0,
-    "evaluate": 21600.0, "register": 3600.0,
+    "models": 3600.0,
+    "teacher": 14400.0,
+    "validate": 1800.0,
+    "sft": 21600.0,
+    "rl": 43200.0,
+    "evaluate": 21600.0,
+    "register": 3600.0,
 }
 
 
@@ -256,6 +260,7 @@ class OrchestrationParams(_Section):
         if value is not None and not value.startswith(("s3://", "file://", "/")):
             raise ValueError(f"orchestration.result_storage must be s3://bucket/prefix or a local path, got {value!r}")
         return value
+
     #: Processes (one per GPU) the sft and rl stages run on, through ``accelerate launch`` when > 1 (DDP;
     #: ``accelerate_config`` for DeepSpeed ZeRO-2). The global batch is the per-device batch times this.
     num_processes: PositiveInt = 1

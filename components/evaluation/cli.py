@@ -39,7 +39,9 @@ def run_eval(params: Params, model: str, suites: Sequence[str], limit: int | Non
     from components.evaluation.suites import build_suite
 
     if not suites:
-        raise EvaluationError("give at least one --suite (arith, an OOD pack such as units, bfcl:<category> or bfcl:<path>)")
+        raise EvaluationError(
+            "give at least one --suite (arith, an OOD pack such as units, bfcl:<category> or bfcl:<path>)"
+        )
     names = list(dict.fromkeys(suites))  # repeated --suite flags run once
     built = [build_suite(name, params, limit) for name in names]
     responder = load_responder(model, params)

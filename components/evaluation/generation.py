@@ -12,6 +12,7 @@ ChatML end of turn) or the tokenizer's EOS, whichever comes first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import OrderedDict
@@ -100,10 +101,9 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> Messages:
                 function = dict(call.get("function", call))
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):
-                    try:
+                    # keep text the model wrote when it is not JSON: the template prints it as a string
+                    with contextlib.suppress(json.JSONDecodeError):
                         function["arguments"] = json.loads(arguments)
-                    except json.JSONDecodeError:
-                        pass  # keep text the model wrote; the template prints it as a string
                 call["function"] = function
                 call.setdefault("type", "function")
                 fixed.append(call)
@@ -389,5 +389,7 @@ def _per_conversation_tools(tools: Tools | Sequence[Tools] | None, n: int) -> li
     if not entries or isinstance(entries[0], Mapping):
         return [entries] * n
     if len(entries) != n:
-        raise ValueError(f"got {len(entries)} tool lists for {n} conversations; pass one per conversation or one shared")
+        raise ValueError(
+            f"got {len(entries)} tool lists for {n} conversations; pass one per conversation or one shared"
+        )
     return [list(t) if t is not None else None for t in entries]

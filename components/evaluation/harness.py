@@ -93,7 +93,11 @@ def evaluate(
         say(f"[{index}/{len(suites)}] {responder.name} on {suite.name}: {len(suite)} items")
         result = run_suite(responder, suite, params)
         gen = result["generation"]
-        rate = f", {gen['generated_tokens']} tokens at {gen['tokens_per_second']:.1f} tok/s" if gen["generated_tokens"] else ""
+        rate = (
+            f", {gen['generated_tokens']} tokens at {gen['tokens_per_second']:.1f} tok/s"
+            if gen["generated_tokens"]
+            else ""
+        )
         say(
             f"    accuracy {result['accuracy']:.3f} [{result['ci95_low']:.3f}, {result['ci95_high']:.3f}] "
             f"in {result['seconds']:.1f}s{rate}"

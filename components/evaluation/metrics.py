@@ -161,9 +161,7 @@ def align_items(
     return a_out, b_out
 
 
-def summarize(
-    suite: str, items: Sequence[ItemResult], n_samples: int = 1000, seed: int = 0
-) -> dict[str, Any]:
+def summarize(suite: str, items: Sequence[ItemResult], n_samples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The per-suite metrics dictionary written to JSON and MLflow."""
     correct = [item.correct for item in items]
     low, high = bootstrap_ci(correct, n_samples=n_samples, seed=seed)

@@ -65,7 +65,10 @@ class OracleResponder:
                 f"the oracle needs the item id of every conversation (suite {self._suite!r} passed "
                 f"{'none' if item_ids is None else len(item_ids)} for {len(conversations)} conversations)"
             )
-        texts = [self._answer(item_id, list(conversation)) for item_id, conversation in zip(item_ids, conversations, strict=True)]
+        texts = [
+            self._answer(item_id, list(conversation))
+            for item_id, conversation in zip(item_ids, conversations, strict=True)
+        ]
         self.stats.sequences += len(texts)
         self.stats.calls += 1
         return texts

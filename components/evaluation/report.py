@@ -78,8 +78,10 @@ def _bfcl_section(results: Mapping[str, dict[str, Any]], arms: list[str]) -> lis
     if not names:
         return []
     lines = ["", "## BFCL per category", ""]
-    lines.append("Scored by BFCL's own `ast_checker` (function-calling mode) from the installed `bfcl-eval` wheel; "
-                 "% of every case of the category, BFCL's denominator (cases no answer can pass count as failed).")
+    lines.append(
+        "Scored by BFCL's own `ast_checker` (function-calling mode) from the installed `bfcl-eval` wheel; "
+        "% of every case of the category, BFCL's denominator (cases no answer can pass count as failed)."
+    )
     lines.append("")
     lines.append("| arm | " + " | ".join(names) + " |")
     lines.append("|" + "---|" * (len(names) + 1))
@@ -101,8 +103,10 @@ def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Eva
     arms = ordered_arms(results)
     suites = _suite_names(results)
     lines = [f"# {title}", ""]
-    lines.append("Accuracy in % with 95% bootstrap intervals. In-domain/OOD columns are macro averages over "
-                 "their suites (stratified bootstrap).")
+    lines.append(
+        "Accuracy in % with 95% bootstrap intervals. In-domain/OOD columns are macro averages over "
+        "their suites (stratified bootstrap)."
+    )
     lines.append("")
     header = ["arm", *suites, "in-domain", "OOD"]
     lines.append("| " + " | ".join(header) + " |")
@@ -120,13 +124,25 @@ def comparison_markdown(results: Mapping[str, dict[str, Any]], title: str = "Eva
         lines.append("| " + " | ".join(cells) + " |")
     lines += _bfcl_section(results, arms)
     lines += ["", "## Call quality", ""]
-    lines.append("Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
-                 "items ended early as failed (`repeated_call`: the previous call again with the same result; "
-                 "`error_run`: `eval.max_consecutive_errors` turns in a row whose calls all failed), "
-                 "generation speed.")
+    lines.append(
+        "Well-formed-call rate and hallucinated-tool rate in %, mean calls and assistant turns per item, "
+        "items ended early as failed (`repeated_call`: the previous call again with the same result; "
+        "`error_run`: `eval.max_consecutive_errors` turns in a row whose calls all failed), "
+        "generation speed."
+    )
     lines.append("")
-    header = ["arm", "suite", "n", "well-formed calls", "hallucinated tool", "calls", "turns", "parse failures",
-              "stopped early", "tok/s"]
+    header = [
+        "arm",
+        "suite",
+        "n",
+        "well-formed calls",
+        "hallucinated tool",
+        "calls",
+        "turns",
+        "parse failures",
+        "stopped early",
+        "tok/s",
+    ]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for arm in arms:
@@ -188,11 +204,19 @@ def paired_differences(
         scoped += [(domain, pairs) for domain, pairs in by_domain.items() if pairs]
         for scope, pairs in scoped:
             result = paired_bootstrap(pairs, n_samples=n_samples, seed=seed)
-            rows.append({
-                "comparison": f"{arm}_vs_{reference}", "arm": arm, "reference": reference, "scope": scope,
-                "diff": result.diff, "ci95_low": result.ci_low, "ci95_high": result.ci_high, "n": result.n,
-                "suites": len(pairs),
-            })
+            rows.append(
+                {
+                    "comparison": f"{arm}_vs_{reference}",
+                    "arm": arm,
+                    "reference": reference,
+                    "scope": scope,
+                    "diff": result.diff,
+                    "ci95_low": result.ci_low,
+                    "ci95_high": result.ci_high,
+                    "n": result.n,
+                    "suites": len(pairs),
+                }
+            )
     return rows
 
 
@@ -211,13 +235,17 @@ def paired_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The paired-differences section: one line per comparison, one column per suite and domain."""
     lines = ["", "## Paired differences", ""]
     if not rows:
-        lines.append("No comparison to make: paired differences need SFT and an RL arm, or MENTOR and an RL "
-                     "baseline, evaluated on the same items.")
+        lines.append(
+            "No comparison to make: paired differences need SFT and an RL arm, or MENTOR and an RL "
+            "baseline, evaluated on the same items."
+        )
         return lines
-    lines.append("Accuracy difference in points (arm minus reference) on the same items, paired by item id, with a "
-                 "paired-bootstrap 95% interval (items resampled, both arms together; in-domain/OOD: equal-weight "
-                 "mean over the shared suites, resampled within each suite). `*`: the interval excludes 0, so the "
-                 "comparison tells the two arms apart.")
+    lines.append(
+        "Accuracy difference in points (arm minus reference) on the same items, paired by item id, with a "
+        "paired-bootstrap 95% interval (items resampled, both arms together; in-domain/OOD: equal-weight "
+        "mean over the shared suites, resampled within each suite). `*`: the interval excludes 0, so the "
+        "comparison tells the two arms apart."
+    )
     lines.append("")
     scopes = list(dict.fromkeys(r["scope"] for r in rows if r["scope"] not in (IN_DOMAIN, OOD)))
     scopes += [IN_DOMAIN, OOD]
@@ -243,7 +271,9 @@ def write_paired(rows: Sequence[Mapping[str, Any]], out_dir: Path, stem: str = "
     return md, data
 
 
-def domain_bar_chart(results: Mapping[str, dict[str, Any]], path: Path, title: str = "In-domain vs OOD accuracy") -> Path:
+def domain_bar_chart(
+    results: Mapping[str, dict[str, Any]], path: Path, title: str = "In-domain vs OOD accuracy"
+) -> Path:
     """Grouped bars (one group per arm: in-domain, OOD) with 95% intervals as error bars."""
     import matplotlib
 
@@ -263,8 +293,9 @@ def domain_bar_chart(results: Mapping[str, dict[str, Any]], path: Path, title: s
             values.append(100 * acc if acc is not None else 0.0)
             lower.append(100 * (acc - d["ci95_low"]) if acc is not None else 0.0)
             upper.append(100 * (d["ci95_high"] - acc) if acc is not None else 0.0)
-        bars = ax.bar(x + offset, values, width, yerr=[lower, upper], capsize=3, color=color,
-                      label=DOMAIN_LABELS[domain])
+        bars = ax.bar(
+            x + offset, values, width, yerr=[lower, upper], capsize=3, color=color, label=DOMAIN_LABELS[domain]
+        )
         ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], padding=2, fontsize=8)
     ax.set_xticks(x, [label(a) for a in arms])
     ax.set_ylabel("accuracy (%)")

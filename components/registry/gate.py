@@ -281,8 +281,10 @@ class GateDecision:
                 f"| {pct(self.champion_in_domain)} |"
             )
             delta = "n/a" if self.ood_delta is None else f"{100 * self.ood_delta:+.1f} pts"
-            lines.append(f"| difference | {delta}{ci(self.ood_delta_ci)} | "
-                         f"{'n/a' if self.in_domain_delta is None else f'{100 * self.in_domain_delta:+.1f} pts'} |")
+            lines.append(
+                f"| difference | {delta}{ci(self.ood_delta_ci)} | "
+                f"{'n/a' if self.in_domain_delta is None else f'{100 * self.in_domain_delta:+.1f} pts'} |"
+            )
         lines += ["", *[f"- {'✅' if c.passed else '❌'} {c.name}: {c.detail}" for c in self.checks]]
         lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -363,20 +365,33 @@ def evaluate_gate(
     """Decide whether ``challenger`` replaces ``champion`` (None: there is no champion yet)."""
     cfg = asdict(config)
     ind, ood = split_suites(challenger, config.in_domain_suites)
-    decision = GateDecision(promote=False, reason="", method=config.confidence, config=cfg,
-                            champion_version=champion_version)
+    decision = GateDecision(
+        promote=False, reason="", method=config.confidence, config=cfg, champion_version=champion_version
+    )
     checks = decision.checks
 
     usable_ood = [s for s in ood if challenger[s].n > 0]
     usable_ind = [s for s in ind if challenger[s].n > 0]
-    checks.append(Check("challenger has an OOD evaluation", bool(usable_ood),
-                        f"OOD suites with items: {', '.join(usable_ood) or 'none'}"))
-    checks.append(Check("challenger has an in-domain evaluation", bool(usable_ind),
-                        f"in-domain suites with items: {', '.join(usable_ind) or 'none'} "
-                        f"(expected {', '.join(config.in_domain_suites)})"))
+    checks.append(
+        Check(
+            "challenger has an OOD evaluation",
+            bool(usable_ood),
+            f"OOD suites with items: {', '.join(usable_ood) or 'none'}",
+        )
+    )
+    checks.append(
+        Check(
+            "challenger has an in-domain evaluation",
+            bool(usable_ind),
+            f"in-domain suites with items: {', '.join(usable_ind) or 'none'} "
+            f"(expected {', '.join(config.in_domain_suites)})",
+        )
+    )
     decision.ood_suites, decision.in_domain_suites = usable_ood, usable_ind
     if not (usable_ood and usable_ind):
-        decision.reason = "Rejected: the challenger's evaluation lacks an OOD or an in-domain suite, so it cannot be judged."
+        decision.reason = (
+            "Rejected: the challenger's evaluation lacks an OOD or an in-domain suite, so it cannot be judged."
+        )
         return decision
     ood_score = macro_accuracy(challenger, usable_ood)
     ind_score = macro_accuracy(challenger, usable_ind)
@@ -397,7 +412,9 @@ def evaluate_gate(
     common_ind = [s for s in usable_ind if s in champion and champion[s].n > 0]
     missing = sorted(set(usable_ood) - set(common_ood))
     if missing:
-        decision.notes.append(f"OOD suites not evaluated for the champion, left out of the comparison: {', '.join(missing)}")
+        decision.notes.append(
+            f"OOD suites not evaluated for the champion, left out of the comparison: {', '.join(missing)}"
+        )
     if not common_ood:
         decision.reason = "Rejected: challenger and champion share no OOD suite, so they cannot be compared."
         checks.append(Check("common OOD suites", False, "none"))
@@ -431,14 +448,18 @@ def evaluate_gate(
         decision.ood_delta = observed
         decision.ood_delta_ci = (low, high)
         ood_ok = low > margin
-        detail = (f"paired-bootstrap 95% CI of the OOD difference [{100 * low:+.1f}, {100 * high:+.1f}] pts; "
-                  f"its lower end must exceed the margin {100 * margin:+.1f} pts")
+        detail = (
+            f"paired-bootstrap 95% CI of the OOD difference [{100 * low:+.1f}, {100 * high:+.1f}] pts; "
+            f"its lower end must exceed the margin {100 * margin:+.1f} pts"
+        )
     elif method == "non_overlapping":
         ch_low = decision.challenger_ood_ci[0]  # type: ignore[index]
         cp_high = decision.champion_ood_ci[1]  # type: ignore[index]
         ood_ok = ch_low > cp_high + margin
-        detail = (f"challenger lower bound {100 * ch_low:.1f}% must exceed champion upper bound "
-                  f"{100 * cp_high:.1f}% + margin {100 * margin:.1f} pts")
+        detail = (
+            f"challenger lower bound {100 * ch_low:.1f}% must exceed champion upper bound "
+            f"{100 * cp_high:.1f}% + margin {100 * margin:.1f} pts"
+        )
     else:
         ood_ok = decision.ood_delta > margin
         detail = f"OOD difference {100 * decision.ood_delta:+.1f} pts must exceed the margin {100 * margin:+.1f} pts (point estimates)"
@@ -449,9 +470,14 @@ def evaluate_gate(
         decision.challenger_in_domain = macro_accuracy(challenger, common_ind)
         decision.in_domain_delta = decision.challenger_in_domain - decision.champion_in_domain
         ind_ok = decision.in_domain_delta >= -config.in_domain_tolerance - 1e-12
-        checks.append(Check("in-domain regression within tolerance", ind_ok,
-                            f"in-domain difference {100 * decision.in_domain_delta:+.1f} pts, "
-                            f"allowed drop {100 * config.in_domain_tolerance:.1f} pts"))
+        checks.append(
+            Check(
+                "in-domain regression within tolerance",
+                ind_ok,
+                f"in-domain difference {100 * decision.in_domain_delta:+.1f} pts, "
+                f"allowed drop {100 * config.in_domain_tolerance:.1f} pts",
+            )
+        )
     else:
         ind_ok = True
         decision.notes.append("the champion has no in-domain result; the in-domain check was skipped")
@@ -459,8 +485,10 @@ def evaluate_gate(
     decision.promote = ood_ok and ind_ok
     failed = [c.name for c in checks if not c.passed]
     if decision.promote:
-        decision.reason = (f"Promoted over v{champion_version}: OOD {100 * decision.ood_delta:+.1f} pts "
-                           f"({method}), in-domain within tolerance.")
+        decision.reason = (
+            f"Promoted over v{champion_version}: OOD {100 * decision.ood_delta:+.1f} pts "
+            f"({method}), in-domain within tolerance."
+        )
     else:
         decision.reason = f"Rejected against champion v{champion_version}: failed {', '.join(failed)}."
     return decision

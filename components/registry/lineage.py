@@ -37,8 +37,17 @@ LINEAGE_ARTIFACT = "lineage/lineage.json"
 # Pipeline order, newest last; lineage prints newest first (the way back from the model).
 STAGE_ORDER = ("models", "teacher", "validate", "sft", "rl", "evaluate")
 LINKS = (
-    "registry_version", "registration_run", "pipeline_run", "stage_runs", "teacher_data", "data_files", "teacher",
-    "base_model", "params", "dvc", "code",
+    "registry_version",
+    "registration_run",
+    "pipeline_run",
+    "stage_runs",
+    "teacher_data",
+    "data_files",
+    "teacher",
+    "base_model",
+    "params",
+    "dvc",
+    "code",
 )
 #: Data files whose recorded digest must resolve to a stored copy (``artifact_uri``): the teacher stage
 #: stores the first two, the register stage any that no run stored (see ``store_missing_data``).
@@ -120,8 +129,11 @@ def read_dvc_lock(path: Path) -> dict[str, Any]:
             continue
         deps = {str(d.get("path")): _entry_hash(d) for d in stage.get("deps", []) or [] if isinstance(d, Mapping)}
         outs = {str(o.get("path")): _entry_hash(o) for o in stage.get("outs", []) or [] if isinstance(o, Mapping)}
-        blob = json.dumps({"cmd": stage.get("cmd"), "deps": deps, "outs": outs, "params": stage.get("params")},
-                          sort_keys=True, default=str)
+        blob = json.dumps(
+            {"cmd": stage.get("cmd"), "deps": deps, "outs": outs, "params": stage.get("params")},
+            sort_keys=True,
+            default=str,
+        )
         out[str(name)] = {"hash": hashlib.sha256(blob.encode()).hexdigest()[:16], "deps": deps, "outs": outs}
     return out
 
@@ -204,10 +216,14 @@ def find_stage_runs(
     order = ["attributes.start_time DESC"]
     queries: list[tuple[str, str]] = []
     if parent_run_id:
-        queries += [("parent_run", f"tags.`mlflow.parentRunId` = '{parent_run_id}'"),
-                    ("parent_run", f"tags.`mentor.parent_run_id` = '{parent_run_id}'")]
-    queries += [("params_hash", f"tags.`mentor.params_hash` = '{params_hash(params)}'"),
-                ("profile", f"tags.`mentor.profile` = '{params.profile}'")]
+        queries += [
+            ("parent_run", f"tags.`mlflow.parentRunId` = '{parent_run_id}'"),
+            ("parent_run", f"tags.`mentor.parent_run_id` = '{parent_run_id}'"),
+        ]
+    queries += [
+        ("params_hash", f"tags.`mentor.params_hash` = '{params_hash(params)}'"),
+        ("profile", f"tags.`mentor.profile` = '{params.profile}'"),
+    ]
     found: dict[str, StageRun] = {}
     how: list[str] = []
     for label, query in queries:
@@ -277,8 +293,11 @@ def collect_lineage(
     teacher_rows = count_lines(paths.teacher_dataset) if paths.teacher_dataset.exists() else None
     git = git_state(root)
     data = {
-        "teacher_dataset": {"path": str(paths.teacher_dataset), "sha256": sha256_path(paths.teacher_dataset),
-                            "rows": teacher_rows},
+        "teacher_dataset": {
+            "path": str(paths.teacher_dataset),
+            "sha256": sha256_path(paths.teacher_dataset),
+            "rows": teacher_rows,
+        },
         "eval_tasks": {"path": str(paths.eval_tasks), "sha256": sha256_path(paths.eval_tasks)},
         "validation": {"path": str(paths.validation_dir), "sha256": sha256_path(paths.validation_dir)},
         "eval_results": {"path": str(eval_file), "sha256": sha256_path(eval_file)},
@@ -300,8 +319,7 @@ def collect_lineage(
         "data": data,
         "teacher": teacher_identity(paths.teacher_dataset),
         "base_model": base_model_info(params),
-        "params": {"hash": params_hash(params), "profile": params.profile,
-                   "effective": public_params(params)},
+        "params": {"hash": params_hash(params), "profile": params.profile, "effective": public_params(params)},
         "dvc": {"lock_path": str(dvc_lock), "lock_sha256": sha256_path(dvc_lock), "stages": read_dvc_lock(dvc_lock)},
         "code": {"git_commit": git.get("git.commit"), "git_dirty": git.get("git.dirty")},
     }
@@ -333,8 +351,10 @@ def lineage_tags(doc: Mapping[str, Any]) -> dict[str, str]:
     for name, entry in data.items():
         put(f"mentor.data.{name}.sha256", entry.get("sha256"))
         put(f"mentor.data.{name}.uri", entry.get("artifact_uri"))
-    put("mentor.data.teacher_dataset.rows", None if data.get("teacher_dataset", {}).get("rows") is None
-        else str(data["teacher_dataset"]["rows"]))
+    put(
+        "mentor.data.teacher_dataset.rows",
+        None if data.get("teacher_dataset", {}).get("rows") is None else str(data["teacher_dataset"]["rows"]),
+    )
     teacher = doc.get("teacher", {})
     put("mentor.teacher.backend", teacher.get("backend"))
     put("mentor.teacher.model", teacher.get("model"))
@@ -358,9 +378,12 @@ def lineage_tags(doc: Mapping[str, Any]) -> dict[str, str]:
 
 def _from_tags(tags: Mapping[str, str]) -> dict[str, Any]:
     """Rebuild the lineage document's links from tags alone (when the artifact is unavailable)."""
-    stage_runs = {k[len("mentor.run."):]: {"run_id": v} for k, v in tags.items() if k.startswith("mentor.run.")}
-    dvc_stages = {k[len("mentor.dvc."):]: {"hash": v} for k, v in tags.items()
-                  if k.startswith("mentor.dvc.") and k != "mentor.dvc.lock_sha256"}
+    stage_runs = {k[len("mentor.run.") :]: {"run_id": v} for k, v in tags.items() if k.startswith("mentor.run.")}
+    dvc_stages = {
+        k[len("mentor.dvc.") :]: {"hash": v}
+        for k, v in tags.items()
+        if k.startswith("mentor.dvc.") and k != "mentor.dvc.lock_sha256"
+    }
     data: dict[str, Any] = {}
     for key, value in tags.items():
         match = re.fullmatch(r"mentor\.data\.(.+)\.(sha256|rows|uri)", key)
@@ -374,15 +397,23 @@ def _from_tags(tags: Mapping[str, str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             effective = None
     return {
-        "model": {"checksum": tags.get("mentor.model_checksum"), "kind": tags.get("mentor.model_kind"),
-                  "arm": tags.get("mentor.arm"), "source_run_id": tags.get("mentor.source_run_id")},
+        "model": {
+            "checksum": tags.get("mentor.model_checksum"),
+            "kind": tags.get("mentor.model_kind"),
+            "arm": tags.get("mentor.arm"),
+            "source_run_id": tags.get("mentor.source_run_id"),
+        },
         "pipeline_run_id": tags.get("mentor.pipeline_run_id"),
         "stage_runs": stage_runs,
         "stage_runs_matched_by": tags.get("mentor.stage_runs_matched_by"),
         "data": data,
         "teacher": {"backend": tags.get("mentor.teacher.backend"), "model": tags.get("mentor.teacher.model")},
         "base_model": {"name": tags.get("mentor.base_model"), "checksum": tags.get("mentor.base_model.checksum")},
-        "params": {"hash": tags.get("mentor.params_hash"), "profile": tags.get("mentor.profile"), "effective": effective},
+        "params": {
+            "hash": tags.get("mentor.params_hash"),
+            "profile": tags.get("mentor.profile"),
+            "effective": effective,
+        },
         "dvc": {"lock_sha256": tags.get("mentor.dvc.lock_sha256"), "stages": dvc_stages},
         "code": {"git_commit": tags.get("git.commit"), "git_dirty": tags.get("git.dirty")},
     }
@@ -414,10 +445,12 @@ def build_lineage(
     (``None`` = not looked up). Pure: no I/O.
     """
     base = _merge(dict(doc or {}), _from_tags(version_tags))
-    gate = {k[len("mentor.gate."):]: v for k, v in version_tags.items() if k.startswith("mentor.gate.")}
+    gate = {k[len("mentor.gate.") :]: v for k, v in version_tags.items() if k.startswith("mentor.gate.")}
     stages = []
     stage_runs = base.get("stage_runs") or {}
-    order = [s for s in reversed(STAGE_ORDER) if s in stage_runs] + sorted(s for s in stage_runs if s not in STAGE_ORDER)
+    order = [s for s in reversed(STAGE_ORDER) if s in stage_runs] + sorted(
+        s for s in stage_runs if s not in STAGE_ORDER
+    )
     for stage in order:
         entry = dict(stage_runs[stage])
         live = (runs or {}).get(entry.get("run_id", ""))
@@ -461,8 +494,11 @@ def build_lineage(
         "pipeline_run": bool(lineage["pipeline_run_id"]),
         "stage_runs": bool(stages),
         "teacher_data": bool((lineage["data"].get("teacher_dataset") or {}).get("sha256")),
-        "data_files": all((lineage["data"].get(name) or {}).get("artifact_uri") for name in STORED_DATA
-                          if (lineage["data"].get(name) or {}).get("sha256")),
+        "data_files": all(
+            (lineage["data"].get(name) or {}).get("artifact_uri")
+            for name in STORED_DATA
+            if (lineage["data"].get(name) or {}).get("sha256")
+        ),
         "teacher": bool(lineage["teacher"].get("backend")),
         "base_model": bool(lineage["base_model"].get("checksum")),
         "params": bool(params.get("hash")),
@@ -490,15 +526,27 @@ def render_tree(lineage: Mapping[str, Any]) -> str:
         head = f"gate: {gate.get('decision', '?').upper()} ({gate.get('method', '?')})"
         children = [gate.get("reason", "")]
         if gate.get("ood_delta"):
-            children.append(f"OOD delta {gate.get('ood_delta')} CI [{gate.get('ood_delta_ci_low', '?')}, "
-                            f"{gate.get('ood_delta_ci_high', '?')}], in-domain delta {gate.get('in_domain_delta', 'n/a')}")
+            children.append(
+                f"OOD delta {gate.get('ood_delta')} CI [{gate.get('ood_delta_ci_low', '?')}, "
+                f"{gate.get('ood_delta_ci_high', '?')}], in-domain delta {gate.get('in_domain_delta', 'n/a')}"
+            )
         branches.append((head, [c for c in children if c]))
     promo = lineage.get("promotion") or {}
     if promo.get("promoted_by"):
-        branches.append((f"promoted by {promo['promoted_by']} (forced: {promo.get('forced') or 'false'}) "
-                         f"at {promo.get('promoted_at') or '?'}", []))
-    branches.append((f"model: {model.get('kind') or '?'} arm '{model.get('arm') or '?'}', checksum "
-                     f"{_short(model.get('checksum'), 16)}, source run {model.get('source_run_id') or '?'}", []))
+        branches.append(
+            (
+                f"promoted by {promo['promoted_by']} (forced: {promo.get('forced') or 'false'}) "
+                f"at {promo.get('promoted_at') or '?'}",
+                [],
+            )
+        )
+    branches.append(
+        (
+            f"model: {model.get('kind') or '?'} arm '{model.get('arm') or '?'}', checksum "
+            f"{_short(model.get('checksum'), 16)}, source run {model.get('source_run_id') or '?'}",
+            [],
+        )
+    )
     branches.append((f"registration run: {lineage['registration_run'].get('run_id') or '?'}", []))
     branches.append((f"pipeline run: {lineage.get('pipeline_run_id') or 'none'}", []))
     stage_lines = []
@@ -506,7 +554,9 @@ def render_tree(lineage: Mapping[str, Any]) -> str:
         status = entry.get("status") or ("MISSING" if entry.get("exists") is False else "")
         how = entry.get("matched_by")
         how = f" (matched by {how})" if how and how != "parent_run" else ""
-        stage_lines.append(f"{entry['stage']:<9} run {entry.get('run_id')}  {entry.get('run_name') or ''} {status}{how}".rstrip())
+        stage_lines.append(
+            f"{entry['stage']:<9} run {entry.get('run_id')}  {entry.get('run_name') or ''} {status}{how}".rstrip()
+        )
     matched = lineage.get("stage_runs_matched_by")
     branches.append((f"stage runs (newest first; matched by {matched or '?'})", stage_lines or ["none found"]))
     data_lines = []
@@ -521,12 +571,18 @@ def render_tree(lineage: Mapping[str, Any]) -> str:
     base = lineage.get("base_model") or {}
     branches.append((f"base model: {base.get('name') or '?'}  checksum {_short(base.get('checksum'), 16)}", []))
     prm = lineage.get("params") or {}
-    branches.append((f"params: hash {prm.get('hash') or '?'}, profile {prm.get('profile') or '?'}"
-                     f"{' (effective params in --json)' if prm.get('effective') else ''}", []))
+    branches.append(
+        (
+            f"params: hash {prm.get('hash') or '?'}, profile {prm.get('profile') or '?'}"
+            f"{' (effective params in --json)' if prm.get('effective') else ''}",
+            [],
+        )
+    )
     dvc = lineage.get("dvc") or {}
     dvc_lines = [f"{stage}: {entry.get('hash')}" for stage, entry in (dvc.get("stages") or {}).items()]
-    branches.append((f"dvc.lock: {_short(dvc.get('lock_sha256'), 16) if dvc.get('lock_sha256') else 'none'}",
-                     dvc_lines))
+    branches.append(
+        (f"dvc.lock: {_short(dvc.get('lock_sha256'), 16) if dvc.get('lock_sha256') else 'none'}", dvc_lines)
+    )
     code = lineage.get("code") or {}
     branches.append((f"code: git {code.get('git_commit') or '?'} (dirty: {code.get('git_dirty') or '?'})", []))
     for i, (head, children) in enumerate(branches):
@@ -543,7 +599,7 @@ def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]
     """(name, version, alias) from ``models:/name@alias``, ``models:/name/3``, ``name/3``, ``name@alias`` or ``3``."""
     text = ref.strip()
     if text.startswith("models:/"):
-        text = text[len("models:/"):]
+        text = text[len("models:/") :]
     if re.fullmatch(r"m-[0-9a-f]{16,}", text):
         raise LineageError(
             f"'{ref}' is a logged-model id, not a registry version; pass models:/<name>@<alias> or <name>/<version>"
@@ -557,8 +613,10 @@ def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]
             return name, version, None
     elif text.isdigit():
         return default_name, text, None
-    raise LineageError(f"cannot read model reference '{ref}'; use models:/<name>@<alias>, models:/<name>/<version>, "
-                       f"<name>/<version> or a version number of '{default_name}'")
+    raise LineageError(
+        f"cannot read model reference '{ref}'; use models:/<name>@<alias>, models:/<name>/<version>, "
+        f"<name>/<version> or a version number of '{default_name}'"
+    )
 
 
 def resolve_version(client: Any, ref: str, default_name: str) -> Any:
@@ -581,8 +639,13 @@ def resolve_version(client: Any, ref: str, default_name: str) -> Any:
 
 def version_dict(mv: Any) -> dict[str, Any]:
     return {
-        "name": mv.name, "version": mv.version, "aliases": list(mv.aliases or []), "source": mv.source,
-        "run_id": mv.run_id, "creation_timestamp": mv.creation_timestamp, "description": mv.description,
+        "name": mv.name,
+        "version": mv.version,
+        "aliases": list(mv.aliases or []),
+        "source": mv.source,
+        "run_id": mv.run_id,
+        "creation_timestamp": mv.creation_timestamp,
+        "description": mv.description,
     }
 
 
@@ -622,8 +685,11 @@ def store_missing_data(doc: dict[str, Any], run_id: str) -> list[str]:
             continue
         result = store_data_file(name, Path(entry["path"]), f"data/{name}")
         if result is None or result[0] != entry["sha256"]:
-            log.warning("lineage: %s at %s changed or vanished since its digest was taken; no stored copy recorded",
-                        name, entry["path"])
+            log.warning(
+                "lineage: %s at %s changed or vanished since its digest was taken; no stored copy recorded",
+                name,
+                entry["path"],
+            )
             continue
         entry["artifact_uri"] = f"runs:/{run_id}/{result[1]}"
         stored.append(name)
@@ -642,8 +708,11 @@ def fetch_lineage(client: Any, ref: str, default_name: str) -> dict[str, Any]:
     if mv.run_id:
         try:
             run = client.get_run(mv.run_id)
-            registration = {"run_name": run.info.run_name, "status": run.info.status,
-                            "experiment_id": run.info.experiment_id}
+            registration = {
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                "experiment_id": run.info.experiment_id,
+            }
         except MlflowException:
             registration = {"exists": False}
     runs: dict[str, dict[str, Any]] = {}

@@ -94,22 +94,30 @@ def example_from_dataset(dataset: Path) -> tuple[list[dict[str, Any]], list[dict
                 if not line.strip():
                     continue
                 row = json.loads(line)
-                messages = [{"role": "system", "content": row.get("system", "")}, {"role": "user", "content": row["prompt"]}]
+                messages = [
+                    {"role": "system", "content": row.get("system", "")},
+                    {"role": "user", "content": row["prompt"]},
+                ]
                 tools = row.get("tools")
                 return messages, (json.loads(tools) if isinstance(tools, str) else tools)
     messages = [
         {"role": "system", "content": "You can call tools. Put the final answer in \\boxed{}."},
         {"role": "user", "content": "What is 17 + 25?"},
     ]
-    tools = [{
-        "type": "function",
-        "function": {
-            "name": "add",
-            "description": "Add two numbers.",
-            "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                           "required": ["a", "b"]},
-        },
-    }]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "add",
+                "description": "Add two numbers.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                    "required": ["a", "b"],
+                },
+            },
+        }
+    ]
     return messages, tools
 
 
@@ -168,8 +176,10 @@ def log_student(
 
     model, tokenizer = load_student(model_dir, dtype)
     messages, tools = example_from_dataset(dataset)
-    card = ModelCard(f"---\nlicense: {license_id}\nlibrary_name: transformers\npipeline_tag: text-generation\n"
-                     f"tags: [tool-use, mentor]\n---\n{card_markdown}")
+    card = ModelCard(
+        f"---\nlicense: {license_id}\nlibrary_name: transformers\npipeline_tag: text-generation\n"
+        f"tags: [tool-use, mentor]\n---\n{card_markdown}"
+    )
     with tempfile.TemporaryDirectory(prefix="mentor-register-") as tmp:
         student = Path(tmp) / STUDENT_ARTIFACT
         model.save_pretrained(student, safe_serialization=True)

@@ -17,8 +17,11 @@ from typing import Any
 from components.config import Params
 from components.registry.gate import EvalResultsError, SuiteResult, parse_results
 
-KNOWN_LICENSES = {"smollm2-135m-instruct": "apache-2.0", "qwen2.5-coder-0.5b-instruct": "apache-2.0",
-                  "tiny-random": "apache-2.0"}
+KNOWN_LICENSES = {
+    "smollm2-135m-instruct": "apache-2.0",
+    "qwen2.5-coder-0.5b-instruct": "apache-2.0",
+    "tiny-random": "apache-2.0",
+}
 
 
 def load_arm_results(eval_dir: Path) -> tuple[dict[str, dict[str, SuiteResult]], list[str]]:
@@ -112,7 +115,9 @@ def build_model_card(
     teacher_ds = data.get("teacher_dataset", {})
     in_domain = ", ".join(params.tasks.train_packs)
     ood = ", ".join(s for s in params.eval.suites if s not in params.tasks.train_packs)
-    identities = ", ".join(f"{i['backend']}/{i['model']} ({i['rows']} rows)" for i in teacher.get("identities", [])) or "unknown"
+    identities = (
+        ", ".join(f"{i['backend']}/{i['model']} ({i['rows']} rows)" for i in teacher.get("identities", [])) or "unknown"
+    )
     what = f"RL arm `{arm}`" if model_kind == "rl" else "SFT warm start (no RL model was found)"
     lines = [
         f"# {model_name}: tool-calling student ({what})",
@@ -149,9 +154,9 @@ def build_model_card(
         "Research and demonstration of tool-use distillation: answering arithmetic and similar multi-step questions by "
         "emitting `<tool_call>` JSON for the tools given in the prompt (rendered by the bundled chat template), reading "
         "`<tool_response>` results, and giving the final answer in `\\boxed{}`. Serve it with "
-        f"`mlflow models serve -m models:/{model_name}@champion` and POST `{{\"messages\": [...], \"tools\": [...]}}` "
+        f'`mlflow models serve -m models:/{model_name}@champion` and POST `{{"messages": [...], "tools": [...]}}` '
         "(the reply's `choices[0].message.tool_calls` holds the parsed calls), or load it with "
-        f"`mlflow.pyfunc.load_model(\"models:/{model_name}@champion\")`; the plain transformers folder is the "
+        f'`mlflow.pyfunc.load_model("models:/{model_name}@champion")`; the plain transformers folder is the '
         "model's `artifacts/student`.",
         "",
         "## Limits",

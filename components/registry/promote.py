@@ -53,8 +53,9 @@ LOCK_WAIT_S = 300.0
 
 
 @contextmanager
-def promotion_lock(client: Any, name: str, owner: str, wait_s: float = LOCK_WAIT_S,
-                   ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
+def promotion_lock(
+    client: Any, name: str, owner: str, wait_s: float = LOCK_WAIT_S, ttl_s: float = LOCK_TTL_S
+) -> Iterator[None]:
     """Hold the registry-wide promotion lock of ``name`` (see the module docstring).
 
     Creating the lock model is atomic on every MLflow backend (unique name);
@@ -68,8 +69,10 @@ def promotion_lock(client: Any, name: str, owner: str, wait_s: float = LOCK_WAIT
     while True:
         try:
             client.create_registered_model(
-                lock_name, tags={"mentor.lock.owner": owner, "mentor.lock.expires_at": f"{time.time() + ttl_s:.3f}"},
-                description=f"Held while `{owner}` promotes a version of {name}; deleted when it is done.")
+                lock_name,
+                tags={"mentor.lock.owner": owner, "mentor.lock.expires_at": f"{time.time() + ttl_s:.3f}"},
+                description=f"Held while `{owner}` promotes a version of {name}; deleted when it is done.",
+            )
             break
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -80,7 +83,9 @@ def promotion_lock(client: Any, name: str, owner: str, wait_s: float = LOCK_WAIT
         except (MlflowException, ValueError):
             continue  # released (or garbled) in between: try again at once
         if time.time() > expires:
-            log.warning("breaking the stale promotion lock %s held by %s", lock_name, held.tags.get("mentor.lock.owner"))
+            log.warning(
+                "breaking the stale promotion lock %s held by %s", lock_name, held.tags.get("mentor.lock.owner")
+            )
             _delete_quietly(client, lock_name)
             continue
         if time.monotonic() > deadline:
@@ -169,8 +174,7 @@ def _describe(client: Any, name: str, version: str, note: str) -> None:
     client.update_model_version(name, version, description=text[:60000])
 
 
-def _make_champion(client: Any, name: str, version: str, promoted_by: str, forced: bool,
-                   previous: Any | None) -> None:
+def _make_champion(client: Any, name: str, version: str, promoted_by: str, forced: bool, previous: Any | None) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     _set_tags(client, name, version, {"promoted_by": promoted_by, "forced": str(forced).lower(), "promoted_at": _now()})
     if previous is not None and str(previous.version) != str(version):
@@ -178,8 +182,9 @@ def _make_champion(client: Any, name: str, version: str, promoted_by: str, force
         _set_tags(client, name, version, {"mentor.previous_champion": str(previous.version)})
 
 
-def gate_version(client: Any, params: Params, name: str, version: str,
-                 results: dict[str, SuiteResult] | None = None) -> GateDecision:
+def gate_version(
+    client: Any, params: Params, name: str, version: str, results: dict[str, SuiteResult] | None = None
+) -> GateDecision:
     """Run the gate for ``version`` against the current champion; record it; move ``champion`` if it passes.
 
     The champion is read, compared and replaced under :func:`promotion_lock`,
@@ -192,13 +197,18 @@ def gate_version(client: Any, params: Params, name: str, version: str,
         return _gate_locked(client, params, name, str(version), results)
 
 
-def _gate_locked(client: Any, params: Params, name: str, version: str,
-                 results: dict[str, SuiteResult] | None) -> GateDecision:
+def _gate_locked(
+    client: Any, params: Params, name: str, version: str, results: dict[str, SuiteResult] | None
+) -> GateDecision:
     config = gate_config(params)
     if results is None:
-        decision = GateDecision(promote=False, method=config.confidence, config=asdict(config),
-                                reason=f"Rejected: v{version} has no stored evaluation ({RESULTS_ARTIFACT} in its run); "
-                                       "re-register it after `mentor stage evaluate`.")
+        decision = GateDecision(
+            promote=False,
+            method=config.confidence,
+            config=asdict(config),
+            reason=f"Rejected: v{version} has no stored evaluation ({RESULTS_ARTIFACT} in its run); "
+            "re-register it after `mentor stage evaluate`.",
+        )
     else:
         champ = champion_version(client, name)
         champ_results = None
@@ -207,13 +217,18 @@ def _gate_locked(client: Any, params: Params, name: str, version: str,
             champ_results = version_results(client, champ)
             if champ_results is None:
                 decision = GateDecision(
-                    promote=False, method=config.confidence, config=asdict(config), champion_version=champ_number,
+                    promote=False,
+                    method=config.confidence,
+                    config=asdict(config),
+                    champion_version=champ_number,
                     reason=f"Rejected: champion v{champ_number} has no stored evaluation to compare against; a human "
-                           f"can replace it with `mentor promote {version} --force`.")
+                    f"can replace it with `mentor promote {version} --force`.",
+                )
                 _record(client, name, version, decision)
                 return decision
-        decision = evaluate_gate(results, champ_results, config,
-                                 champion_version=champ_number if champ_results is not None else None)
+        decision = evaluate_gate(
+            results, champ_results, config, champion_version=champ_number if champ_results is not None else None
+        )
         if decision.promote:
             _make_champion(client, name, version, promoted_by="gate", forced=False, previous=champ)
     _record(client, name, version, decision)
@@ -251,19 +266,37 @@ def _force_locked(client: Any, params: Params, name: str, version: str, user: st
     results = version_results(client, mv)
     would = None
     if results is not None:
-        prev_results = version_results(client, previous) if previous is not None and str(previous.version) != str(version) else None
+        prev_results = (
+            version_results(client, previous)
+            if previous is not None and str(previous.version) != str(version)
+            else None
+        )
         if previous is None or prev_results is not None:
-            would = evaluate_gate(results, prev_results, gate_config(params),
-                                  champion_version=str(previous.version) if previous is not None else None)
+            would = evaluate_gate(
+                results,
+                prev_results,
+                gate_config(params),
+                champion_version=str(previous.version) if previous is not None else None,
+            )
     _make_champion(client, name, version, promoted_by=user, forced=True, previous=previous)
-    note = (f"### Forced promotion to **champion** by `{user}` at {_now()}\n\n"
-            f"Previous champion: {'v' + str(previous.version) if previous is not None else 'none'}. The gate was bypassed"
-            + (f"; it would have **{would.decision}** this version: {would.reason}" if would else "; no gate evaluation was possible.")
-            + "\n")
+    note = (
+        f"### Forced promotion to **champion** by `{user}` at {_now()}\n\n"
+        f"Previous champion: {'v' + str(previous.version) if previous is not None else 'none'}. The gate was bypassed"
+        + (
+            f"; it would have **{would.decision}** this version: {would.reason}"
+            if would
+            else "; no gate evaluation was possible."
+        )
+        + "\n"
+    )
     _set_tags(client, name, version, {"mentor.gate.forced_would_have": would.decision if would else "unknown"})
     _describe(client, name, version, note)
     return {
-        "model_name": name, "version": str(version), "decision": "forced", "promoted_by": user, "forced": True,
+        "model_name": name,
+        "version": str(version),
+        "decision": "forced",
+        "promoted_by": user,
+        "forced": True,
         "previous_champion": str(previous.version) if previous is not None else None,
         "gate_would_have": would.decision if would else None,
     }
@@ -284,14 +317,20 @@ def promote_command(params: Params, version: str, force: bool = False) -> dict[s
         name, number, alias = parse_ref(version, params.registry.model_name)
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(number))
     except (LineageError, MlflowException) as exc:
-        typer.secho(f"error: cannot find version '{version}' of '{params.registry.model_name}': {exc}",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"error: cannot find version '{version}' of '{params.registry.model_name}': {exc}",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(1) from None
     try:
         if force:
             summary = force_promote(client, params, mv.name, mv.version)
-            typer.secho(f"FORCED: {mv.name} v{mv.version} is now champion (by {summary['promoted_by']}).",
-                        fg=typer.colors.YELLOW, err=True)
+            typer.secho(
+                f"FORCED: {mv.name} v{mv.version} is now champion (by {summary['promoted_by']}).",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
             return summary
         champ = champion_version(client, mv.name)
         if champ is not None and str(champ.version) == str(mv.version):

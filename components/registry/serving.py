@@ -67,7 +67,7 @@ def request_tools(tools: Any) -> dict[str, Any]:
     if tools is None:
         return {}
     if not isinstance(tools, Sequence) or isinstance(tools, str | bytes):
-        raise ChatRequestError("'tools' must be a list of {\"type\": \"function\", \"function\": {...}} objects")
+        raise ChatRequestError('\'tools\' must be a list of {"type": "function", "function": {...}} objects')
     if len(tools) > MAX_TOOLS:
         raise ChatRequestError(f"at most {MAX_TOOLS} tools per request, got {len(tools)}")
     out: dict[str, Any] = {}
@@ -75,8 +75,10 @@ def request_tools(tools: Any) -> dict[str, Any]:
         function = tool.get("function") if isinstance(tool, Mapping) else None
         name = function.get("name") if isinstance(function, Mapping) else None
         if not isinstance(name, str) or not name:
-            raise ChatRequestError(f"tools[{index}] needs a function with a name, e.g. "
-                                   '{"type": "function", "function": {"name": "add", "parameters": {...}}}')
+            raise ChatRequestError(
+                f"tools[{index}] needs a function with a name, e.g. "
+                '{"type": "function", "function": {"name": "add", "parameters": {...}}}'
+            )
         out[name] = Tool(name=name, fn=_not_executed, schema={"type": "function", "function": dict(function)})
     return out
 
@@ -84,7 +86,7 @@ def request_tools(tools: Any) -> dict[str, Any]:
 def check_messages(messages: Any) -> list[dict[str, Any]]:
     """The request's messages as plain dicts, refused when malformed or too large."""
     if not isinstance(messages, Sequence) or isinstance(messages, str | bytes) or not messages:
-        raise ChatRequestError("'messages' must be a non-empty list of {\"role\": ..., \"content\": ...} objects")
+        raise ChatRequestError('\'messages\' must be a non-empty list of {"role": ..., "content": ...} objects')
     if len(messages) > MAX_MESSAGES:
         raise ChatRequestError(f"at most {MAX_MESSAGES} messages per request, got {len(messages)}")
     out = []
@@ -120,22 +122,36 @@ def completion_from_text(
 
     parsed = parse_tool_calls(text, tools if tools else None)
     calls = [
-        {"id": f"call_{index}", "type": "function",
-         "function": {"name": item.name, "arguments": json.dumps(item.arguments, ensure_ascii=False)}}
+        {
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {"name": item.name, "arguments": json.dumps(item.arguments, ensure_ascii=False)},
+        }
         for index, item in enumerate(item for item in parsed.items if isinstance(item, ToolCall))
     ]
-    errors = [{"kind": str(e.kind), "message": e.message[:MAX_ERROR_CHARS]} for e in parsed.errors
-              if str(e.kind) != "no_calls"][:MAX_PARSE_ERRORS]
+    errors = [
+        {"kind": str(e.kind), "message": e.message[:MAX_ERROR_CHARS]}
+        for e in parsed.errors
+        if str(e.kind) != "no_calls"
+    ][:MAX_PARSE_ERRORS]
     finish = "tool_calls" if calls else ("stop" if finished else "length")
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "finish_reason": finish,
-                     "message": {"role": "assistant", "content": parsed.content.strip(), "tool_calls": calls}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish,
+                "message": {"role": "assistant", "content": parsed.content.strip(), "tool_calls": calls},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
         "custom_outputs": {"parse_errors": errors},
     }
 
@@ -149,8 +165,9 @@ def request_rows(model_input: Any) -> list[dict[str, Any]]:
     elif isinstance(model_input, list):
         rows = list(model_input)
     else:
-        raise ChatRequestError(f"expected a chat request {{\"messages\": [...], \"tools\": [...]}}, "
-                               f"got {type(model_input).__name__}")
+        raise ChatRequestError(
+            f'expected a chat request {{"messages": [...], "tools": [...]}}, got {type(model_input).__name__}'
+        )
     if len(rows) > MAX_ROWS:
         raise ChatRequestError(f"at most {MAX_ROWS} requests per call, got {len(rows)}")
     return [_plain(row) for row in rows]
@@ -180,8 +197,12 @@ class ToolChatModel(mlflow.pyfunc.PythonModel):
         self.limit = int(config.get("max_new_tokens", 256))
         self.model_name = str(config.get("model_name", "mentor-student"))
         self.generator = ChatGenerator.from_pretrained(
-            Path(context.artifacts[STUDENT_ARTIFACT]), dtype=str(config.get("dtype", "float32")),
-            max_new_tokens=self.limit, batch_size=1, progress=False, prefix_cache=False,
+            Path(context.artifacts[STUDENT_ARTIFACT]),
+            dtype=str(config.get("dtype", "float32")),
+            max_new_tokens=self.limit,
+            batch_size=1,
+            progress=False,
+            prefix_cache=False,
         )
         self.max_positions = int(getattr(self.generator.model.config, "max_position_embeddings", 0) or 0)
         # The web server may call predict from several threads; one generation at a time on one model.
@@ -216,9 +237,17 @@ class ToolChatModel(mlflow.pyfunc.PythonModel):
             prompt = self.generator.render(messages, schemas)
             n_prompt = len(self.generator.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             if self.max_positions and n_prompt + max_tokens > self.max_positions:
-                raise ChatRequestError(f"the prompt has {n_prompt} tokens; with max_tokens={max_tokens} it exceeds "
-                                       f"the model's {self.max_positions} positions. Send fewer messages or tools.")
+                raise ChatRequestError(
+                    f"the prompt has {n_prompt} tokens; with max_tokens={max_tokens} it exceeds "
+                    f"the model's {self.max_positions} positions. Send fewer messages or tools."
+                )
             self.generator.max_new_tokens = max_tokens
             (output,) = self.generator.generate_prompts([prompt])
-        return completion_from_text(output.text, tool_map, model=self.model_name, finished=output.finished,
-                                    prompt_tokens=n_prompt, completion_tokens=output.n_tokens)
+        return completion_from_text(
+            output.text,
+            tool_map,
+            model=self.model_name,
+            finished=output.finished,
+            prompt_tokens=n_prompt,
+            completion_tokens=output.n_tokens,
+        )

@@ -69,8 +69,10 @@ def find_registered(client: Any, name: str, checksum: str, source_run_id: str) -
     """An existing version of ``name`` holding this model from this training run (idempotency key)."""
     from mlflow.exceptions import MlflowException
 
-    query = (f"name = '{name}' and tags.`mentor.model_checksum` = '{checksum}' "
-             f"and tags.`mentor.source_run_id` = '{source_run_id}'")
+    query = (
+        f"name = '{name}' and tags.`mentor.model_checksum` = '{checksum}' "
+        f"and tags.`mentor.source_run_id` = '{source_run_id}'"
+    )
     try:
         found = client.search_model_versions(query)
     except MlflowException:
@@ -129,7 +131,7 @@ def ensure_registered_model(client: Any, name: str, profile: str) -> None:
         client.create_registered_model(
             name,
             description="Tool-calling students distilled with MENTOR RL. Aliases: `champion` (serving, moved only by the "
-                        "promotion gate or a recorded `mentor promote --force`), `challenger` (latest registered).",
+            "promotion gate or a recorded `mentor promote --force`), `challenger` (latest registered).",
             tags={"mentor.project": "mentor-pipeline", PROFILE_TAG: profile},
         )
         return
@@ -140,9 +142,15 @@ def ensure_registered_model(client: Any, name: str, profile: str) -> None:
 def _existing_summary(mv: Any, model_dir: Path) -> dict[str, Any]:
     tags = mv.tags or {}
     return {
-        "model_name": mv.name, "version": str(mv.version), "model_uri": f"models:/{mv.name}/{mv.version}",
-        "reused": True, "run_id": mv.run_id, "model_dir": str(model_dir), "aliases": list(mv.aliases or []),
-        "decision": tags.get("mentor.gate.decision"), "reason": tags.get("mentor.gate.reason"),
+        "model_name": mv.name,
+        "version": str(mv.version),
+        "model_uri": f"models:/{mv.name}/{mv.version}",
+        "reused": True,
+        "run_id": mv.run_id,
+        "model_dir": str(model_dir),
+        "aliases": list(mv.aliases or []),
+        "decision": tags.get("mentor.gate.decision"),
+        "reason": tags.get("mentor.gate.reason"),
     }
 
 
@@ -161,19 +169,33 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
     name = params.registry.model_name
     check_name_owner(client, name, params.profile)  # before anything is logged
     checksum = model_checksum(model_dir)
-    doc = collect_lineage(params, client=client, experiment_ids=experiment_ids, model_dir=model_dir, model_kind=kind,
-                          arm=params.registry.arm, model_checksum=checksum, eval_file=eval_file,
-                          project_root=project_root)
+    doc = collect_lineage(
+        params,
+        client=client,
+        experiment_ids=experiment_ids,
+        model_dir=model_dir,
+        model_kind=kind,
+        arm=params.registry.arm,
+        model_checksum=checksum,
+        eval_file=eval_file,
+        project_root=project_root,
+    )
     source_run_id = doc["model"]["source_run_id"] or "unknown"
     existing = find_registered(client, name, checksum, source_run_id)
     if existing is not None:
-        log.info("model %s from run %s is already %s v%s; not registering again", checksum[:12], source_run_id,
-                 name, existing.version)
+        log.info(
+            "model %s from run %s is already %s v%s; not registering again",
+            checksum[:12],
+            source_run_id,
+            name,
+            existing.version,
+        )
         return _existing_summary(existing, model_dir)
 
     arms, notes = load_arm_results(run_paths(params).eval_dir)
-    card = build_model_card(params, model_name=name, arm=params.registry.arm, model_kind=kind, lineage=doc,
-                            arms=arms, notes=notes)
+    card = build_model_card(
+        params, model_name=name, arm=params.registry.arm, model_kind=kind, lineage=doc, arms=arms, notes=notes
+    )
     with stage_run(params, "register", sections=["registry", "models", "eval"]) as run:
         store_missing_data(doc, run.info.run_id)  # every recorded digest resolves to a stored file
         tags = lineage_tags(doc)
@@ -183,19 +205,36 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
             mlflow.log_dict({"suites": [r.to_dict() for r in arm_results.values()]}, f"evaluation/arms/{arm_name}.json")
         mlflow.log_dict(doc, LINEAGE_ARTIFACT)
         mlflow.log_metrics({f"eval.{sanitize_key(s)}.accuracy": r.accuracy for s, r in results.items()})
-        info = log_student(model_dir, dataset=run_paths(params).teacher_dataset, card_markdown=card,
-                           license_id=license_for(params), dtype=params.models.dtype,
-                           max_new_tokens=params.eval.max_new_tokens, model_name=name,
-                           tags={"mentor.model_checksum": checksum, "mentor.source_run_id": source_run_id})
+        info = log_student(
+            model_dir,
+            dataset=run_paths(params).teacher_dataset,
+            card_markdown=card,
+            license_id=license_for(params),
+            dtype=params.models.dtype,
+            max_new_tokens=params.eval.max_new_tokens,
+            model_name=name,
+            tags={"mentor.model_checksum": checksum, "mentor.source_run_id": source_run_id},
+        )
         ensure_registered_model(client, name, params.profile)
-        version_tags = {**tags, "mentor.source_run_id": source_run_id, "mentor.registration_run_id": run.info.run_id,
-                        **{f"mentor.eval.{sanitize_key(s)}.accuracy": f"{r.accuracy:.4f}" for s, r in results.items()}}
+        version_tags = {
+            **tags,
+            "mentor.source_run_id": source_run_id,
+            "mentor.registration_run_id": run.info.run_id,
+            **{f"mentor.eval.{sanitize_key(s)}.accuracy": f"{r.accuracy:.4f}" for s, r in results.items()},
+        }
         mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
         decision = gate_version(client, params, name, mv.version, results)
-        card_with_gate = build_model_card(params, model_name=name, arm=params.registry.arm, model_kind=kind,
-                                          lineage=doc, arms=arms, notes=notes,
-                                          gate_markdown=decision.to_markdown(str(mv.version)))
+        card_with_gate = build_model_card(
+            params,
+            model_name=name,
+            arm=params.registry.arm,
+            model_kind=kind,
+            lineage=doc,
+            arms=arms,
+            notes=notes,
+            gate_markdown=decision.to_markdown(str(mv.version)),
+        )
         mlflow.log_text(card_with_gate, "model_card.md")
         mlflow.set_tags({"mentor.registered_version": str(mv.version), "mentor.gate.decision": decision.decision})
         metrics = {"gate.promoted": float(decision.promote)}
@@ -217,11 +256,18 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
         "model_kind": kind,
         "eval_file": str(eval_file),
         "aliases": sorted(final.aliases or []),
-        "missing_lineage": [k for k, v in {
-            "pipeline_run": doc.get("pipeline_run_id"), "stage_runs": doc.get("stage_runs"),
-            "dvc": doc["dvc"].get("stages"), "code": doc["code"].get("git_commit"),
-            "teacher": doc.get("teacher"), "base_model": doc["base_model"].get("checksum"),
-        }.items() if not v],
+        "missing_lineage": [
+            k
+            for k, v in {
+                "pipeline_run": doc.get("pipeline_run_id"),
+                "stage_runs": doc.get("stage_runs"),
+                "dvc": doc["dvc"].get("stages"),
+                "code": doc["code"].get("git_commit"),
+                "teacher": doc.get("teacher"),
+                "base_model": doc["base_model"].get("checksum"),
+            }.items()
+            if not v
+        ],
         "seconds": round(time.perf_counter() - started, 1),
         **summarise(decision),
     }

@@ -78,7 +78,9 @@ def classify_episode(episode: Any, max_turns: int) -> TrajectoryResult:
         result.detail = f"no \\boxed{{}} answer after {result.n_turns} turn(s)"
         if call_errors:
             kinds = sorted({_kind(e) for e in call_errors})
-            result.detail += f"; {len(call_errors)} invalid call(s) ({', '.join(kinds)}): {getattr(call_errors[0], 'message', '')}"
+            result.detail += (
+                f"; {len(call_errors)} invalid call(s) ({', '.join(kinds)}): {getattr(call_errors[0], 'message', '')}"
+            )
     else:
         result.failure = "wrong_answer"
         result.detail = f"answered {answer!r}, expected {episode.task.answer!r}"
@@ -108,11 +110,11 @@ class TeacherBackend(ABC):
 
     def preflight(self) -> None:
         """Fail fast (``StageError``) when the backend cannot work at all (default: nothing to check)."""
-        return None
+        return
 
     def close(self) -> None:
         """Release models, connections and threads (default: nothing held)."""
-        return None
+        return
 
     def _base_settings(self) -> dict[str, Any]:
         teacher = self.params.teacher
@@ -133,8 +135,14 @@ class ScriptedBackend(TeacherBackend):
         try:
             messages = normalise_messages(pack.expert(task, rng))
         except Exception as exc:  # noqa: BLE001 - an expert bug fails this task, not the stage
-            return TrajectoryResult(task=task, messages=[], teacher_answer=None, verified=False,
-                                    failure="expert_error", detail=f"{type(exc).__name__}: {exc}")
+            return TrajectoryResult(
+                task=task,
+                messages=[],
+                teacher_answer=None,
+                verified=False,
+                failure="expert_error",
+                detail=f"{type(exc).__name__}: {exc}",
+            )
         env = pack.new_env(task)
         n_turns = 0
         for i, message in enumerate(messages):
@@ -146,10 +154,16 @@ class ScriptedBackend(TeacherBackend):
                 function = call["function"]
                 outcome = env.call(function["name"], json.loads(function["arguments"]))
                 if not outcome.ok or outcome.content != recorded.get("content"):
-                    return TrajectoryResult(task=task, messages=messages, teacher_answer=None, verified=False,
-                                            failure="replay_mismatch", n_turns=n_turns,
-                                            detail=f"{function['name']} returned {outcome.content!r}, "
-                                                   f"trajectory says {recorded.get('content')!r}")
+                    return TrajectoryResult(
+                        task=task,
+                        messages=messages,
+                        teacher_answer=None,
+                        verified=False,
+                        failure="replay_mismatch",
+                        n_turns=n_turns,
+                        detail=f"{function['name']} returned {outcome.content!r}, "
+                        f"trajectory says {recorded.get('content')!r}",
+                    )
         answer = boxed_answer(messages)
         n_turns += 1
         result = TrajectoryResult(task=task, messages=messages, teacher_answer=answer, verified=False, n_turns=n_turns)
@@ -197,8 +211,11 @@ class HFBackend(TeacherBackend):
 
             teacher = self.params.teacher
             self._generator = HFGenerator(
-                self.model_dir, dtype=self.params.models.dtype, max_new_tokens=teacher.max_new_tokens,
-                temperature=teacher.temperature, seed=self.params.project.seed,
+                self.model_dir,
+                dtype=self.params.models.dtype,
+                max_new_tokens=teacher.max_new_tokens,
+                temperature=teacher.temperature,
+                seed=self.params.project.seed,
             )
         return self._generator
 
@@ -243,8 +260,12 @@ class OpenAIBackend(TeacherBackend):
         teacher = params.teacher
         api_key = os.environ.get(teacher.api_key_env) or None
         self.client = client or ChatClient(
-            teacher.base_url, teacher.api_model, api_key=api_key, timeout_s=teacher.request_timeout_s,
-            max_retries=teacher.max_retries, max_connections=teacher.max_concurrency,
+            teacher.base_url,
+            teacher.api_model,
+            api_key=api_key,
+            timeout_s=teacher.request_timeout_s,
+            max_retries=teacher.max_retries,
+            max_connections=teacher.max_concurrency,
         )
         self._lock = threading.Lock()
         self.served_model: str | None = None
@@ -272,9 +293,11 @@ class OpenAIBackend(TeacherBackend):
         name out, which a single-model server accepts.
         """
         where = redact_url(self.client.base_url)
-        how = (f"Start an OpenAI-compatible server there (e.g. `transformers serve --host 127.0.0.1 --port 8000 "
-               f"<model dir>` or `vllm serve <model>`) or set teacher.base_url; the API key is read from "
-               f"${self.params.teacher.api_key_env}.")
+        how = (
+            f"Start an OpenAI-compatible server there (e.g. `transformers serve --host 127.0.0.1 --port 8000 "
+            f"<model dir>` or `vllm serve <model>`) or set teacher.base_url; the API key is read from "
+            f"${self.params.teacher.api_key_env}."
+        )
         try:
             models = self.client.list_models()
         except ChatAPIError as exc:
@@ -301,8 +324,13 @@ class OpenAIBackend(TeacherBackend):
         def generate(conversations: list[list[dict]]) -> list[str]:
             texts = []
             for conversation in conversations:
-                reply = self.client.chat(conversation, tools=tools, temperature=teacher.temperature,
-                                         max_tokens=teacher.max_new_tokens, seed=self.params.project.seed)
+                reply = self.client.chat(
+                    conversation,
+                    tools=tools,
+                    temperature=teacher.temperature,
+                    max_tokens=teacher.max_new_tokens,
+                    seed=self.params.project.seed,
+                )
                 with self._lock:
                     self.prompt_tokens += reply.prompt_tokens
                     self.completion_tokens += reply.completion_tokens
@@ -316,12 +344,25 @@ class OpenAIBackend(TeacherBackend):
             episode = _run_episodes(pack, [task], generate, self.params.teacher.max_turns)[0]
         except ChatAPIError as exc:
             if exc.status in REJECTED_STATUS:
-                return TrajectoryResult(task=task, messages=[], teacher_answer=None, verified=False,
-                                        failure="request_rejected", detail=str(exc))
+                return TrajectoryResult(
+                    task=task,
+                    messages=[],
+                    teacher_answer=None,
+                    verified=False,
+                    failure="request_rejected",
+                    detail=str(exc),
+                )
             if not exc.retryable:
                 raise
-            return TrajectoryResult(task=task, messages=[], teacher_answer=None, verified=False,
-                                    failure="backend_error", detail=str(exc), retryable=True)
+            return TrajectoryResult(
+                task=task,
+                messages=[],
+                teacher_answer=None,
+                verified=False,
+                failure="backend_error",
+                detail=str(exc),
+                retryable=True,
+            )
         return classify_episode(episode, self.params.teacher.max_turns)
 
     def _config_error(self, detail: str) -> StageError:
@@ -392,5 +433,7 @@ def make_backend(params: Params) -> TeacherBackend:
     try:
         cls = BACKENDS[params.teacher.backend]
     except KeyError as exc:
-        raise StageError(f"unknown teacher.backend '{params.teacher.backend}'; choose one of {sorted(BACKENDS)}") from exc
+        raise StageError(
+            f"unknown teacher.backend '{params.teacher.backend}'; choose one of {sorted(BACKENDS)}"
+        ) from exc
     return cls(params)

@@ -103,8 +103,16 @@ def _prepare_files(paths: RunPaths, fingerprint: str, fresh: bool) -> bool:
 def _progress(total: int, initial: int) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="teacher", unit="task", file=sys.stderr, dynamic_ncols=True,
-                mininterval=1.0, smoothing=0.1)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="teacher",
+        unit="task",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        smoothing=0.1,
+    )
 
 
 def write_eval_tasks(path: Path, task_sets: TaskSets) -> None:
@@ -127,9 +135,12 @@ def generate_trajectories(
     backend = backend or make_backend(params)
     identity = backend.identity
     fingerprint = generation_fingerprint(params, identity)
-    report = GenerationReport(identity=identity, fingerprint=fingerprint,
-                              dropped_for_leakage=task_sets.dropped_for_leakage,
-                              dropped_duplicates=task_sets.dropped_duplicates)
+    report = GenerationReport(
+        identity=identity,
+        fingerprint=fingerprint,
+        dropped_for_leakage=task_sets.dropped_for_leakage,
+        dropped_duplicates=task_sets.dropped_duplicates,
+    )
     _prepare_files(paths, fingerprint, fresh)
     done = {row.get("id") for row in read_jsonl(paths.teacher_dataset)}
     done |= {row.get("id") for row in read_jsonl(paths.teacher_failures) if not row.get("retryable")}
@@ -208,16 +219,22 @@ def _finalise(paths: RunPaths, report: GenerationReport, order: list[str]) -> No
 
     rows = ordered(read_jsonl(paths.teacher_dataset))
     verified_ids = {row["id"] for row in rows}
-    failures = [row for row in ordered(read_jsonl(paths.teacher_failures))
-                if row["id"] not in verified_ids and not row.get("retryable")]
+    failures = [
+        row
+        for row in ordered(read_jsonl(paths.teacher_failures))
+        if row["id"] not in verified_ids and not row.get("retryable")
+    ]
     write_jsonl_atomic(paths.teacher_dataset, rows)
     write_jsonl_atomic(paths.teacher_failures, failures)
     report.rows, report.failures = rows, failures
     report.dataset_sha256 = sha256_path(paths.teacher_dataset)
     manifest = {
         "fingerprint": report.fingerprint,
-        "teacher": {"backend": report.identity.backend, "model": report.identity.model,
-                    "settings": report.identity.settings},
+        "teacher": {
+            "backend": report.identity.backend,
+            "model": report.identity.model,
+            "settings": report.identity.settings,
+        },
         "n_tasks": report.n_tasks,
         "n_verified": len(rows),
         "n_failed": len(failures),

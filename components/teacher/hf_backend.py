@@ -77,8 +77,10 @@ class HFGenerator:
     def render(self, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The prompt text for one conversation, ending with the assistant generation prompt."""
         text = self.tokenizer.apply_chat_template(
-            template_messages(conversation), tools=[dict(t) for t in tools] if tools else None,
-            add_generation_prompt=True, tokenize=False,
+            template_messages(conversation),
+            tools=[dict(t) for t in tools] if tools else None,
+            add_generation_prompt=True,
+            tokenize=False,
         )
         return str(text)
 

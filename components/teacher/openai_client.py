@@ -76,7 +76,9 @@ def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     def flush_orphans() -> None:
         # After every linked tool message of the turn: endpoints want those right behind the calls.
         if orphans:
-            out.append({"role": "user", "content": "\n".join(f"<tool_response>\n{c}\n</tool_response>" for c in orphans)})
+            out.append(
+                {"role": "user", "content": "\n".join(f"<tool_response>\n{c}\n</tool_response>" for c in orphans)}
+            )
             orphans.clear()
 
     for turn, message in enumerate(messages):
@@ -93,7 +95,9 @@ def to_api_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
                     arguments = json.dumps(arguments, ensure_ascii=False)
                 call_id = call.get("id") or f"call_{turn}_{i}"
                 pending.append((call_id, str(function.get("name"))))
-                calls.append({"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}})
+                calls.append(
+                    {"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+                )
             out.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": calls})
         elif role == "tool":
             content = str(message.get("content", ""))
@@ -130,7 +134,7 @@ def reply_text(reply: ChatReply) -> str:
             parts.append(render_tool_call(name, arguments))
         except ValueError:
             # Keep the broken call visible so the parser reports it as bad JSON.
-            parts.append(f"<tool_call>{{\"name\": {json.dumps(name)}, \"arguments\": {arguments}}}</tool_call>")
+            parts.append(f'<tool_call>{{"name": {json.dumps(name)}, "arguments": {arguments}}}</tool_call>')
     return "\n".join(parts)
 
 
@@ -183,8 +187,11 @@ class ChatClient:
         )
         # Servers without auth (vLLM, `transformers serve`) ignore the key; the SDK insists on one.
         self._api = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or "no-key", max_retries=max_retries,
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0)), http_client=http_client,
+            base_url=self.base_url,
+            api_key=api_key or "no-key",
+            max_retries=max_retries,
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            http_client=http_client,
         )
 
     def _count_retry(self, request: Any) -> None:
@@ -219,8 +226,11 @@ class ChatClient:
             status = exc.status_code
             retryable = status in (408, 409, 429) or status >= 500
             detail = exc.response.text[:500] if exc.response is not None else str(exc)
-            return ChatAPIError(f"{where} answered HTTP {status}: {detail}{gave_up if retryable else ''}",
-                                status=status, retryable=retryable)
+            return ChatAPIError(
+                f"{where} answered HTTP {status}: {detail}{gave_up if retryable else ''}",
+                status=status,
+                retryable=retryable,
+            )
         return ChatAPIError(f"{where} answered something unexpected: {type(exc).__name__}: {str(exc)[:300]}")
 
     def list_models(self) -> list[str]:

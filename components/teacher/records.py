@@ -111,7 +111,9 @@ def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, 
     return out
 
 
-def trajectory_row(result: TrajectoryResult, system: str, tools: list[dict], identity: TeacherIdentity) -> dict[str, Any]:
+def trajectory_row(
+    result: TrajectoryResult, system: str, tools: list[dict], identity: TeacherIdentity
+) -> dict[str, Any]:
     """One dataset row (the schema in the project brief) for a verified trajectory."""
     messages = normalise_messages(result.messages)
     calls = calls_of(messages)
@@ -265,7 +267,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             handle.write(jsonl_line(row))
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 sha256_path = sha256_file  # one digest implementation: components.files

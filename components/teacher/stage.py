@@ -35,11 +35,25 @@ def yield_table(report: GenerationReport) -> list[dict[str, Any]]:
     table = []
     for key in sorted(set(verified) | set(failed)):
         attempted = verified[key] + failed[key]
-        table.append({"pack": key[0], "difficulty": key[1], "attempted": attempted, "verified": verified[key],
-                      "yield": round(verified[key] / attempted, 4) if attempted else 0.0})
+        table.append(
+            {
+                "pack": key[0],
+                "difficulty": key[1],
+                "attempted": attempted,
+                "verified": verified[key],
+                "yield": round(verified[key] / attempted, 4) if attempted else 0.0,
+            }
+        )
     total_v, total_a = len(report.rows), len(report.rows) + len(report.failures)
-    table.append({"pack": "all", "difficulty": "all", "attempted": total_a, "verified": total_v,
-                  "yield": round(total_v / total_a, 4) if total_a else 0.0})
+    table.append(
+        {
+            "pack": "all",
+            "difficulty": "all",
+            "attempted": total_a,
+            "verified": total_v,
+            "yield": round(total_v / total_a, 4) if total_a else 0.0,
+        }
+    )
     return table
 
 
@@ -80,15 +94,34 @@ def _sample(report: GenerationReport) -> list[dict[str, Any]]:
         for key in sorted(by_group):
             if by_group[key] and len(picked) < SAMPLE_SIZE:
                 row = by_group[key].pop(0)
-                picked.append({"status": "verified", "id": row["id"], "pack": row["pack"],
-                               "difficulty": row["difficulty"], "prompt": row["prompt"],
-                               "tool_names": row["tool_names"], "teacher_answer": row["teacher_answer"],
-                               "answer": row["answer"], "messages": json.loads(row["messages"])})
+                picked.append(
+                    {
+                        "status": "verified",
+                        "id": row["id"],
+                        "pack": row["pack"],
+                        "difficulty": row["difficulty"],
+                        "prompt": row["prompt"],
+                        "tool_names": row["tool_names"],
+                        "teacher_answer": row["teacher_answer"],
+                        "answer": row["answer"],
+                        "messages": json.loads(row["messages"]),
+                    }
+                )
     for row in report.failures[: max(5, SAMPLE_SIZE // 4)]:
-        picked.append({"status": "failed", "id": row["id"], "pack": row["pack"], "difficulty": row["difficulty"],
-                       "reason": row["reason"], "detail": row["detail"], "prompt": row["prompt"],
-                       "teacher_answer": row["teacher_answer"], "answer": row["answer"],
-                       "messages": json.loads(row["messages"])})
+        picked.append(
+            {
+                "status": "failed",
+                "id": row["id"],
+                "pack": row["pack"],
+                "difficulty": row["difficulty"],
+                "reason": row["reason"],
+                "detail": row["detail"],
+                "prompt": row["prompt"],
+                "teacher_answer": row["teacher_answer"],
+                "answer": row["answer"],
+                "messages": json.loads(row["messages"]),
+            }
+        )
     return picked
 
 
@@ -102,8 +135,9 @@ def _log_dataset_input(report: GenerationReport, source: str) -> None:
         frame = pd.DataFrame(report.rows).drop(columns=["tool_names", "tool_set"], errors="ignore")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's schema hints about int columns and source guessing
-            dataset = from_pandas(frame, source=source, name="teacher-trajectories",
-                                  digest=report.dataset_sha256[:16] or None)
+            dataset = from_pandas(
+                frame, source=source, name="teacher-trajectories", digest=report.dataset_sha256[:16] or None
+            )
             mlflow.log_input(dataset, context="teacher")
     except Exception as exc:  # noqa: BLE001 - lineage metadata must never fail the stage
         log.warning("could not log the dataset as an MLflow input: %s", exc)
@@ -121,12 +155,14 @@ def run_teacher_stage(params: Params, fresh: bool = False, backend: TeacherBacke
         failures = failure_table(report)
         reasons = Counter(r.get("reason", "unknown") for r in report.failures)
         total = table[-1]
-        mlflow.set_tags({
-            "teacher.backend": identity.backend,
-            "teacher.model": identity.model,
-            "dataset.sha256": report.dataset_sha256,
-            "dataset.path": str(paths.teacher_dataset),
-        })
+        mlflow.set_tags(
+            {
+                "teacher.backend": identity.backend,
+                "teacher.model": identity.model,
+                "dataset.sha256": report.dataset_sha256,
+                "dataset.path": str(paths.teacher_dataset),
+            }
+        )
         metrics: dict[str, float] = {
             "tasks": report.n_tasks,
             "attempted": total["attempted"],
@@ -154,8 +190,10 @@ def run_teacher_stage(params: Params, fresh: bool = False, backend: TeacherBacke
         mlflow.log_text(_csv(table), "teacher/yield.csv")
         mlflow.log_text(_markdown(table), "teacher/yield.md")
         mlflow.log_text(_csv(failures) or "pack,difficulty,reason,count\n", "teacher/failures_by_reason.csv")
-        mlflow.log_text("\n".join(json.dumps(s, ensure_ascii=False) for s in _sample(report)) + "\n",
-                        "teacher/sample_trajectories.jsonl")
+        mlflow.log_text(
+            "\n".join(json.dumps(s, ensure_ascii=False) for s in _sample(report)) + "\n",
+            "teacher/sample_trajectories.jsonl",
+        )
         mlflow.log_artifact(str(paths.data / MANIFEST_FILE), "teacher")
         # The files themselves, with their digests as tags: the next run overwrites outputs/<profile>/data,
         # and lineage resolves each recorded digest to this stored copy.

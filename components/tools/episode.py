@@ -260,6 +260,9 @@ def run_episode(
 ) -> Episode:
     """One episode with a one-conversation ``generate`` function."""
     return run_episodes(
-        pack, [task], lambda batch: [generate(messages) for messages in batch], max_turns=max_turns,
+        pack,
+        [task],
+        lambda batch: [generate(messages) for messages in batch],
+        max_turns=max_turns,
         early_stop=early_stop,
     )[0]

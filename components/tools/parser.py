@@ -275,8 +275,9 @@ def parse_tool_calls(text: str, tools: Mapping[str, Tool] | None = None) -> Pars
     try:
         return _parse(text, tools)
     except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
-        error = ParseError(ParseErrorKind.bad_json, f"the text could not be parsed ({type(exc).__name__})",
-                           _short(text))
+        error = ParseError(
+            ParseErrorKind.bad_json, f"the text could not be parsed ({type(exc).__name__})", _short(text)
+        )
         return ParseResult(errors=[error], content="", items=[error])
 
 

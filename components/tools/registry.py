@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from components.tools.base import ToolPack
@@ -67,7 +67,7 @@ def _unknown(name: str, detail: str = "") -> ValueError:
 def _import(module_name: str, name: str) -> Any:
     # Like `python -m`, a user's pack module may live in the project folder: make
     # the working directory importable so `mentor` (a console script) finds it.
-    cwd = os.getcwd()
+    cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.append(cwd)
     try:

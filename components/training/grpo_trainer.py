@@ -58,8 +58,13 @@ def keep_rows(inputs: dict[str, Any], keep: Any) -> dict[str, Any]:
 class MentorGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that does not run forward/backward on rows with zero advantage (see the module docstring)."""
 
-    def __init__(self, *args: Any, skip_zero_advantage: SkipMode = "auto",
-                 on_skip: Callable[[int, int], None] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        skip_zero_advantage: SkipMode = "auto",
+        on_skip: Callable[[int, int], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         exact = skip_is_exact(self.loss_type, float(self.beta), getattr(self.args, "entropy_coef", 0.0))
         wanted = skip_zero_advantage == "on" or (skip_zero_advantage == "auto" and exact)

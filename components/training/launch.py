@@ -129,8 +129,9 @@ def _usable_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def plan_slots(max_parallel: int, processes: int, gpus: Sequence[str] | None = None,
-               cpus: Sequence[int] | None = None) -> list[Slot]:
+def plan_slots(
+    max_parallel: int, processes: int, gpus: Sequence[str] | None = None, cpus: Sequence[int] | None = None
+) -> list[Slot]:
     """Split this machine into at most ``max_parallel`` disjoint slots of ``processes`` GPUs each.
 
     With GPUs, a slot holds ``processes`` of them and there are as many slots as
@@ -146,10 +147,10 @@ def plan_slots(max_parallel: int, processes: int, gpus: Sequence[str] | None = N
                 f"visible ({','.join(gpus)}); lower orchestration.num_processes or run on a larger node."
             )
         count = min(max_parallel, len(gpus) // processes)
-        return [Slot(i, gpus=tuple(gpus[i * processes:(i + 1) * processes])) for i in range(count)]
+        return [Slot(i, gpus=tuple(gpus[i * processes : (i + 1) * processes])) for i in range(count)]
     count = max(1, min(max_parallel, len(cpus)))
     share = len(cpus) // count
-    return [Slot(i, cpus=tuple(cpus[i * share:(i + 1) * share])) for i in range(count)]
+    return [Slot(i, cpus=tuple(cpus[i * share : (i + 1) * share])) for i in range(count)]
 
 
 class SlotPool:
@@ -210,15 +211,35 @@ def accelerate_prefix(params: Params, processes: int, port: int) -> list[str]:
         command += ["--config_file", str(path)]
     else:
         command += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--num_processes", str(processes), "--num_machines", "1", "--machine_rank", "0",
-                "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+    command += [
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--machine_rank",
+        "0",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+    ]
     return command
 
 
 def worker_args(params_json: Path, stage: str, options: Mapping[str, Any], summary: Path, errors: Path) -> list[str]:
     """Arguments of :func:`main` for one stage call."""
-    args = ["-m", "components.training.launch", "--params-json", str(params_json), "--stage", stage,
-            "--summary", str(summary), "--errors", str(errors)]
+    args = [
+        "-m",
+        "components.training.launch",
+        "--params-json",
+        str(params_json),
+        "--stage",
+        stage,
+        "--summary",
+        str(summary),
+        "--errors",
+        str(errors),
+    ]
     if options.get("arm"):
         args += ["--arm", str(options["arm"])]
     if options.get("arms"):
@@ -287,7 +308,7 @@ def run_stage_process(
             command = [sys.executable, *args]
         where = f" on {slot.describe()}" if slot is not None else ""
         print(f"[launch] {stage}: {count} process(es){where}: {' '.join(command)}", file=sys.stderr, flush=True)
-        result = subprocess.run(command, env=_child_env(slot, extra_env), cwd=os.getcwd(), check=False)
+        result = subprocess.run(command, env=_child_env(slot, extra_env), cwd=Path.cwd(), check=False)
         if result.returncode != 0:
             _raise_worker_error(errors, stage, result.returncode, command)
         if not summary.exists():

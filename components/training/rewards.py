@@ -249,7 +249,9 @@ def _gate(rollout: Rollout, params: RewardParams) -> tuple[float | None, str | N
     return None, None
 
 
-def _breakdown(mode: str, reward: float, gate: str | None, rollout: Rollout, match: float, reference: Reference) -> RewardBreakdown:
+def _breakdown(
+    mode: str, reward: float, gate: str | None, rollout: Rollout, match: float, reference: Reference
+) -> RewardBreakdown:
     return RewardBreakdown(
         mode=mode,
         reward=float(reward),
@@ -271,7 +273,9 @@ def _breakdown(mode: str, reward: float, gate: str | None, rollout: Rollout, mat
 # --- one function per mode ----------------------------------------------------------------------
 
 
-def mentor_reward(rollout: Rollout, reference: Reference, params: RewardParams, mode: str = "mentor") -> RewardBreakdown:
+def mentor_reward(
+    rollout: Rollout, reference: Reference, params: RewardParams, mode: str = "mentor"
+) -> RewardBreakdown:
     """The MENTOR family: correctness plus the arm's terms of :data:`MENTOR_MODES` (see the module doc)."""
     terms = MENTOR_MODES.get(mode)
     if terms is None:

@@ -199,7 +199,11 @@ class RlMetricsCallback(TrainerCallback):
             mlflow.log_metrics({k: v for k, v in ours.items() if math.isfinite(v)}, step=int(state.global_step))
         log.info(
             "rl step %d: reward %.3f correct %.2f match %.2f boxed %.2f calls %.2f (%.1fs)",
-            state.global_step, row.get("rl/reward_mean", float("nan")), row.get("rl/correct_rate", float("nan")),
-            row.get("rl/match_rate", float("nan")), row.get("rl/boxed_rate", float("nan")),
-            row.get("rl/tool_calls", float("nan")), row["time/elapsed_s"],
+            state.global_step,
+            row.get("rl/reward_mean", float("nan")),
+            row.get("rl/correct_rate", float("nan")),
+            row.get("rl/match_rate", float("nan")),
+            row.get("rl/boxed_rate", float("nan")),
+            row.get("rl/tool_calls", float("nan")),
+            row["time/elapsed_s"],
         )

@@ -47,7 +47,9 @@ def read_teacher_rows(path: Path) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataValidationError(f"{path}:{number} is not valid JSON ({exc}); regenerate it with `mentor stage teacher`") from exc
+                raise DataValidationError(
+                    f"{path}:{number} is not valid JSON ({exc}); regenerate it with `mentor stage teacher`"
+                ) from exc
             missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing:
                 raise DataValidationError(

@@ -132,7 +132,9 @@ def tool_method(tool: Tool) -> Callable[..., str]:
         hint = hint_for_schema(properties[name])
         annotations[name] = hint
         default = inspect.Parameter.empty if name in required else properties[name].get("default")
-        params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=hint))
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=hint)
+        )
     tool_name = tool.name
 
     def method(self: MentorToolEnvironment, **kwargs: Any) -> str:
@@ -173,7 +175,7 @@ class MentorToolEnvironment:
         self._task = Task.from_dict(data)
         self._env = self._pack.new_env(self._task)
         self._calls = []
-        return None
+        return
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
         if self._env is None:
@@ -210,7 +212,9 @@ def make_environment_class(pack: ToolPack, recorder: RlRecorder | None = None) -
     reserved = {"reset", "get_reward", "task", "tool_env", "executed_calls", "pack"}
     for tool in pack.tool_list():
         if tool.name in reserved or tool.name.startswith("_"):
-            raise ValueError(f"pack '{pack.name}' has a tool named '{tool.name}', which the RL environment reserves; rename the tool")
+            raise ValueError(
+                f"pack '{pack.name}' has a tool named '{tool.name}', which the RL environment reserves; rename the tool"
+            )
         namespace[tool.name] = tool_method(tool)
     class_name = "".join(part.capitalize() for part in pack.name.replace("-", "_").split("_")) + "ToolEnvironment"
     return types.new_class(class_name, (MentorToolEnvironment,), {}, lambda ns: ns.update(namespace))
@@ -237,7 +241,9 @@ def _attempt(item: ToolCall | ParseError, tools: Mapping[str, Tool]) -> CallAtte
     if isinstance(item, ToolCall):
         return CallAttempt(name=item.name, arguments=item.arguments, known=True)
     kind = item.kind.value
-    return CallAttempt(name=item.name, arguments=item.arguments, known=item.name in tools if item.name else False, error=kind)
+    return CallAttempt(
+        name=item.name, arguments=item.arguments, known=item.name in tools if item.name else False, error=kind
+    )
 
 
 def calls_tools(message: Mapping[str, Any]) -> bool:
@@ -276,8 +282,15 @@ def rollout_from_completion(
         except Exception as exc:  # noqa: BLE001 - a verifier bug must not kill a training run
             log.warning("verify() raised %s on answer %r; counted as wrong", exc, boxed[:80])
     ended = bool(completion_ids) and int(completion_ids[-1]) in set(eos_token_ids)
-    return Rollout(ended_with_eos=ended, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(assistant),
-                   final_answer=final_answer, box_in_earlier_turn=boxed is not None and in_last is None)
+    return Rollout(
+        ended_with_eos=ended,
+        boxed=boxed,
+        correct=correct,
+        attempts=tuple(attempts),
+        n_turns=len(assistant),
+        final_answer=final_answer,
+        box_in_earlier_turn=boxed is not None and in_last is None,
+    )
 
 
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:
@@ -325,10 +338,16 @@ def make_reward_function(
         for i in range(n):
             env = environments[i]
             task, tool_env = env.task, env.tool_env
-            messages = completions[i] if isinstance(completions[i], list) else [{"role": "assistant", "content": str(completions[i])}]
+            messages = (
+                completions[i]
+                if isinstance(completions[i], list)
+                else [{"role": "assistant", "content": str(completions[i])}]
+            )
             tools = tool_env.tools if tool_env is not None else {t.name: t for t in env.pack.tool_list()}
 
-            def verify(answer: str, _task: Task | None = task, _env: ToolEnv | None = tool_env, _pack: ToolPack = env.pack) -> bool:
+            def verify(
+                answer: str, _task: Task | None = task, _env: ToolEnv | None = tool_env, _pack: ToolPack = env.pack
+            ) -> bool:
                 return _task is not None and _pack.verify(_task, answer, _env)
 
             rollout = rollout_from_completion(messages, completion_ids[i], eos, tools, verify)

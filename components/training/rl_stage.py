@@ -75,11 +75,29 @@ HISTORY = HISTORY_FILE
 MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
-    "rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
-    "rl/eos_rate", "rl/final_answer_rate", "rl/box_earlier_turn_rate", "rl/strict_match_rate", "rl/tool_calls",
-    "rl/turns", "rl/zero_variance_groups", "rl/skipped_share",
-    "rl/parse_fail/no_calls", "rl/parse_fail/bad_json", "rl/parse_fail/unknown_tool", "rl/parse_fail/bad_arguments",
-    "completions/mean_length", "reward_std", "kl", "tools/call_frequency", "learning_rate", "loss",
+    "rl/reward_mean",
+    "rl/correct_rate",
+    "rl/match_rate",
+    "rl/hallucination_rate",
+    "rl/boxed_rate",
+    "rl/eos_rate",
+    "rl/final_answer_rate",
+    "rl/box_earlier_turn_rate",
+    "rl/strict_match_rate",
+    "rl/tool_calls",
+    "rl/turns",
+    "rl/zero_variance_groups",
+    "rl/skipped_share",
+    "rl/parse_fail/no_calls",
+    "rl/parse_fail/bad_json",
+    "rl/parse_fail/unknown_tool",
+    "rl/parse_fail/bad_arguments",
+    "completions/mean_length",
+    "reward_std",
+    "kl",
+    "tools/call_frequency",
+    "learning_rate",
+    "loss",
 )
 
 
@@ -181,7 +199,9 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
     found = [
         (int(child.name.split("-", 1)[1]), child)
         for child in checkpoints.iterdir()
-        if child.name.startswith("checkpoint-") and child.name.split("-", 1)[1].isdigit() and _is_complete_checkpoint(child)
+        if child.name.startswith("checkpoint-")
+        and child.name.split("-", 1)[1].isdigit()
+        and _is_complete_checkpoint(child)
     ]
     return max(found)[1] if found else None
 
@@ -189,11 +209,25 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
 def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:
     rl = params.rl.model_dump(mode="json")
     # What may differ on resume: the arm list, a larger step budget, checkpoint and log cadence.
-    for key in ("compare_arms", "arm", "max_steps", "save_steps", "logging_steps", "vllm_server_host",
-                "vllm_server_port"):
+    for key in (
+        "compare_arms",
+        "arm",
+        "max_steps",
+        "save_steps",
+        "logging_steps",
+        "vllm_server_host",
+        "vllm_server_port",
+    ):
         rl.pop(key, None)
-    payload = {"rl": rl, "arm": arm, "models": params.models.model_dump(mode="json"), "tasks": params.tasks.model_dump(mode="json"),
-               "start": str(start_dir.resolve()), "start_manifest": _manifest(start_dir), "dataset_sha256": dataset_sha}
+    payload = {
+        "rl": rl,
+        "arm": arm,
+        "models": params.models.model_dump(mode="json"),
+        "tasks": params.tasks.model_dump(mode="json"),
+        "start": str(start_dir.resolve()),
+        "start_manifest": _manifest(start_dir),
+        "dataset_sha256": dataset_sha,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -311,12 +345,18 @@ def _peft_config(params: Params):  # type: ignore[no-untyped-def]
     from peft import LoraConfig
 
     lora = params.rl.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
 
 
-def build_trainer(params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path,
-                  callbacks: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
+def build_trainer(
+    params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path, callbacks: Sequence[Any] = ()
+):  # type: ignore[no-untyped-def]
     """The GRPOTrainer of one arm, plus the recorder and metrics callback it reports through."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from transformers import set_seed
@@ -380,7 +420,9 @@ def _sig(value: float) -> float:
     return float(f"{value:.4g}")
 
 
-def curve_ends(history: Sequence[dict[str, float]], keys: Sequence[str] = SUMMARY_CURVES) -> dict[str, dict[str, float]]:
+def curve_ends(
+    history: Sequence[dict[str, float]], keys: Sequence[str] = SUMMARY_CURVES
+) -> dict[str, dict[str, float]]:
     """First and last logged value of each curve (mean of the first/last two rows when there are four or more)."""
     out: dict[str, dict[str, float]] = {}
     for key in keys:
@@ -434,8 +476,9 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     from components.validation.gate import validated_dataset
 
     data_path = validated_dataset(params)  # the data gate: refuses unvalidated, failed or changed data
-    dataset = load_rl_dataset(data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed,
-                              params.rl.difficulties)
+    dataset = load_rl_dataset(
+        data_path, params.tasks.train_packs, params.rl.n_train, params.rl.seed, params.rl.difficulties
+    )
     start_dir, start_kind = start_model_dir(params)
     dataset_sha = sha256_file(data_path)
     from components.training.distributed import is_main_process, main_process_run, wait_for_everyone
@@ -445,8 +488,10 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     if main:
         resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
         if resume and resume_from is None:
-            print(f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
-                  file=sys.stderr)
+            print(
+                f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
+                file=sys.stderr,
+            )
         if target.exists():  # a model from an earlier run does not match what is trained now
             shutil.rmtree(target)
     wait_for_everyone()
@@ -454,10 +499,15 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         resume_from = last_complete_checkpoint(checkpoints) if resume else None
 
     model, tokenizer = load_student(start_dir, params.models.dtype)
-    tags = {"mentor.arm": arm, "mentor.rl_start": start_kind, "mentor.rl_start_dir": str(start_dir),
-            "mentor.dataset_sha256": dataset_sha}
-    with main_process_run(params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"],
-                          extra_tags=tags) as run:
+    tags = {
+        "mentor.arm": arm,
+        "mentor.rl_start": start_kind,
+        "mentor.rl_start_dir": str(start_dir),
+        "mentor.dataset_sha256": dataset_sha,
+    }
+    with main_process_run(
+        params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"], extra_tags=tags
+    ) as run:
         import mlflow
 
         trainer, recorder, metrics = build_trainer(params, arm, model, tokenizer, dataset, checkpoints, callbacks)
@@ -470,9 +520,16 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         _check_finite(final, step)
         timing = _timing(recorder)
         manifest = {
-            "kind": "rl", "arm": arm, "start": start_kind, "start_dir": str(start_dir), "use_lora": params.rl.use_lora,
-            "global_step": step, "mlflow_run_id": run.info.run_id, "profile": params.profile,
-            "dataset_sha256": dataset_sha, "base_model": params.models.student,
+            "kind": "rl",
+            "arm": arm,
+            "start": start_kind,
+            "start_dir": str(start_dir),
+            "use_lora": params.rl.use_lora,
+            "global_step": step,
+            "mlflow_run_id": run.info.run_id,
+            "profile": params.profile,
+            "dataset_sha256": dataset_sha,
+            "base_model": params.models.student,
         }
         ends = curve_ends(metrics.history)
         figure = None
@@ -483,8 +540,9 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             from components.training.rl_callbacks import write_history
 
             write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
-            mlflow.log_metrics({"rl_wall_s": wall_s, "global_step": float(step),
-                                **{f"summary/{k}": v for k, v in timing.items()}})
+            mlflow.log_metrics(
+                {"rl_wall_s": wall_s, "global_step": float(step), **{f"summary/{k}": v for k, v in timing.items()}}
+            )
             mlflow.set_tag("mentor.rl_model", str(target.resolve()))
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the large optimizer state is not needed
         wait_for_everyone()

@@ -165,17 +165,13 @@ def row_conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[di
 
 
 def _render(tokenizer: Any, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]], gen: bool) -> str:
-    text = tokenizer.apply_chat_template(
-        list(messages), tools=tools or None, tokenize=False, add_generation_prompt=gen
-    )
+    text = tokenizer.apply_chat_template(list(messages), tools=tools or None, tokenize=False, add_generation_prompt=gen)
     if not isinstance(text, str):  # some processors return a list for batched input
         text = text[0]
     return text
 
 
-def render_segments(
-    messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]], tokenizer: Any
-) -> list[Segment]:
+def render_segments(messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]], tokenizer: Any) -> list[Segment]:
     """Split the rendered conversation into prompt/environment text and assistant-written text.
 
     For assistant turn ``i``: ``P`` = render(messages[:i]) + generation prompt and
@@ -202,7 +198,9 @@ def render_segments(
             )
         end = turn.rfind(eos)
         if end < len(prompt):
-            raise StageError(f"assistant turn {i} renders without the end-of-turn token {eos!r}; check the chat template")
+            raise StageError(
+                f"assistant turn {i} renders without the end-of-turn token {eos!r}; check the chat template"
+            )
         end += len(eos)
         if len(prompt) > cursor:
             segments.append(Segment(full[cursor : len(prompt)], trained=False))

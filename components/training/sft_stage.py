@@ -127,8 +127,12 @@ def _remove_incomplete_checkpoints(checkpoints: Path) -> None:
 
 def _run_fingerprint(params: Params, dataset_sha: str, base_model: str) -> str:
     payload = json.dumps(
-        {"sft": params.sft.model_dump(mode="json"), "models": params.models.model_dump(mode="json"),
-         "dataset_sha256": dataset_sha, "base_model": base_model},
+        {
+            "sft": params.sft.model_dump(mode="json"),
+            "models": params.models.model_dump(mode="json"),
+            "dataset_sha256": dataset_sha,
+            "base_model": base_model,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -191,8 +195,9 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     if main:
         resume_from = _prepare_checkpoints(checkpoints, fingerprint, resume)
         if resume and resume_from is None:
-            print(f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
-                  file=sys.stderr)
+            print(
+                f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr
+            )
         # A model from an earlier run no longer matches what is being trained now.
         if paths.sft_model.exists():
             shutil.rmtree(paths.sft_model)
@@ -228,8 +233,11 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             import mlflow
 
             mlflow.log_metrics(
-                {"train_seconds": train_seconds, "final_train_loss": float(result.training_loss),
-                 "global_step": float(trainer.state.global_step)}
+                {
+                    "train_seconds": train_seconds,
+                    "final_train_loss": float(result.training_loss),
+                    "global_step": float(trainer.state.global_step),
+                }
             )
             log_started = time.perf_counter()
             mlflow.log_artifacts(str(paths.sft_model), artifact_path="model")
@@ -267,8 +275,11 @@ def write_sft_curve(log_history: Sequence[dict[str, Any]], path: Path) -> Path:
     """
     from components.training.rl_callbacks import write_history
 
-    rows = [{key: float(row[key]) for key in SFT_CURVE_COLUMNS if isinstance(row.get(key), int | float)}
-            for row in log_history if "loss" in row]
+    rows = [
+        {key: float(row[key]) for key in SFT_CURVE_COLUMNS if isinstance(row.get(key), int | float)}
+        for row in log_history
+        if "loss" in row
+    ]
     return write_history(rows, path, columns=SFT_CURVE_COLUMNS)
 
 
@@ -310,8 +321,9 @@ def _log_inputs(
             frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True))
     dataset = from_pandas(frame, source=str(dataset_path.resolve()), name=f"teacher-{params.profile}")
     mlflow.log_input(dataset, context="training")
-    mlflow.set_tags({"mentor.dataset_sha256": dataset_sha, "mentor.validation": validation,
-                     "mentor.base_model_dir": str(base_dir)})
+    mlflow.set_tags(
+        {"mentor.dataset_sha256": dataset_sha, "mentor.validation": validation, "mentor.base_model_dir": str(base_dir)}
+    )
     mlflow.log_metrics(stats.as_metrics())
     sample = examples[0]
     spans = trained_spans(sample, tokenizer)
@@ -352,8 +364,11 @@ def _build_trainer(
         from peft import LoraConfig
 
         peft_config = LoraConfig(
-            r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
-            target_modules=list(sft.lora.target_modules), task_type="CAUSAL_LM",
+            r=sft.lora.r,
+            lora_alpha=sft.lora.alpha,
+            lora_dropout=sft.lora.dropout,
+            target_modules=list(sft.lora.target_modules),
+            task_type="CAUSAL_LM",
         )
     interactive = sys.stderr.isatty()
     config = SFTConfig(

@@ -22,8 +22,23 @@ from components.tools.base import Task, ToolPack
 from components.tools.parser import extract_boxed
 
 REQUIRED_COLUMNS = (
-    "id", "pack", "difficulty", "prompt", "system", "tools", "messages", "tool_names", "tool_set", "calls",
-    "answer", "teacher_answer", "verified", "task", "teacher_backend", "teacher_model", "teacher_settings",
+    "id",
+    "pack",
+    "difficulty",
+    "prompt",
+    "system",
+    "tools",
+    "messages",
+    "tool_names",
+    "tool_set",
+    "calls",
+    "answer",
+    "teacher_answer",
+    "verified",
+    "task",
+    "teacher_backend",
+    "teacher_model",
+    "teacher_settings",
 )
 JSON_COLUMNS = ("tools", "messages", "calls", "task", "teacher_settings")
 PROBLEM_COLUMNS = {
@@ -148,10 +163,17 @@ def _consistency_problem(row: Mapping[str, Any], messages: Any, calls: Any, task
         from_messages = [name for name, _ in _tool_calls(messages)]
         if isinstance(names, list) and [str(n) for n in names] != from_messages:
             return f"tool_names {names} differ from the calls in messages {from_messages}"
-        if isinstance(calls, list) and [c.get("name") if isinstance(c, Mapping) else None for c in calls] != from_messages:
+        if (
+            isinstance(calls, list)
+            and [c.get("name") if isinstance(c, Mapping) else None for c in calls] != from_messages
+        ):
             return "the calls column differs from the calls in messages"
     tool_set = row.get("tool_set")
-    if isinstance(names, list) and isinstance(tool_set, list) and sorted(set(map(str, names))) != [str(t) for t in tool_set]:
+    if (
+        isinstance(names, list)
+        and isinstance(tool_set, list)
+        and sorted(set(map(str, names))) != [str(t) for t in tool_set]
+    ):
         return f"tool_set {tool_set} is not the sorted set of tool_names"
     if isinstance(task, Mapping):
         for column, key in (("id", "task_id"), ("prompt", "prompt"), ("answer", "answer"), ("pack", "pack")):
@@ -207,9 +229,13 @@ def derive_row(row: Mapping[str, Any], packs: Collection[str]) -> dict[str, Any]
     out: dict[str, Any] = {}
     problems = {
         "problem_messages": (f"messages {messages_error}" if messages_error else None)
-        or _messages_problem(row, messages) or _text_problem(dict(row), messages, calls, task),
-        "problem_unknown_tool": (_unknown_tool_problem(row, messages, calls, pack) if name in packs else
-                                 f"pack {name!r} is not a training pack (tasks.train_packs); it was not loaded"),
+        or _messages_problem(row, messages)
+        or _text_problem(dict(row), messages, calls, task),
+        "problem_unknown_tool": (
+            _unknown_tool_problem(row, messages, calls, pack)
+            if name in packs
+            else f"pack {name!r} is not a training pack (tasks.train_packs); it was not loaded"
+        ),
         "problem_call_arguments": _arguments_problem(messages, calls, pack),
         "problem_consistency": _consistency_problem(row, messages, calls, task),
         "problem_answer": _answer_problem(row, messages, task, pack),
@@ -229,7 +255,9 @@ def eval_prompt_keys(eval_rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted({prompt_key(str(row.get("prompt", ""))) for row in eval_rows if row.get("prompt") is not None})
 
 
-def group_counts(rows: Sequence[Mapping[str, Any]], packs: Sequence[str], difficulties: Sequence[int]) -> list[dict[str, Any]]:
+def group_counts(
+    rows: Sequence[Mapping[str, Any]], packs: Sequence[str], difficulties: Sequence[int]
+) -> list[dict[str, Any]]:
     """Examples per (pack, difficulty) over every expected group, zeros included.
 
     A difficulty a pack does not have is not expected of it.
@@ -246,6 +274,12 @@ def group_counts(rows: Sequence[Mapping[str, Any]], packs: Sequence[str], diffic
         pack = _pack(name)
         levels = [d for d in difficulties if pack is None or d in tuple(pack.difficulties)]
         for level in levels:
-            table.append({"group": f"{name}/d{level}", "pack": name, "difficulty": level,
-                          "n_examples": counts.get((name, level), 0)})
+            table.append(
+                {
+                    "group": f"{name}/d{level}",
+                    "pack": name,
+                    "difficulty": level,
+                    "n_examples": counts.get((name, level), 0),
+                }
+            )
     return table

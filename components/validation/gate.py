@@ -41,7 +41,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         handle.write(json.dumps(payload, indent=2, ensure_ascii=True))
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
     fsync_path(path.parent)
 
 
@@ -49,12 +49,18 @@ def mark_running(directory: Path, dataset: Path) -> None:
     """Withdraw any earlier verdict before validating: until the run finishes, the gate refuses."""
     for leftover in directory.glob(f".{SUMMARY_FILE}.tmp-*"):  # from a run killed while writing its summary
         leftover.unlink(missing_ok=True)
-    write_json_atomic(directory / SUMMARY_FILE, {
-        "success": False, "state": RUNNING, "dataset": str(dataset), "pid": os.getpid(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "message": "validation started and has not finished (if no validation is running, it was killed or "
-                   "crashed): rerun `mentor stage validate`",
-    })
+    write_json_atomic(
+        directory / SUMMARY_FILE,
+        {
+            "success": False,
+            "state": RUNNING,
+            "dataset": str(dataset),
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "message": "validation started and has not finished (if no validation is running, it was killed or "
+            "crashed): rerun `mentor stage validate`",
+        },
+    )
 
 
 def read_summary(directory: Path) -> dict[str, Any]:
@@ -68,7 +74,9 @@ def read_summary(directory: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DataValidationError(f"the validation summary {path} cannot be read ({exc}); rerun `mentor stage validate`") from exc
+        raise DataValidationError(
+            f"the validation summary {path} cannot be read ({exc}); rerun `mentor stage validate`"
+        ) from exc
     if not isinstance(summary, dict):
         raise DataValidationError(f"the validation summary {path} is not a JSON object; rerun `mentor stage validate`")
     return summary

@@ -65,7 +65,9 @@ def load_rows(path: Path | str) -> list[dict[str, Any]]:
         try:
             rows = _read_jsonl(path)
         except UnicodeDecodeError as exc:
-            raise DatasetLoadError(f"{path}: not UTF-8 text ({exc}); is it a Parquet file with the wrong suffix?") from exc
+            raise DatasetLoadError(
+                f"{path}: not UTF-8 text ({exc}); is it a Parquet file with the wrong suffix?"
+            ) from exc
     if not rows:
         raise DatasetLoadError(f"{path}: the dataset has no rows (the file holds only blank lines or an empty table)")
     for row in rows:

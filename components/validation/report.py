@@ -16,7 +16,9 @@ from components.validation.suite import CheckResult, ValidationOutcome
 
 
 def _example_text(example: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in example.items())
+    return ", ".join(
+        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in example.items()
+    )
 
 
 def summary_text(outcome: ValidationOutcome) -> str:

@@ -115,11 +115,19 @@ def run_validate_stage(params: Params, input_path: str | Path | None = None) -> 
         except DatasetLoadError as exc:
             mlflow.log_metrics({"success": 0.0, "rows": 0.0})
             mlflow.set_tag("validation.failed_checks", "load_error")
-            write_json_atomic(directory / SUMMARY_FILE, {
-                "success": False, "state": "finished", "run_id": run.info.run_id, "dataset": str(dataset),
-                "failed_checks": ["load_error"], "message": str(exc), "report": str(directory / "report.txt"),
-                "params_hash": params_hash(params),
-            })
+            write_json_atomic(
+                directory / SUMMARY_FILE,
+                {
+                    "success": False,
+                    "state": "finished",
+                    "run_id": run.info.run_id,
+                    "dataset": str(dataset),
+                    "failed_checks": ["load_error"],
+                    "message": str(exc),
+                    "report": str(directory / "report.txt"),
+                    "params_hash": params_hash(params),
+                },
+            )
             _log_report_artifacts(directory)
             raise DataValidationError(f"{exc}. Training will not start. Report: {directory / 'report.txt'}") from exc
 
@@ -150,8 +158,11 @@ def run_validate_stage(params: Params, input_path: str | Path | None = None) -> 
             "params_hash": params_hash(params),
         }
         if outcome.success and (not dataset.exists() or sha256_path(dataset) != read_sha):
-            summary.update(success=False, failed_checks=["changed_during_validation"],
-                           message=f"{dataset} changed while it was being validated")
+            summary.update(
+                success=False,
+                failed_checks=["changed_during_validation"],
+                message=f"{dataset} changed while it was being validated",
+            )
             write_json_atomic(directory / SUMMARY_FILE, summary)
             raise DataValidationError(f"{dataset} changed while it was being validated; rerun `mentor stage validate`")
         if not outcome.success:

@@ -103,29 +103,36 @@ def row_expectations(params: Params, eval_keys: Sequence[str]) -> list[Any]:
     v = params.validation
     out: list[Any] = [
         e.ExpectTableRowCountToBeBetween(min_value=1, meta={"check": "not_empty"}),
-        e.ExpectTableColumnsToMatchSet(column_set=list(REQUIRED_COLUMNS), exact_match=False,
-                                       meta={"check": "required_columns"}),
+        e.ExpectTableColumnsToMatchSet(
+            column_set=list(REQUIRED_COLUMNS), exact_match=False, meta={"check": "required_columns"}
+        ),
     ]
     out += [e.ExpectColumnValuesToNotBeNull(column=c, meta={"check": f"not_null:{c}"}) for c in REQUIRED_COLUMNS]
     out += [
         e.ExpectColumnValuesToBeUnique(column="id", meta={"check": "unique_ids"}),
-        e.ExpectColumnValuesToBeInSet(column="pack", value_set=list(params.tasks.train_packs),
-                                      meta={"check": "training_pack"}),
-        e.ExpectColumnValuesToBeInSet(column="difficulty", value_set=list(params.tasks.difficulties),
-                                      meta={"check": "known_difficulty"}),
+        e.ExpectColumnValuesToBeInSet(
+            column="pack", value_set=list(params.tasks.train_packs), meta={"check": "training_pack"}
+        ),
+        e.ExpectColumnValuesToBeInSet(
+            column="difficulty", value_set=list(params.tasks.difficulties), meta={"check": "known_difficulty"}
+        ),
         e.ExpectColumnValuesToBeInSet(column="verified", value_set=[True], meta={"check": "verified_flag"}),
     ]
     out += [e.ExpectColumnValuesToBeJsonParseable(column=c, meta={"check": f"json:{c}"}) for c in JSON_COLUMNS]
     out += [e.ExpectColumnValuesToBeNull(column=c, meta={"check": name}) for c, name in PROBLEM_COLUMNS.items()]
     out += [
-        e.ExpectColumnValuesToBeBetween(column="n_messages", min_value=3, max_value=v.max_messages,
-                                        meta={"check": "messages_length"}),
-        e.ExpectColumnValuesToBeBetween(column="n_calls", min_value=1, max_value=v.max_messages,
-                                        meta={"check": "uses_tools"}),
-        e.ExpectColumnValuesToBeBetween(column="n_chars", min_value=1, max_value=v.max_chars,
-                                        meta={"check": "chars_length"}),
-        e.ExpectColumnValuesToNotBeInSet(column="prompt_key", value_set=list(eval_keys) or ["\x00"],
-                                         meta={"check": "no_leakage"}),
+        e.ExpectColumnValuesToBeBetween(
+            column="n_messages", min_value=3, max_value=v.max_messages, meta={"check": "messages_length"}
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="n_calls", min_value=1, max_value=v.max_messages, meta={"check": "uses_tools"}
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="n_chars", min_value=1, max_value=v.max_chars, meta={"check": "chars_length"}
+        ),
+        e.ExpectColumnValuesToNotBeInSet(
+            column="prompt_key", value_set=list(eval_keys) or ["\x00"], meta={"check": "no_leakage"}
+        ),
     ]
     return out
 
@@ -135,7 +142,8 @@ def group_expectations(params: Params) -> list[Any]:
 
     return [
         gx.expectations.ExpectColumnValuesToBeBetween(
-            column="n_examples", min_value=params.validation.min_per_pack_difficulty,
+            column="n_examples",
+            min_value=params.validation.min_per_pack_difficulty,
             meta={"check": "min_examples_per_pack_difficulty"},
         )
     ]
@@ -201,7 +209,9 @@ def _to_check(result: Any) -> CheckResult:
         details = info.get("details") or {}
         mismatched = details.get("mismatched") if isinstance(details, Mapping) else None
         if mismatched:
-            examples = [{"missing_columns": mismatched.get("missing") or [], "unexpected": mismatched.get("unexpected") or []}]
+            examples = [
+                {"missing_columns": mismatched.get("missing") or [], "unexpected": mismatched.get("unexpected") or []}
+            ]
     if not examples and config.type == "expect_table_row_count_to_be_between" and not result.success:
         examples = [{"row_count": _plain(info.get("observed_value"))}]
     error = _exception_message(result.exception_info)
@@ -268,5 +278,10 @@ def run_suite(
     context.build_data_docs(site_names=[SITE_NAME])
     pages = sorted((docs_dir / "validations").rglob("*.html")) if (docs_dir / "validations").exists() else []
     index = docs_dir / "index.html"
-    return ValidationOutcome(dataset=dataset_name, n_rows=len(rows), checks=checks,
-                             data_docs_index=index if index.exists() else None, validation_pages=pages)
+    return ValidationOutcome(
+        dataset=dataset_name,
+        n_rows=len(rows),
+        checks=checks,
+        data_docs_index=index if index.exists() else None,
+        validation_pages=pages,
+    )

@@ -12,8 +12,19 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["stage"], ["models", "prepare"], ["models", "list"], ["tasks", "sample"], ["params", "show"], ["eval"],
-     ["run"], ["deploy"], ["promote"], ["lineage"]],
+    [
+        [],
+        ["stage"],
+        ["models", "prepare"],
+        ["models", "list"],
+        ["tasks", "sample"],
+        ["params", "show"],
+        ["eval"],
+        ["run"],
+        ["deploy"],
+        ["promote"],
+        ["lineage"],
+    ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
@@ -34,7 +45,8 @@ def test_unknown_stage_lists_stages() -> None:
 
 
 def test_models_prepare_reports_path(tiny_model_dir, model_cache) -> None:
-    result = runner.invoke(app, ["models", "prepare", "tiny-random", "--profile", "smoke",
-                                 "--set", f"models.cache_dir={model_cache}"])
+    result = runner.invoke(
+        app, ["models", "prepare", "tiny-random", "--profile", "smoke", "--set", f"models.cache_dir={model_cache}"]
+    )
     assert result.exit_code == 0, result.output
     assert str(tiny_model_dir) in result.output

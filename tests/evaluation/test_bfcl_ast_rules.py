@@ -92,8 +92,16 @@ def passes(case: BfclCase, *calls: dict[str, Any]) -> bool:
 def test_minimal_and_full_calls_pass() -> None:
     case = area_case()
     assert passes(case, call(width=2.5, height=4))
-    full = call(width=3.0, height=4, unit="square meters", corner=[0, 0], weights=[0.5, 1.0],
-                style={"color": "dark_blue", "dashed": False}, rows=[{"x": 6, "name": "Ann"}], label='say "hi"')
+    full = call(
+        width=3.0,
+        height=4,
+        unit="square meters",
+        corner=[0, 0],
+        weights=[0.5, 1.0],
+        style={"color": "dark_blue", "dashed": False},
+        rows=[{"x": 6, "name": "Ann"}],
+        label='say "hi"',
+    )
     assert check_case(case, [full]).passed, check_case(case, [full]).reason
 
 
@@ -142,10 +150,18 @@ def test_string_standardising_to_empty_passes_for_an_optional_parameter() -> Non
 
 def test_value_typed_like_the_ground_truth_passes() -> None:
     """A bool for a string whose answers are bools; a string expression for an array."""
-    flag = {"name": "f", "parameters": {"type": "dict", "properties": {
-        "on": {"type": "string", "enum": ["True", "False"]},
-        "xs": {"type": "array", "items": {"type": "float"}},
-        "n": {"type": "integer"}}, "required": ["on"]}}
+    flag = {
+        "name": "f",
+        "parameters": {
+            "type": "dict",
+            "properties": {
+                "on": {"type": "string", "enum": ["True", "False"]},
+                "xs": {"type": "array", "items": {"type": "float"}},
+                "n": {"type": "integer"},
+            },
+            "required": ["on"],
+        },
+    }
     case = make_case([flag], [{"f": {"on": [True], "xs": ["data['sales']", ""], "n": ["dontcare", ""]}}])
     assert passes(case, call("f", on=True))
     assert not passes(case, call("f", on="True"))  # the string the schema asks for is not what BFCL accepts
@@ -165,9 +181,14 @@ def test_int_promotes_to_float_at_the_top_level_only() -> None:
     case = area_case()
     assert passes(case, call(width=3, height=4))
     assert not passes(case, call(width=2.5, height=4.0))
-    scale = {"name": "scale", "parameters": {"type": "dict", "properties": {
-        "factor": {"type": "float"}, "weights": {"type": "array", "items": {"type": "float"}}},
-        "required": ["factor", "weights"]}}
+    scale = {
+        "name": "scale",
+        "parameters": {
+            "type": "dict",
+            "properties": {"factor": {"type": "float"}, "weights": {"type": "array", "items": {"type": "float"}}},
+            "required": ["factor", "weights"],
+        },
+    }
     strict = make_case([scale], [{"scale": {"factor": [2.0], "weights": [[1.0, 2.0]]}}])
     assert passes(strict, call("scale", factor=2, weights=[1.0, 2.0]))
     result = check_case(strict, [call("scale", factor=2.0, weights=[1, 2])])
@@ -178,9 +199,16 @@ def test_case_is_ignored_at_the_top_level_only() -> None:
     case = area_case()
     assert passes(case, call(width=2.5, height=4, unit="SQUARE METERS"))
     assert passes(case, call(width=2.5, height=4, style={"color": "Dark_Blue"}))  # a dict's own string values
-    palette = {"name": "paint", "parameters": {"type": "dict", "properties": {
-        "spec": {"type": "dict", "properties": {"colors": {"type": "array", "items": {"type": "string"}}}}},
-        "required": ["spec"]}}
+    palette = {
+        "name": "paint",
+        "parameters": {
+            "type": "dict",
+            "properties": {
+                "spec": {"type": "dict", "properties": {"colors": {"type": "array", "items": {"type": "string"}}}}
+            },
+            "required": ["spec"],
+        },
+    }
     nested = make_case([palette], [{"paint": {"spec": [{"colors": [["dark blue"]]}]}}])
     assert passes(nested, call("paint", spec={"colors": ["dark blue"]}))
     assert not passes(nested, call("paint", spec={"colors": ["Dark Blue"]}))  # deeper: plain ==

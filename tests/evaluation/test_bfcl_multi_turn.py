@@ -156,8 +156,9 @@ HOSTILE_MATH_CALLS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "arguments"), HOSTILE_MATH_CALLS, ids=[f"{n}-{i}" for i, (n, _) in
-                                                                          enumerate(HOSTILE_MATH_CALLS)])
+@pytest.mark.parametrize(
+    ("name", "arguments"), HOSTILE_MATH_CALLS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(HOSTILE_MATH_CALLS)]
+)
 def test_hostile_math_calls_return_an_error_within_two_seconds(
     cases: list[BfclCase], name: str, arguments: dict[str, Any]
 ) -> None:

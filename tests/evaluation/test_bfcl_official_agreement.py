@@ -32,6 +32,8 @@ import pytest
 
 pytest.importorskip("bfcl_eval")
 
+import contextlib
+
 from components.evaluation.bfcl.ast_checker import check_case  # noqa: E402
 from components.evaluation.bfcl.data import AST_CATEGORIES, BfclCase, bfcl_package_dir, load_cases  # noqa: E402
 from components.evaluation.bfcl.official import FC_MODEL, PROMPT_MODEL, official_checker  # noqa: E402
@@ -154,14 +156,22 @@ def _type_change(value: Any, rng: random.Random) -> Any:
         options: list[Any] = [[value], None, 0, True, _string_change(value, rng)]
         if value.strip().lower() in ("true", "false"):
             options.append(value.strip().lower() == "true")
-        try:
+        with contextlib.suppress(ValueError):
             options.append(json.loads(value))
-        except ValueError:
-            pass
         return rng.choice(options)
     if isinstance(value, list):
-        return rng.choice([str(value), tuple_like(value), [], list(reversed(value)), value[:-1], value + value[-1:],
-                           value[0] if value else None, json.dumps(value)])
+        return rng.choice(
+            [
+                str(value),
+                tuple_like(value),
+                [],
+                list(reversed(value)),
+                value[:-1],
+                value + value[-1:],
+                value[0] if value else None,
+                json.dumps(value),
+            ]
+        )
     if isinstance(value, dict):
         return rng.choice([json.dumps(value), [value], {}, str(value)])
     return rng.choice(["None", "", 0, []])
@@ -184,8 +194,9 @@ def _plausible(schema: dict[str, Any], rng: random.Random) -> Any:
         return rng.choice(schema["enum"])
     if "default" in schema:
         return schema["default"]
-    return {"integer": 3, "float": 2.5, "string": "value", "boolean": True, "array": [], "tuple": [],
-            "dict": {}}.get(kind, "x")
+    return {"integer": 3, "float": 2.5, "string": "value", "boolean": True, "array": [], "tuple": [], "dict": {}}.get(
+        kind, "x"
+    )
 
 
 def _mutate(case: BfclCase, calls: Calls, rng: random.Random) -> tuple[Calls, str]:
@@ -226,8 +237,10 @@ def _mutate(case: BfclCase, calls: Calls, rng: random.Random) -> tuple[Calls, st
             if inner:
                 path = rng.choice(inner)
                 old = _get(args[param], path)
-                new = _type_change(old, rng) if rng.random() < 0.6 else (
-                    _string_change(old, rng) if isinstance(old, str) else old
+                new = (
+                    _type_change(old, rng)
+                    if rng.random() < 0.6
+                    else (_string_change(old, rng) if isinstance(old, str) else old)
                 )
                 _set(args[param], path, new)
                 container = _get(args[param], path[:-1])
@@ -320,7 +333,9 @@ def test_verdicts_equal_the_official_checker(category: str) -> None:
                 disagreements.append(f"{case.case_id}#{index} {kind}: ours={ours} official={official} {calls}")
             if official_verdict(case, calls, PROMPT_MODEL) != official and not _names_differ_by_mode(case, calls):
                 mode_dependent.append(f"{case.case_id}#{index} {kind}")
-    assert disagreements == [], f"{len(disagreements)} of {sum(tally.values())} differ:\n" + "\n".join(disagreements[:10])
+    assert disagreements == [], f"{len(disagreements)} of {sum(tally.values())} differ:\n" + "\n".join(
+        disagreements[:10]
+    )
     assert mode_dependent == []  # FC vs prompt mode differs only on the function-name form
     n = sum(tally.values())
     # The generator must produce both verdicts in earnest, or the comparison proves little.

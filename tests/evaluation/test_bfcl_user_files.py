@@ -53,8 +53,13 @@ QUESTIONS = [
 ANSWERS = [
     {"id": "simple_python_0", "ground_truth": [{"weather.get": {"city": ["Paris"], "unit": ["celsius", ""]}}]},
     {"id": "multiple_0", "ground_truth": [{"clock": {"tz": ["Europe/Paris"]}}]},
-    {"id": "parallel_0", "ground_truth": [{"weather.get": {"city": ["Paris"], "days": [[1, 2], ""]}},
-                                          {"weather.get": {"city": ["Rome"]}}]},
+    {
+        "id": "parallel_0",
+        "ground_truth": [
+            {"weather.get": {"city": ["Paris"], "days": [[1, 2], ""]}},
+            {"weather.get": {"city": ["Rome"]}},
+        ],
+    },
 ]
 
 
@@ -72,16 +77,25 @@ def write_files(root: Path, questions: list[Any], answers: list[Any] | None) -> 
 
 @pytest.fixture()
 def params(tmp_path: Path) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [f"project.state_dir={tmp_path / 'state'}",
-                                                         f"project.output_dir={tmp_path / 'outputs'}",
-                                                         "eval.bootstrap_samples=50"])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={tmp_path / 'state'}",
+            f"project.output_dir={tmp_path / 'outputs'}",
+            "eval.bootstrap_samples=50",
+        ],
+    )
 
 
 def test_user_file_loads_with_categories_from_ids(tmp_path: Path) -> None:
     cases = load_file_cases(write_files(tmp_path, QUESTIONS, ANSWERS))
     assert [(c.case_id, c.category) for c in cases] == [
-        ("simple_python_0", "simple_python"), ("multiple_0", "multiple"), ("parallel_0", "parallel"),
-        ("irrelevance_0", "irrelevance")]
+        ("simple_python_0", "simple_python"),
+        ("multiple_0", "multiple"),
+        ("parallel_0", "parallel"),
+        ("irrelevance_0", "irrelevance"),
+    ]
     assert cases[0].tools[0]["function"]["name"] == "weather_get"
     assert cases[3].ground_truth == []
 
@@ -93,15 +107,20 @@ def test_oracle_scores_one_on_a_user_file_and_wrong_answers_fail(tmp_path: Path,
     result = run_suite(OracleResponder(), suite, params)
     assert [i["item_id"] for i in result["per_item"] if not i["correct"]] == []
     assert result["bfcl_total"] == 4 and result["bfcl_correct"] == 4 and result["bfcl_accuracy"] == 1.0
-    assert f"bfcl:{path}  4/4 = 100.00%" in format_table({"suites": [{**result, "generation": result["generation"]}],
-                                                           "domains": {}})
+    assert f"bfcl:{path}  4/4 = 100.00%" in format_table(
+        {"suites": [{**result, "generation": result["generation"]}], "domains": {}}
+    )
 
     def wrong_city(item_id: str, turn: int, step: int, message: dict[str, Any]) -> dict[str, Any] | None:
         if item_id != "simple_python_0" or not message.get("tool_calls"):
             return None
         call = message["tool_calls"][0]["function"]
-        return {**message, "tool_calls": [{"type": "function", "function": {
-            "name": call["name"], "arguments": json.dumps({"city": "Lyon"})}}]}
+        return {
+            **message,
+            "tool_calls": [
+                {"type": "function", "function": {"name": call["name"], "arguments": json.dumps({"city": "Lyon"})}}
+            ],
+        }
 
     perturbed = run_suite(OracleResponder(perturb=wrong_city), build_suite(f"bfcl:{path}", params), params)
     failed = {i["item_id"]: i["reason"] for i in perturbed["per_item"] if not i["correct"]}
@@ -134,22 +153,40 @@ BAD_QUESTIONS = [
     (_broken(1, id="simple_python_0"), "id 'simple_python_0' repeats line 1"),
     (_broken(0, id="weather_0"), "cannot tell the BFCL category of id 'weather_0'"),
     (_broken(0, id="multi_turn_base_0"), "cannot tell the BFCL category"),
-    (_broken(0, question=[[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]),
-     "multi-turn files are not supported"),
+    (
+        _broken(0, question=[[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]),
+        "multi-turn files are not supported",
+    ),
     (_broken(0, question=[[{"role": "robot", "content": "a"}]]), "every message needs a 'role'"),
     (_broken(0, function=[]), "'function' must be a non-empty list"),
     (_broken(0, function=[{"description": "x"}]), "needs a non-empty string 'name'"),
     (_broken(0, function=[{"name": "f"}]), "function 'f' needs 'parameters' with a 'properties' object"),
-    (_broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {}}}]),
-     "'parameters.required' must be a list of names"),
-    (_broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {}, "required": ["x"]}}]),
-     "requires 'x', which is not in its properties"),
-    (_broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {"x": {"type": "number"}},
-                                                        "required": []}}]),
-     "f.x has type 'number'; BFCL's Python types are"),
-    (_broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {"x": {"type": "array"}},
-                                                        "required": []}}]),
-     "f.x is an array and needs 'items'"),
+    (
+        _broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {}}}]),
+        "'parameters.required' must be a list of names",
+    ),
+    (
+        _broken(0, function=[{"name": "f", "parameters": {"type": "dict", "properties": {}, "required": ["x"]}}]),
+        "requires 'x', which is not in its properties",
+    ),
+    (
+        _broken(
+            0,
+            function=[
+                {"name": "f", "parameters": {"type": "dict", "properties": {"x": {"type": "number"}}, "required": []}}
+            ],
+        ),
+        "f.x has type 'number'; BFCL's Python types are",
+    ),
+    (
+        _broken(
+            0,
+            function=[
+                {"name": "f", "parameters": {"type": "dict", "properties": {"x": {"type": "array"}}, "required": []}}
+            ],
+        ),
+        "f.x is an array and needs 'items'",
+    ),
     (_broken(1, function=[WEATHER, WEATHER]), "repeated: weather.get"),
 ]
 
@@ -166,14 +203,22 @@ BAD_ANSWERS = [
     ([*ANSWERS, {"id": "nope_1", "ground_truth": []}], "answer for id 'nope_1', which is not a case"),
     ([*ANSWERS, ANSWERS[0]], "a second answer for id 'simple_python_0'"),
     ([{"id": "simple_python_0", "ground_truth": []}, *ANSWERS[1:]], "'ground_truth' must be a non-empty list"),
-    ([{"id": "simple_python_0", "ground_truth": ANSWERS[2]["ground_truth"]}, *ANSWERS[1:]],
-     "a simple_python case expects exactly one call; ground_truth has 2"),
-    ([{"id": "simple_python_0", "ground_truth": [{"other": {}}]}, *ANSWERS[1:]],
-     "ground_truth calls 'other', which the question does not offer"),
-    ([{"id": "simple_python_0", "ground_truth": [{"weather.get": {"city": "Paris"}}]}, *ANSWERS[1:]],
-     "must map each parameter to a list of acceptable values"),
-    ([{"id": "simple_python_0", "ground_truth": [{"weather.get": {}, "clock": {}}]}, *ANSWERS[1:]],
-     "exactly one function name"),
+    (
+        [{"id": "simple_python_0", "ground_truth": ANSWERS[2]["ground_truth"]}, *ANSWERS[1:]],
+        "a simple_python case expects exactly one call; ground_truth has 2",
+    ),
+    (
+        [{"id": "simple_python_0", "ground_truth": [{"other": {}}]}, *ANSWERS[1:]],
+        "ground_truth calls 'other', which the question does not offer",
+    ),
+    (
+        [{"id": "simple_python_0", "ground_truth": [{"weather.get": {"city": "Paris"}}]}, *ANSWERS[1:]],
+        "must map each parameter to a list of acceptable values",
+    ),
+    (
+        [{"id": "simple_python_0", "ground_truth": [{"weather.get": {}, "clock": {}}]}, *ANSWERS[1:]],
+        "exactly one function name",
+    ),
 ]
 
 

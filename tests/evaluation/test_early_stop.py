@@ -29,9 +29,16 @@ BAD_JSON = '<tool_call>{"name": "add", "arguments": {"a": 1,}}</tool_call>'
 
 @pytest.fixture()
 def params(tmp_path: Path) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [f"project.state_dir={tmp_path / 'state'}",
-                                                       f"project.output_dir={tmp_path / 'outputs'}",
-                                                       "eval.max_turns=5", "eval.bootstrap_samples=20"])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={tmp_path / 'state'}",
+            f"project.output_dir={tmp_path / 'outputs'}",
+            "eval.max_turns=5",
+            "eval.bootstrap_samples=20",
+        ],
+    )
 
 
 class Scripted:
@@ -47,12 +54,15 @@ class Scripted:
     def prepare(self, suite: Any) -> None:
         pass
 
-    def respond(self, conversations: Sequence[list[dict]], tools: Sequence[Any],
-                item_ids: Sequence[str] | None = None) -> list[str]:
+    def respond(
+        self, conversations: Sequence[list[dict]], tools: Sequence[Any], item_ids: Sequence[str] | None = None
+    ) -> list[str]:
         assert item_ids is not None
         self.seen += list(item_ids)
-        return [self.script(i, sum(m["role"] == "assistant" for m in c)) for i, c in zip(item_ids, conversations,
-                                                                                          strict=True)]
+        return [
+            self.script(i, sum(m["role"] == "assistant" for m in c))
+            for i, c in zip(item_ids, conversations, strict=True)
+        ]
 
 
 # --------------------------------------------------------------------------- the episode loop
@@ -106,8 +116,12 @@ def test_a_run_of_failed_turns_stops_and_a_working_call_resets_it() -> None:
     # A turn with one failed and one working call is not a failed turn.
     mixed = iter([BAD_JSON + ADD, BAD_JSON, f"\\boxed{{{task.answer}}}"])
     assert run_episode(pack, task, lambda m: next(mixed), early_stop=EarlyStop()).correct
-    assert run_episode(pack, task, lambda m: BAD_JSON, max_turns=4,
-                       early_stop=EarlyStop(max_consecutive_errors=None)).n_turns == 4
+    assert (
+        run_episode(
+            pack, task, lambda m: BAD_JSON, max_turns=4, early_stop=EarlyStop(max_consecutive_errors=None)
+        ).n_turns
+        == 4
+    )
     with pytest.raises(ValueError, match="at least 1"):
         EarlyStop(max_consecutive_errors=0)
 
@@ -150,13 +164,18 @@ def test_pack_suite_stops_an_error_run(params: Params) -> None:
 
 
 def test_early_stop_follows_params(tmp_path: Path) -> None:
-    off = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}", "eval.stop_repeated_calls=false",
-                                                      "eval.max_consecutive_errors=null"])
+    off = load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [f"project.output_dir={tmp_path}", "eval.stop_repeated_calls=false", "eval.max_consecutive_errors=null"],
+    )
     assert early_stop_rule(off) is None
     suite = build_suite("arith", off, limit=2)
     result = run_suite(Scripted(lambda item, turn: ADD), suite, off)
     assert result["early_stops"] == {} and all(i["n_turns"] == off.eval.max_turns for i in result["per_item"])
-    one = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}", "eval.max_consecutive_errors=3"])
+    one = load_params(
+        REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}", "eval.max_consecutive_errors=3"]
+    )
     assert early_stop_rule(one) == EarlyStop(repeated_call=True, max_consecutive_errors=3)
 
 
@@ -173,8 +192,9 @@ def test_bfcl_multi_turn_stops_a_looping_case(params: Params) -> None:
     for item in looping["per_item"]:
         assert item["n_turns"] == 2 and item["reason"].startswith("repeated_call: repeated the call pwd")
     # The API's own {"error": ...} results are failed calls: cd into a different missing folder each turn.
-    errors = run_suite(Scripted(lambda item, turn: render_tool_call("cd", {"folder": f"missing_{turn}"})), suite,
-                       params)
+    errors = run_suite(
+        Scripted(lambda item, turn: render_tool_call("cd", {"folder": f"missing_{turn}"})), suite, params
+    )
     assert errors["early_stops"] == {ERROR_RUN: 3}
     assert all(item["n_turns"] == 2 for item in errors["per_item"])
     assert is_error_result('{"error": "cd: x: No such directory"}') and not is_error_result('{"files": ["error"]}')
@@ -184,10 +204,18 @@ def test_bfcl_multi_turn_stops_a_looping_case(params: Params) -> None:
 
 def test_the_oracle_is_never_stopped_even_by_the_strictest_rules(params: Params) -> None:
     """The oracle scores 1.0 with the rules at their strictest (covers every pack's expert scripts)."""
-    strict = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={params.project.output_dir}",
-                                                        f"project.state_dir={params.project.state_dir}",
-                                                        "eval.max_turns=5", "eval.max_consecutive_errors=1",
-                                                        "tasks.n_eval=80", "tasks.difficulties=[1,2,3,4]"])
+    strict = load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={params.project.output_dir}",
+            f"project.state_dir={params.project.state_dir}",
+            "eval.max_turns=5",
+            "eval.max_consecutive_errors=1",
+            "tasks.n_eval=80",
+            "tasks.difficulties=[1,2,3,4]",
+        ],
+    )
     for name in ("arith", "units", "calendar", "store"):
         result = run_suite(OracleResponder(), build_suite(name, strict), strict)
         assert result["accuracy"] == 1.0 and result["early_stops"] == {}, name

@@ -66,20 +66,27 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     assert run.data.tags["mentor.stage"] == "evaluate"
     assert not any(key.startswith(("base/", "sft/")) for key in run.data.metrics)  # no per-arm name prefixes
     # One nested run per arm, the same metric names in each: what the MLflow UI's compare view lines up.
-    children = mlflow.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'",
-                                  output_format="list")
+    children = mlflow.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'", output_format="list"
+    )
     by_arm = {child.data.tags["mentor.eval_arm"]: child for child in children}
     assert set(by_arm) == {"base", "sft"} and summary["arm_runs"] == {a: r.info.run_id for a, r in by_arm.items()}
     for arm, child in by_arm.items():
         assert child.info.run_name == f"eval-{arm}"
         assert {"arith/accuracy", "bfcl.simple_python/accuracy", "in_domain/accuracy", "ood/accuracy"} <= set(
-            child.data.metrics)
+            child.data.metrics
+        )
         assert child.data.metrics["arith/accuracy"] == summary["arms"][arm]["accuracy"]["arith"]
         assert "mentor.stage" not in child.data.tags  # lineage picks stage runs by this tag; arms are not stages
     assert set(by_arm["base"].data.metrics) == set(by_arm["sft"].data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "reports")}
-    assert artifacts == {"reports/eval_comparison.md", "reports/eval_comparison.png", "reports/eval.csv",
-                         "reports/eval_comparison_paired.md", "reports/eval_comparison_paired.json"}
+    assert artifacts == {
+        "reports/eval_comparison.md",
+        "reports/eval_comparison.png",
+        "reports/eval.csv",
+        "reports/eval_comparison_paired.md",
+        "reports/eval_comparison_paired.json",
+    }
     assert summary["paired_diffs"] == []  # base and SFT only: no RL arm to compare
     evals = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "eval")}
     assert evals == {"eval/base.json", "eval/sft.json"}
@@ -90,8 +97,10 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     shutil.copytree(tiny_model_dir, paths.rl_model("strict"))
     from components.training.rl_callbacks import write_history
 
-    write_history([{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.4}],
-                  paths.rl_dir("strict") / "history.csv")
+    write_history(
+        [{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.4}],
+        paths.rl_dir("strict") / "history.csv",
+    )
     before = (paths.eval_dir / "base.json").read_text()
     again = run_evaluate_stage(params)
     assert again["reused"] == ["base", "sft"]
@@ -100,10 +109,13 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
     assert "| strict RL |" in Path(again["report"]).read_text()
     # strict is the same tiny model as SFT: every paired difference is exactly 0 [0, 0], logged per suite.
     assert {(r["comparison"], r["scope"]) for r in again["paired_diffs"]} == {
-        ("strict_vs_sft", scope) for scope in ("arith", "bfcl:simple_python", "in_domain", "ood")}
+        ("strict_vs_sft", scope) for scope in ("arith", "bfcl:simple_python", "in_domain", "ood")
+    }
     assert all(r["diff"] == r["ci95_low"] == r["ci95_high"] == 0.0 for r in again["paired_diffs"])
     metrics = mlflow.get_run(again["run_id"]).data.metrics
-    assert metrics["diff/strict_vs_sft/bfcl.simple_python"] == 0.0 and metrics["diff/strict_vs_sft/ood/ci95_high"] == 0.0
+    assert (
+        metrics["diff/strict_vs_sft/bfcl.simple_python"] == 0.0 and metrics["diff/strict_vs_sft/ood/ci95_high"] == 0.0
+    )
     assert "| strict RL − SFT | +0.0 [+0.0, +0.0] |" in Path(again["report"]).read_text()
     assert Path(again["paired_report"]).name == "eval_comparison_paired.md"
     # The RL arms' training reward in one figure, embedded in the report and logged with it.

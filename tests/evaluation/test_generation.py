@@ -9,16 +9,37 @@ import pytest
 
 from components.evaluation.generation import ChatGenerator, template_messages
 
-TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add two numbers.", "parameters": {
-    "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add two numbers.",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+]
 CONVERSATIONS = [
     [{"role": "user", "content": "hi"}],
-    [{"role": "system", "content": "You add numbers with tools; this system prompt makes the prompt longer."},
-     {"role": "user", "content": "What is 2 + 3, and then that times 7?"}],
-    [{"role": "user", "content": "Add 1 and 2."},
-     {"role": "assistant", "content": "", "tool_calls": [
-         {"type": "function", "function": {"name": "add", "arguments": json.dumps({"a": 1, "b": 2})}}]},
-     {"role": "tool", "name": "add", "content": "3"}],
+    [
+        {"role": "system", "content": "You add numbers with tools; this system prompt makes the prompt longer."},
+        {"role": "user", "content": "What is 2 + 3, and then that times 7?"},
+    ],
+    [
+        {"role": "user", "content": "Add 1 and 2."},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": json.dumps({"a": 1, "b": 2})}}
+            ],
+        },
+        {"role": "tool", "name": "add", "content": "3"},
+    ],
 ]
 
 
@@ -34,9 +55,17 @@ def generator(tiny_model_dir: Path) -> ChatGenerator:
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5,
-                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        initializer_range=0.5,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = LlamaForCausalLM(config)
     return ChatGenerator(model=model, tokenizer=tokenizer, max_new_tokens=8, batch_size=8, progress=False)
 
@@ -50,8 +79,10 @@ def test_batched_equals_unbatched_greedy(generator: ChatGenerator) -> None:
     assert [o.text for o in batched] == [o.text for o in single]
     assert len({o.token_ids for o in batched}) == len(CONVERSATIONS)  # outputs differ: the test can see a mix-up
     # and the prompts really had different lengths, so the batch was padded
-    lengths = {len(generator.tokenizer(generator.render(c, TOOLS), add_special_tokens=False)["input_ids"])
-               for c in CONVERSATIONS}
+    lengths = {
+        len(generator.tokenizer(generator.render(c, TOOLS), add_special_tokens=False)["input_ids"])
+        for c in CONVERSATIONS
+    }
     assert len(lengths) == len(CONVERSATIONS)
 
 
@@ -71,10 +102,10 @@ def test_order_and_counts(generator: ChatGenerator) -> None:
 def test_decode_stops_at_end_of_turn(generator: ChatGenerator) -> None:
     tok = generator.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
-    body = tok("<tool_call>\n{\"name\": \"add\"}\n</tool_call>", add_special_tokens=False)["input_ids"]
+    body = tok('<tool_call>\n{"name": "add"}\n</tool_call>', add_special_tokens=False)["input_ids"]
     out = generator._decode(body + [end] + tok("garbage after the turn", add_special_tokens=False)["input_ids"])
     assert out.finished and out.n_tokens == len(body) + 1
-    assert out.text == "<tool_call>\n{\"name\": \"add\"}\n</tool_call>"
+    assert out.text == '<tool_call>\n{"name": "add"}\n</tool_call>'
     cut = generator._decode(body)
     assert not cut.finished and cut.n_tokens == len(body)
 
@@ -84,7 +115,7 @@ def test_tool_call_arguments_render_as_objects(generator: ChatGenerator) -> None
     assert messages[1]["tool_calls"][0]["function"]["arguments"] == {"a": 1, "b": 2}
     assert CONVERSATIONS[2][1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'  # input untouched
     prompt = generator.render(CONVERSATIONS[2], TOOLS)
-    assert '"arguments": {"a": 1, "b": 2}' in prompt and "\\\"a\\\"" not in prompt
+    assert '"arguments": {"a": 1, "b": 2}' in prompt and '\\"a\\"' not in prompt
     assert "<tool_response>\n3\n</tool_response>" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
 
@@ -102,8 +133,10 @@ def test_per_conversation_tools(generator: ChatGenerator) -> None:
 def test_shared_prompt_head_is_encoded_once_without_changing_outputs(generator: ChatGenerator) -> None:
     """The prefix cache ([head | padding | suffix] layout) gives the same tokens as plain decoding."""
     system = {"role": "system", "content": "You solve arithmetic word problems with the tools. " * 4}
-    conversations = [[system, {"role": "user", "content": text}]
-                     for text in ("What is 2 + 3?", "Add 10 and 32, then halve it.", "hi")]
+    conversations = [
+        [system, {"role": "user", "content": text}]
+        for text in ("What is 2 + 3?", "Add 10 and 32, then halve it.", "hi")
+    ]
     conversations.append(conversations[1] + CONVERSATIONS[2][1:])  # a later turn of the same conversation
     generator.batch_size = 4
     generator.prefix_cache = False

@@ -21,7 +21,7 @@ def test_accuracy_and_interval_contain_the_mean() -> None:
     assert accuracy(correct) == pytest.approx(0.3)
     low, high = bootstrap_ci(correct, n_samples=2000, seed=1)
     assert low < 0.3 < high
-    assert 0.18 < low and high < 0.42  # roughly +-1.96 * sqrt(.3 * .7 / 100)
+    assert low > 0.18 and high < 0.42  # roughly +-1.96 * sqrt(.3 * .7 / 100)
 
 
 def test_interval_is_seeded_and_shrinks_with_more_items() -> None:
@@ -105,8 +105,9 @@ def test_align_items_by_id() -> None:
 def test_summarize_definitions() -> None:
     items = [
         ItemResult("a", True, n_calls=2, n_valid_calls=2, n_turns=3),
-        ItemResult("b", False, n_calls=2, n_valid_calls=1, n_turns=2, hallucinated=True,
-                   parse_failures={"unknown_tool": 1}),
+        ItemResult(
+            "b", False, n_calls=2, n_valid_calls=1, n_turns=2, hallucinated=True, parse_failures={"unknown_tool": 1}
+        ),
         ItemResult("c", False, n_calls=0, n_valid_calls=0, n_turns=1, parse_failures={"no_calls": 1}),
         ItemResult("d", True, n_calls=1, n_valid_calls=0, n_turns=2, parse_failures={"bad_arguments": 1}),
     ]
@@ -141,7 +142,9 @@ def test_evaluation_and_gate_share_one_bootstrap() -> None:
     observed, low, high = paired_bootstrap_delta([(a.astype(float), b.astype(float))], 500, 3)
     assert (diff.diff, diff.ci_low, diff.ci_high) == pytest.approx((observed, low, high))
     joint = stratified_bootstrap([a.astype(float) - b, c.astype(float) - d], n_samples=500, seed=3)
-    assert paired_bootstrap_delta([(a.astype(float), b.astype(float)), (c.astype(float), d.astype(float))], 500,
-                                  3) == pytest.approx((joint.point, joint.low, joint.high))
+    assert paired_bootstrap_delta(
+        [(a.astype(float), b.astype(float)), (c.astype(float), d.astype(float))], 500, 3
+    ) == pytest.approx((joint.point, joint.low, joint.high))
     assert macro_bootstrap_ci([a, c], n_samples=500, seed=3) == pytest.approx(
-        tuple(getattr(stratified_bootstrap([a, c], n_samples=500, seed=3), k) for k in ("point", "low", "high")))
+        tuple(getattr(stratified_bootstrap([a, c], n_samples=500, seed=3), k) for k in ("point", "low", "high"))
+    )

@@ -81,8 +81,14 @@ BFCL = [
 # its ground truth): the oracle's call is correct but not well formed. Enum misses ('N/A', 'dontcare')
 # are not counted as malformed: BFCL's checker never reads enums.
 SCHEMA_BREAKING_TRUTH = {
-    "parallel_multiple_21", "parallel_multiple_94", "live_multiple_552-153-1", "live_multiple_595-158-1",
-    "live_multiple_596-158-2", "live_multiple_731-167-2", "live_multiple_733-167-4", "live_multiple_735-167-6",
+    "parallel_multiple_21",
+    "parallel_multiple_94",
+    "live_multiple_552-153-1",
+    "live_multiple_595-158-1",
+    "live_multiple_596-158-2",
+    "live_multiple_731-167-2",
+    "live_multiple_733-167-4",
+    "live_multiple_735-167-6",
 }
 
 

@@ -44,22 +44,28 @@ def params(tmp_path: Path) -> Params:
 
 
 def _calls(message: Message) -> list[dict[str, Any]]:
-    return [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
-            for c in message.get("tool_calls") or []]
+    return [
+        {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+        for c in message.get("tool_calls") or []
+    ]
 
 
 def _with_calls(message: Message, calls: list[dict[str, Any]]) -> Message:
     out = {k: v for k, v in message.items() if k != "tool_calls"}
     if calls:
-        out["tool_calls"] = [{"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-                             for c in calls]
+        out["tool_calls"] = [
+            {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+            for c in calls
+        ]
     return out
 
 
 CallEdit = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]] | None]
 
 
-def _run(params: Params, name: str, limit: int | None, edit: CallEdit, first_only: bool = True) -> tuple[dict, set[str]]:
+def _run(
+    params: Params, name: str, limit: int | None, edit: CallEdit, first_only: bool = True
+) -> tuple[dict, set[str]]:
     """Run a suite with ``edit`` applied to the calls of the first (or every) call message."""
     suite = build_suite(name, params, limit)
     touched: set[str] = set()
@@ -115,16 +121,19 @@ def _required(case, name: str) -> list[str]:  # type: ignore[no-untyped-def]
 # ------------------------------------------------------------------- BFCL
 
 
-@pytest.mark.parametrize(("name", "limit"), [("bfcl:simple_python", 60), ("bfcl:multiple", 30),
-                                              ("bfcl:parallel", 30), ("bfcl:multi_turn_base", 12)])
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("bfcl:simple_python", 60), ("bfcl:multiple", 30), ("bfcl:parallel", 30), ("bfcl:multi_turn_base", 12)],
+)
 def test_wrong_value_fails(params: Params, name: str, limit: int) -> None:
     result, touched = _run(params, name, limit, _wrong_value)
     assert len(touched) >= 0.8 * result["n"]
     assert _passing(result, touched) == []
 
 
-@pytest.mark.parametrize(("name", "limit"), [("bfcl:simple_python", 60), ("bfcl:multiple", 30),
-                                              ("bfcl:multi_turn_base", 12)])
+@pytest.mark.parametrize(
+    ("name", "limit"), [("bfcl:simple_python", 60), ("bfcl:multiple", 30), ("bfcl:multi_turn_base", 12)]
+)
 def test_missing_required_parameter_fails(params: Params, name: str, limit: int) -> None:
     suite = build_suite(name, params, limit)
     assert isinstance(suite, BfclSuite)
@@ -145,8 +154,9 @@ def test_missing_required_parameter_fails(params: Params, name: str, limit: int)
         assert result["valid_call_rate"] < 1.0  # the schema check sees it too
 
 
-@pytest.mark.parametrize(("name", "limit"), [("bfcl:simple_python", 60), ("bfcl:parallel", 30),
-                                              ("bfcl:multi_turn_base", 12)])
+@pytest.mark.parametrize(
+    ("name", "limit"), [("bfcl:simple_python", 60), ("bfcl:parallel", 30), ("bfcl:multi_turn_base", 12)]
+)
 def test_extra_parameter_fails(params: Params, name: str, limit: int) -> None:
     def extra(_: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         calls[0]["arguments"]["zz_unexpected"] = 1
@@ -186,14 +196,17 @@ def test_hallucinated_function_fails_and_is_counted(params: Params) -> None:
     assert result["parse_failures"]["unknown_tool"] == 40
 
 
-@pytest.mark.parametrize(("name", "limit", "how"), [
-    ("bfcl:simple_python", 40, "duplicate"),
-    ("bfcl:multiple", 30, "duplicate"),
-    ("bfcl:parallel", 30, "drop"),
-    ("bfcl:parallel_multiple", 30, "drop"),
-    ("bfcl:multi_turn_base", 12, "drop"),
-    ("bfcl:irrelevance", 30, "add"),
-])
+@pytest.mark.parametrize(
+    ("name", "limit", "how"),
+    [
+        ("bfcl:simple_python", 40, "duplicate"),
+        ("bfcl:multiple", 30, "duplicate"),
+        ("bfcl:parallel", 30, "drop"),
+        ("bfcl:parallel_multiple", 30, "drop"),
+        ("bfcl:multi_turn_base", 12, "drop"),
+        ("bfcl:irrelevance", 30, "add"),
+    ],
+)
 def test_wrong_call_count_fails(params: Params, name: str, limit: int, how: str) -> None:
     suite = build_suite(name, params, limit)
     assert isinstance(suite, BfclSuite)
@@ -245,6 +258,7 @@ def test_pack_dropped_calls_fail(params: Params) -> None:
 @pytest.mark.parametrize("kind", ["missing", "extra", "hallucinated"])
 def test_pack_malformed_calls_are_counted(params: Params, kind: str) -> None:
     """Call-level damage on an outcome-scored pack shows in the call-quality metrics."""
+
     def damage(_: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         call = calls[0]
         if kind == "missing":

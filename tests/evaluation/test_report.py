@@ -20,25 +20,50 @@ from components.evaluation.report import (
 
 
 def _suite(name: str, domain: str, acc: float) -> dict:
-    return {"suite": name, "domain": domain, "n": 10, "accuracy": acc, "ci95_low": acc - 0.1, "ci95_high": acc + 0.1,
-            "valid_call_rate": 0.9, "hallucinated_tool_rate": 0.05, "mean_calls": 2.0, "mean_turns": 3.0,
-            "parse_failures": {"bad_json": 1}, "generation": {"generated_tokens": 100, "tokens_per_second": 50.0}}
+    return {
+        "suite": name,
+        "domain": domain,
+        "n": 10,
+        "accuracy": acc,
+        "ci95_low": acc - 0.1,
+        "ci95_high": acc + 0.1,
+        "valid_call_rate": 0.9,
+        "hallucinated_tool_rate": 0.05,
+        "mean_calls": 2.0,
+        "mean_turns": 3.0,
+        "parse_failures": {"bad_json": 1},
+        "generation": {"generated_tokens": 100, "tokens_per_second": 50.0},
+    }
 
 
 def _document(in_acc: float, ood_acc: float) -> dict:
     return {
         "suites": [_suite("arith", "in_domain", in_acc), _suite("bfcl:simple_python", "ood", ood_acc)],
         "domains": {
-            "in_domain": {"suites": ["arith"], "n": 10, "accuracy": in_acc, "ci95_low": in_acc - 0.1,
-                          "ci95_high": in_acc + 0.1},
-            "ood": {"suites": ["bfcl:simple_python"], "n": 10, "accuracy": ood_acc, "ci95_low": ood_acc - 0.1,
-                    "ci95_high": ood_acc + 0.1},
+            "in_domain": {
+                "suites": ["arith"],
+                "n": 10,
+                "accuracy": in_acc,
+                "ci95_low": in_acc - 0.1,
+                "ci95_high": in_acc + 0.1,
+            },
+            "ood": {
+                "suites": ["bfcl:simple_python"],
+                "n": 10,
+                "accuracy": ood_acc,
+                "ci95_low": ood_acc - 0.1,
+                "ci95_high": ood_acc + 0.1,
+            },
         },
     }
 
 
-RESULTS = {"mentor": _document(0.6, 0.4), "base": _document(0.2, 0.2), "sft": _document(0.7, 0.25),
-           "custom-arm": _document(0.5, 0.5)}
+RESULTS = {
+    "mentor": _document(0.6, 0.4),
+    "base": _document(0.2, 0.2),
+    "sft": _document(0.7, 0.25),
+    "custom-arm": _document(0.5, 0.5),
+}
 
 
 def test_arm_order() -> None:
@@ -104,8 +129,11 @@ def _items(prefix: str, correct: list[bool]) -> list[dict]:
 def _arm(arith: list[bool], units: list[bool], bfcl: list[bool], shuffle: int | None = None) -> dict:
     """A results document with per-item records; ``shuffle`` reorders the items (pairing must use the ids)."""
     suites = []
-    for name, domain, correct in (("arith", "in_domain", arith), ("units", "ood", units),
-                                  ("bfcl:simple_python", "ood", bfcl)):
+    for name, domain, correct in (
+        ("arith", "in_domain", arith),
+        ("units", "ood", units),
+        ("bfcl:simple_python", "ood", bfcl),
+    ):
         items = _items(name, correct)
         if shuffle is not None:
             random.Random(shuffle).shuffle(items)
@@ -119,8 +147,14 @@ SFT = [True] * 10 + [False] * 30
 def test_comparisons_are_rl_arms_vs_sft_and_mentor_vs_baselines() -> None:
     arms = ["base", "sft", "teacher", "strict", "mentor", "sparse", "mentor-notool", "custom"]
     assert comparisons(arms) == [
-        ("sparse", "sft"), ("strict", "sft"), ("mentor", "sft"), ("mentor-notool", "sft"), ("custom", "sft"),
-        ("mentor", "sparse"), ("mentor", "strict"), ("mentor", "mentor-notool"),
+        ("sparse", "sft"),
+        ("strict", "sft"),
+        ("mentor", "sft"),
+        ("mentor-notool", "sft"),
+        ("custom", "sft"),
+        ("mentor", "sparse"),
+        ("mentor", "strict"),
+        ("mentor", "mentor-notool"),
     ]
     assert comparisons(["base", "mentor", "sparse"]) == [("mentor", "sparse")]  # no SFT: only mentor vs baselines
     assert comparisons(["base", "sft"]) == []
@@ -134,8 +168,11 @@ def test_a_known_difference_excludes_zero_and_identical_arms_give_zero() -> None
         "sparse": _arm(SFT, SFT, SFT, shuffle=2),  # identical to SFT
     }
     rows = {(r["comparison"], r["scope"]): r for r in paired_differences(results, n_samples=500, seed=0)}
-    assert set(rows) == {(c, s) for c in ("sparse_vs_sft", "mentor_vs_sft", "mentor_vs_sparse")
-                         for s in ("arith", "units", "bfcl:simple_python", "in_domain", "ood")}
+    assert set(rows) == {
+        (c, s)
+        for c in ("sparse_vs_sft", "mentor_vs_sft", "mentor_vs_sparse")
+        for s in ("arith", "units", "bfcl:simple_python", "in_domain", "ood")
+    }
     for comparison in ("mentor_vs_sft", "mentor_vs_sparse"):
         for scope in ("arith", "units", "ood", "in_domain"):
             row = rows[(comparison, scope)]
@@ -148,8 +185,10 @@ def test_a_known_difference_excludes_zero_and_identical_arms_give_zero() -> None
     mentor = next(line for line in lines if line.startswith("| MENTOR RL − SFT |"))
     assert mentor.count(" *") == 5 and "+50.0 [" in mentor
     sparse = next(line for line in lines if line.startswith("| sparse RL − SFT |"))
-    assert sparse == "| sparse RL − SFT | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] | " \
-                     "+0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |"
+    assert (
+        sparse == "| sparse RL − SFT | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] | "
+        "+0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |"
+    )
 
 
 def test_pairing_uses_shared_items_only_and_skips_unpaired_suites() -> None:

@@ -16,8 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def params(tmp_path: Path) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [f"project.state_dir={tmp_path / 'state'}",
-                                                       f"project.output_dir={tmp_path / 'outputs'}"])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [f"project.state_dir={tmp_path / 'state'}", f"project.output_dir={tmp_path / 'outputs'}"],
+    )
 
 
 def test_pack_suite_generates_the_teacher_stage_eval_tasks(params: Params) -> None:
@@ -66,11 +69,14 @@ def test_bfcl_suite_keeps_bfcls_denominator(params: Params) -> None:
     assert isinstance(multi, BfclSuite) and multi.multi_turn and len(multi) == 2
 
 
-@pytest.mark.parametrize(("name", "limit", "message"), [
-    ("bfcl:web_search", None, "unknown BFCL category"),
-    ("no_such_pack", None, "unknown suite 'no_such_pack'"),
-    ("arith", 0, "--limit must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("name", "limit", "message"),
+    [
+        ("bfcl:web_search", None, "unknown BFCL category"),
+        ("no_such_pack", None, "unknown suite 'no_such_pack'"),
+        ("arith", 0, "--limit must be at least 1"),
+    ],
+)
 def test_bad_suite_requests(params: Params, name: str, limit: int | None, message: str) -> None:
     with pytest.raises(EvaluationError, match=message):
         build_suite(name, params, limit)

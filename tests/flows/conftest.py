@@ -67,15 +67,17 @@ def fast_overrides(root: Path, model_cache: Path) -> list[str]:
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for child processes: offline, quiet, no inherited tracking or Prefect targets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MENTOR_PARENT"))}
-    env.update({
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     env.update(extra)
     return env
 
@@ -139,8 +141,12 @@ def stop_worker(process: subprocess.Popen, grace_s: float = 20.0) -> None:
 def process_worker(pool: str, api_url: str, log_dir: Path, env: dict[str, str]) -> Iterator[ServiceProcess]:
     """``prefect worker start --pool POOL --type process``, stopped (group included) on exit."""
     argv = [venv_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--name", f"{pool}-worker"]
-    full_env = {**env, "PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": "1",
-                "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    full_env = {
+        **env,
+        "PREFECT_API_URL": api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+    }
     service = start_process(f"worker-{pool}", argv, full_env, log_dir, api_url)
     try:
         deadline = time.monotonic() + 120

@@ -13,20 +13,31 @@ REPO = Path(__file__).resolve().parents[2]
 
 RESULT = {
     "status": "completed",
-    "stages": {"sft": {"status": "ran", "seconds": 90.0}, "rl-mentor": {"status": "ran", "seconds": 30.0},
-               "teacher": {"status": "cached", "seconds": 0.5}},
-    "eval_table": [{"arm": "sft", "arith": "40.0 [10.0, 70.0]", "units": "0.0", "in-domain": 40.0, "OOD": 0.0,
-                    "n_suites": 2},
-                   {"arm": "mentor", "arith": "50.0 [20.0, 80.0]", "in-domain": 50.0, "OOD": 10.0, "n_suites": 2}],
-    "summaries": {"evaluate": {"report": "/o/reports/eval_comparison.md", "chart": "/o/reports/eval_comparison.png",
-                               "paired_diffs": [
-                                   {"comparison": "mentor_vs_sft", "scope": "arith", "diff": 0.1, "ci95_low": -0.2,
-                                    "ci95_high": 0.4},
-                                   {"comparison": "mentor_vs_sft", "scope": "ood", "diff": 0.2, "ci95_low": 0.05,
-                                    "ci95_high": 0.35},
-                               ]},
-                  "register": {"model_uri": "models:/mentor-student/3", "aliases": ["champion"],
-                               "decision": "promote", "reason": "OOD +0.10"}},
+    "stages": {
+        "sft": {"status": "ran", "seconds": 90.0},
+        "rl-mentor": {"status": "ran", "seconds": 30.0},
+        "teacher": {"status": "cached", "seconds": 0.5},
+    },
+    "eval_table": [
+        {"arm": "sft", "arith": "40.0 [10.0, 70.0]", "units": "0.0", "in-domain": 40.0, "OOD": 0.0, "n_suites": 2},
+        {"arm": "mentor", "arith": "50.0 [20.0, 80.0]", "in-domain": 50.0, "OOD": 10.0, "n_suites": 2},
+    ],
+    "summaries": {
+        "evaluate": {
+            "report": "/o/reports/eval_comparison.md",
+            "chart": "/o/reports/eval_comparison.png",
+            "paired_diffs": [
+                {"comparison": "mentor_vs_sft", "scope": "arith", "diff": 0.1, "ci95_low": -0.2, "ci95_high": 0.4},
+                {"comparison": "mentor_vs_sft", "scope": "ood", "diff": 0.2, "ci95_low": 0.05, "ci95_high": 0.35},
+            ],
+        },
+        "register": {
+            "model_uri": "models:/mentor-student/3",
+            "aliases": ["champion"],
+            "decision": "promote",
+            "reason": "OOD +0.10",
+        },
+    },
 }
 
 

@@ -43,8 +43,11 @@ def test_gpu_job_template_creates_a_kubernetes_pool(prefect_api: str) -> None:
     pytest.importorskip("prefect_kubernetes", reason="prefect-kubernetes renders the job manifest")
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
-    config = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
-        pool.base_job_template, {"gpu_count": 2, "image": "registry.example/mentor-pipeline:1"}))
+    config = asyncio.run(
+        KubernetesWorkerJobConfiguration.from_template_and_values(
+            pool.base_job_template, {"gpu_count": 2, "image": "registry.example/mentor-pipeline:1"}
+        )
+    )
     config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="weekly-retrain"))
     pod = config.job_manifest["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -68,8 +71,14 @@ def test_deploy_refuses_a_missing_pool_and_a_bad_cron(prefect_api: str, tmp_path
 
 
 def test_triggered_deployment_runs_the_pipeline_on_a_worker(
-    prefect_api: str, mlflow_server, moto_s3: dict[str, str], postgres_db: str,  # noqa: ANN001
-    tmp_path: Path, model_cache: Path, service_log_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_api: str,
+    mlflow_server,
+    moto_s3: dict[str, str],
+    postgres_db: str,  # noqa: ANN001
+    tmp_path: Path,
+    model_cache: Path,
+    service_log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
     import psycopg2
@@ -85,8 +94,11 @@ def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     pool = f"mentor-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-    overrides = [*fast_overrides(tmp_path, model_cache), f"orchestration.gpu_pool={pool}",
-                 "orchestration.gpu_stages=[eval]"]
+    overrides = [
+        *fast_overrides(tmp_path, model_cache),
+        f"orchestration.gpu_pool={pool}",
+        "orchestration.gpu_stages=[eval]",
+    ]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
 
     info = create_deployment(params, cron="0 3 * * 0", pool=pool, name="weekly", overrides=overrides)
@@ -101,7 +113,8 @@ def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     with process_worker(pool, prefect_api, service_log_dir, env) as worker:
         flow_run = run_deployment("mentor-pipeline/weekly", timeout=1500, poll_interval=3)
         assert flow_run.state is not None and flow_run.state.is_completed(), (
-            f"flow run ended {flow_run.state}\n--- worker log ---\n{worker.log_tail(8000)}")
+            f"flow run ended {flow_run.state}\n--- worker log ---\n{worker.log_tail(8000)}"
+        )
 
     paths = run_paths(params)
     assert paths.rl_model("mentor").exists() and (paths.eval_dir / "mentor.json").exists()
@@ -115,14 +128,22 @@ def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     [parent] = tracking.search_runs([experiment.experiment_id], "tags.`mentor.stage` = 'pipeline'")
     assert parent.data.tags["prefect.flow_run_id"] == str(flow_run.id)
     children = tracking.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert {"teacher", "validate", "sft", "rl", "evaluate", "register"} <= {r.data.tags.get("mentor.stage")
-                                                                             for r in children}
+    assert {"teacher", "validate", "sft", "rl", "evaluate", "register"} <= {
+        r.data.tags.get("mentor.stage") for r in children
+    }
     # Artifacts went through the server into the S3 bucket; runs are rows in PostgreSQL.
-    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint_url"], region_name=moto_s3["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"])
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=moto_s3["bucket"])
-            for o in page.get("Contents", [])]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["endpoint_url"],
+        region_name=moto_s3["AWS_DEFAULT_REGION"],
+        aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"],
+    )
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=moto_s3["bucket"])
+        for o in page.get("Contents", [])
+    ]
     assert any(k.endswith(f"{parent.info.run_id}/artifacts/pipeline/summary.md") for k in keys)
     with psycopg2.connect(postgres_db) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from runs where run_uuid = %s", (parent.info.run_id,))
@@ -141,13 +162,30 @@ def test_deploy_cli_sets_the_guardrails(prefect_api: str, tmp_path: Path) -> Non
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     variables = {"env": {"MENTOR_FAILURE_WEBHOOK_URL": "https://hooks.example/T0KEN"}}
-    result = CliRunner().invoke(app, [
-        "deploy", "--cron", "0 3 * * 0", "--pool", pool, "--name", "guarded", "--profile", "smoke",
-        "--params", str(REPO / "params.yaml"), "--set", f"project.output_dir={tmp_path}",
-        "--job-variables", json.dumps(variables), "--no-fresh-data", "--only-if-changed",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            "--cron",
+            "0 3 * * 0",
+            "--pool",
+            pool,
+            "--name",
+            "guarded",
+            "--profile",
+            "smoke",
+            "--params",
+            str(REPO / "params.yaml"),
+            "--set",
+            f"project.output_dir={tmp_path}",
+            "--job-variables",
+            json.dumps(variables),
+            "--no-fresh-data",
+            "--only-if-changed",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
     assert printed["concurrency_limit"] == 1 and printed["stage_timeouts_s"]["rl"] == 43200
     assert "T0KEN" not in json.dumps({k: v for k, v in printed.items() if k != "job_variables"})
     with get_client(sync_client=True) as client:

@@ -32,8 +32,11 @@ def test_push_and_pull_round_trip(tmp_path: Path, moto_s3: dict[str, str]) -> No
     _run([DVC, "init", "-q"], repo, env)
     # The committed remote settings, with only the endpoint and bucket changed locally (.dvc/config.local).
     shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
-    remote = next(line.split('"')[1] for line in (repo / ".dvc" / "config").read_text().splitlines()
-                  if line.startswith("['remote"))
+    remote = next(
+        line.split('"')[1]
+        for line in (repo / ".dvc" / "config").read_text().splitlines()
+        if line.startswith("['remote")
+    )
     _run([DVC, "remote", "modify", "--local", remote, "endpointurl", moto_s3["endpoint_url"]], repo, env)
     _run([DVC, "remote", "modify", "--local", remote, "url", f"s3://{moto_s3['bucket']}/dvc"], repo, env)
 
@@ -44,13 +47,19 @@ def test_push_and_pull_round_trip(tmp_path: Path, moto_s3: dict[str, str]) -> No
     model.mkdir(parents=True)
     (model / "model.safetensors").write_bytes(os.urandom(65536))
     (model / "config.json").write_text('{"model_type": "llama"}')
-    originals = {p: p.read_bytes() for p in [data / "teacher.jsonl", model / "model.safetensors", model / "config.json"]}
+    originals = {
+        p: p.read_bytes() for p in [data / "teacher.jsonl", model / "model.safetensors", model / "config.json"]
+    }
     _run([DVC, "add", "outputs/smoke/data/teacher.jsonl", "outputs/smoke/sft/model"], repo, env)
 
     _run([DVC, "push"], repo, env)
-    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint_url"], region_name=moto_s3["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["endpoint_url"],
+        region_name=moto_s3["AWS_DEFAULT_REGION"],
+        aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"],
+    )
     stored = s3.list_objects_v2(Bucket=moto_s3["bucket"], Prefix="dvc/").get("KeyCount", 0)
     assert stored >= 4  # two files of the folder, its .dir manifest, the dataset
 

@@ -31,13 +31,21 @@ DVC = str(Path(sys.executable).parent / "dvc")
 
 def test_numeric_metrics_keeps_numbers_only() -> None:
     summary = {
-        "run_id": "0123abcd", "dataset": "/data/teacher.jsonl", "success": True, "rows": 60, "yield": 0.95,
-        "failed_checks": ["a"], "report": None, "loss": float("nan"),
-        "manifest": {"size": 3}, "arms": {"mentor": {"ood_accuracy": 0.25, "model": "/m", "accuracy": {"arith": 0.5}},
-                                          "empty": {"model": "/e"}},
+        "run_id": "0123abcd",
+        "dataset": "/data/teacher.jsonl",
+        "success": True,
+        "rows": 60,
+        "yield": 0.95,
+        "failed_checks": ["a"],
+        "report": None,
+        "loss": float("nan"),
+        "manifest": {"size": 3},
+        "arms": {"mentor": {"ood_accuracy": 0.25, "model": "/m", "accuracy": {"arith": 0.5}}, "empty": {"model": "/e"}},
     }
     assert numeric_metrics(summary) == {
-        "success": 1, "rows": 60, "yield": 0.95,
+        "success": 1,
+        "rows": 60,
+        "yield": 0.95,
         "arms": {"mentor": {"ood_accuracy": 0.25, "accuracy": {"arith": 0.5}}},
     }
 
@@ -55,8 +63,13 @@ def _dvc(args: list[str], cwd: Path) -> str:
 
 
 def _git(args: list[str], cwd: Path) -> None:
-    subprocess.run(["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", *args], cwd=cwd,
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def _stage_outputs(params: Any, ood: float) -> None:
@@ -64,34 +77,90 @@ def _stage_outputs(params: Any, ood: float) -> None:
     write_effective_params(params)
     paths = run_paths(params)
     summaries: dict[tuple[str, str | None], dict[str, Any]] = {
-        ("models", None): {"tiny-random": {"path": "/cache/tiny-random", "seconds": 0.01, "checksum": "ab12",
-                                           "manifest": {"source": "random"}}},
-        ("teacher", None): {"run_id": "r1", "dataset": str(paths.teacher_dataset), "dataset_sha256": "ff00",
-                            "teacher": {"backend": "scripted", "model": "expert"}, "tasks": 24, "verified": 24,
-                            "failed": 0, "yield": 1.0, "yield_by_pack_difficulty": {"arith/d1": 1.0},
-                            "failure_reasons": {}, "wall_time_s": 0.4},
-        ("validate", None): {"success": True, "run_id": "r2", "rows": 24, "expectations": 19, "failed_checks": [],
-                             "report": "/x/report.txt"},
-        ("sft", None): {"enabled": True, "model_dir": "/m", "global_step": 2, "train_loss": 2.3,
-                        "mlflow_run_id": "r3", "validation": {"success": True}},
-        ("rl", "mentor"): {"arm": "mentor", "model_dir": "/m", "global_step": 2, "wall_s": 3.0,
-                           "timing": {"step_s_mean": 1.5}, "curves": {"rl/reward_mean": {"start": 0.1, "end": 0.2}}},
-        ("evaluate", None): {"run_id": "r4", "arms": {"mentor": {"model": "/m", "results": "/e/mentor.json",
-                                                                 "in_domain_accuracy": 0.5, "ood_accuracy": ood,
-                                                                 "accuracy": {"arith": 0.5, "units": ood}}},
-                             "report": "/r.md"},
-        ("register", None): {"model_name": "mentor-student-smoke", "version": "1", "reused": False, "promoted": True,
-                             "seconds": 1.2, "reason": "no champion yet"},
+        ("models", None): {
+            "tiny-random": {
+                "path": "/cache/tiny-random",
+                "seconds": 0.01,
+                "checksum": "ab12",
+                "manifest": {"source": "random"},
+            }
+        },
+        ("teacher", None): {
+            "run_id": "r1",
+            "dataset": str(paths.teacher_dataset),
+            "dataset_sha256": "ff00",
+            "teacher": {"backend": "scripted", "model": "expert"},
+            "tasks": 24,
+            "verified": 24,
+            "failed": 0,
+            "yield": 1.0,
+            "yield_by_pack_difficulty": {"arith/d1": 1.0},
+            "failure_reasons": {},
+            "wall_time_s": 0.4,
+        },
+        ("validate", None): {
+            "success": True,
+            "run_id": "r2",
+            "rows": 24,
+            "expectations": 19,
+            "failed_checks": [],
+            "report": "/x/report.txt",
+        },
+        ("sft", None): {
+            "enabled": True,
+            "model_dir": "/m",
+            "global_step": 2,
+            "train_loss": 2.3,
+            "mlflow_run_id": "r3",
+            "validation": {"success": True},
+        },
+        ("rl", "mentor"): {
+            "arm": "mentor",
+            "model_dir": "/m",
+            "global_step": 2,
+            "wall_s": 3.0,
+            "timing": {"step_s_mean": 1.5},
+            "curves": {"rl/reward_mean": {"start": 0.1, "end": 0.2}},
+        },
+        ("evaluate", None): {
+            "run_id": "r4",
+            "arms": {
+                "mentor": {
+                    "model": "/m",
+                    "results": "/e/mentor.json",
+                    "in_domain_accuracy": 0.5,
+                    "ood_accuracy": ood,
+                    "accuracy": {"arith": 0.5, "units": ood},
+                }
+            },
+            "report": "/r.md",
+        },
+        ("register", None): {
+            "model_name": "mentor-student-smoke",
+            "version": "1",
+            "reused": False,
+            "promoted": True,
+            "seconds": 1.2,
+            "reason": "no champion yet",
+        },
     }
     for (stage, arm), summary in summaries.items():
         write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
-    write_sft_curve([{"step": 1, "epoch": 0.5, "loss": 2.5, "grad_norm": 1.0, "learning_rate": 1e-4},
-                     {"step": 2, "epoch": 1.0, "loss": 2.1, "grad_norm": 0.9, "learning_rate": 1e-4},
-                     {"train_loss": 2.3, "step": 2}], paths.plots / "sft.csv")
-    write_history([{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.2}],
-                  paths.plots / "rl-mentor.csv")
-    results = {arm: {"suites": [{"suite": "arith", "accuracy": 0.5}, {"suite": "units", "accuracy": ood}]}
-               for arm in ("sft", "mentor")}
+    write_sft_curve(
+        [
+            {"step": 1, "epoch": 0.5, "loss": 2.5, "grad_norm": 1.0, "learning_rate": 1e-4},
+            {"step": 2, "epoch": 1.0, "loss": 2.1, "grad_norm": 0.9, "learning_rate": 1e-4},
+            {"train_loss": 2.3, "step": 2},
+        ],
+        paths.plots / "sft.csv",
+    )
+    write_history(
+        [{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.2}], paths.plots / "rl-mentor.csv"
+    )
+    results = {
+        arm: {"suites": [{"suite": "arith", "accuracy": 0.5}, {"suite": "units", "accuracy": ood}]}
+        for arm in ("sft", "mentor")
+    }
     write_accuracy_table(results, paths.plots / "eval.csv")
 
 
@@ -118,8 +187,10 @@ def test_metrics_plots_and_experiments_read_by_dvc(workspace: Path, monkeypatch:
 
     [workspace_metrics] = json.loads(_dvc(["metrics", "show", "--json"], workspace)).values()
     files = {path: entry.get("data", entry) for path, entry in workspace_metrics["data"].items()}
-    assert set(files) == {f"outputs/smoke/metrics/{n}.json" for n in
-                          ("models", "teacher", "validate", "sft", "rl-mentor", "evaluate", "register")}
+    assert set(files) == {
+        f"outputs/smoke/metrics/{n}.json"
+        for n in ("models", "teacher", "validate", "sft", "rl-mentor", "evaluate", "register")
+    }
     for path, values in files.items():
         assert _numbers_only(values), f"{path} holds more than numbers: {values}"
     assert files["outputs/smoke/metrics/evaluate.json"]["arms"]["mentor"]["ood_accuracy"] == 0.25

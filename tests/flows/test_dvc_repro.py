@@ -26,8 +26,17 @@ ALL = ["params", "models", "teacher", "validate", "sft", "rl@mentor", "evaluate"
 
 def _copy_project(target: Path) -> None:
     """Tracked and untracked-but-not-ignored files, without the tests: what a fresh clone would hold."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
-                            check=True, timeout=60).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         source = REPO / rel
         if rel.startswith("tests/") or not source.is_file():
@@ -101,8 +110,10 @@ def test_repro_then_noop_then_rl_sweep(tmp_path: Path, model_cache: Path) -> Non
         [plot] = plots["data"][f"outputs/smoke/plots/{name}"]
         assert plot["content"]["data"]["values"], name
     experiments = json.loads(_dvc_out(["exp", "show", "--json"], project, env))
-    steps = [(row["data"]["metrics"].get("outputs/smoke/metrics/rl-mentor.json") or {}).get("data", {})
-             .get("global_step") for row in _exp_rows(experiments)]
+    steps = [
+        (row["data"]["metrics"].get("outputs/smoke/metrics/rl-mentor.json") or {}).get("data", {}).get("global_step")
+        for row in _exp_rows(experiments)
+    ]
     assert 2 in steps and 1 in steps, (steps, json.dumps(experiments)[:3000])  # the sweep point and the baseline
 
 

@@ -77,8 +77,11 @@ def test_rl_runs_once_per_compared_arm(dvc_stages: dict[str, Any]) -> None:
 
 
 def test_every_dependency_path_exists_or_is_produced(dvc_stages: dict[str, Any]) -> None:
-    produced = [o for s in dvc_stages for o in _paths(_body(dvc_stages, s).get("outs"))
-                + _paths(_body(dvc_stages, s).get("metrics"))]
+    produced = [
+        o
+        for s in dvc_stages
+        for o in _paths(_body(dvc_stages, s).get("outs")) + _paths(_body(dvc_stages, s).get("metrics"))
+    ]
     for name in dvc_stages:
         for dep in _paths(_body(dvc_stages, name).get("deps")):
             if "${" in dep:
@@ -88,14 +91,24 @@ def test_every_dependency_path_exists_or_is_produced(dvc_stages: dict[str, Any])
 
 
 def test_dvc_parses_the_pipeline_into_the_expected_dag() -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "dag", "--dot"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "dag", "--dot"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     dot = result.stdout
     for arm in yaml.safe_load((REPO / "params.yaml").read_text())["rl"]["compare_arms"]:
         assert f'"sft" -> "rl@{arm}"' in dot and f'"rl@{arm}" -> "evaluate"' in dot
-    for edge in ('"params" -> "teacher"', '"teacher" -> "validate"', '"validate" -> "sft"',
-                 '"evaluate" -> "register"', '"models" -> "sft"'):
+    for edge in (
+        '"params" -> "teacher"',
+        '"teacher" -> "validate"',
+        '"validate" -> "sft"',
+        '"evaluate" -> "register"',
+        '"models" -> "sft"',
+    ):
         assert edge in dot, edge
 
 

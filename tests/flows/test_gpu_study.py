@@ -18,8 +18,9 @@ SCRIPT = REPO / "benchmarks" / "gpu_study.sh"
 
 
 def _run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=REPO)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 def test_script_is_valid_bash() -> None:
@@ -49,8 +50,12 @@ def test_a_driver_without_a_cuda_torch_is_refused_before_the_pipeline(tmp_path: 
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
     (fake / "nvidia-smi").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "STUDY_DIR": str(tmp_path / "study"),
-           "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "STUDY_DIR": str(tmp_path / "study"),
+        "PYTHON": sys.executable,
+    }
     env.pop("CUDA_VISIBLE_DEVICES", None)
     import torch
 

@@ -34,8 +34,9 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.append({"path": self.path, "body": json.loads(body),
-                             "content_type": self.headers.get("Content-Type")})
+            received.append(
+                {"path": self.path, "body": json.loads(body), "content_type": self.headers.get("Content-Type")}
+            )
             self.send_response(204)
             self.end_headers()
 
@@ -54,8 +55,12 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def test_a_hung_stage_times_out_and_the_webhook_is_told(
-    tmp_path: Path, model_cache: Path, prefect_home: Path, webhook: tuple[str, list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    model_cache: Path,
+    prefect_home: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import flows.pipeline as pipeline
     from flows.pipeline import PipelineStageError, run_pipeline
@@ -64,8 +69,11 @@ def test_a_hung_stage_times_out_and_the_webhook_is_told(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MENTOR_PARENT_RUN_ID", raising=False)
     monkeypatch.delenv("MENTOR_FAILURE_WEBHOOK_URL", raising=False)
-    overrides = [*fast_overrides(tmp_path, model_cache), "orchestration.stage_timeouts_s.models=2",
-                 f"orchestration.failure_webhook_url={url}"]
+    overrides = [
+        *fast_overrides(tmp_path, model_cache),
+        "orchestration.stage_timeouts_s.models=2",
+        f"orchestration.failure_webhook_url={url}",
+    ]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
 
     def hangs(params: Any, **_: Any) -> dict[str, Any]:
@@ -103,7 +111,8 @@ def test_webhook_url_env_wins_over_params(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_only_if_changed_compares_with_the_last_successful_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The record a finished flow leaves on its parent run decides: same inputs skip, changed ones say what."""
     import mlflow

@@ -40,9 +40,15 @@ def _run(root: Path, model_cache: Path, out: str, parallel: int) -> tuple[Params
     from components.teacher.stage import run_teacher_stage
     from components.validation.stage import run_validate_stage
 
-    overrides = [*fast_overrides(root, model_cache), f"project.output_dir={root / out}", "sft.enabled=false",
-                 "rl.max_steps=1", "rl.save_steps=1", "rl.max_completion_length=16",
-                 f"orchestration.max_parallel_arms={parallel}"]
+    overrides = [
+        *fast_overrides(root, model_cache),
+        f"project.output_dir={root / out}",
+        "sft.enabled=false",
+        "rl.max_steps=1",
+        "rl.save_steps=1",
+        "rl.max_completion_length=16",
+        f"orchestration.max_parallel_arms={parallel}",
+    ]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
     run_teacher_stage(params)
     run_validate_stage(params)  # the data gate: RL trains only on validated data
@@ -60,8 +66,14 @@ def _curves(params: Params, arm: str) -> list[dict[str, str]]:
     """The per-step table without wall-clock columns."""
     with (run_paths(params).rl_dir(arm) / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    return [{k: v for k, v in row.items() if not k.startswith("time/") and "time" not in k and "runtime" not in k
-             and "per_second" not in k} for row in rows]
+    return [
+        {
+            k: v
+            for k, v in row.items()
+            if not k.startswith("time/") and "time" not in k and "runtime" not in k and "per_second" not in k
+        }
+        for row in rows
+    ]
 
 
 def _eval(params: Params, arm: str) -> list[dict[str, Any]]:
@@ -70,9 +82,14 @@ def _eval(params: Params, arm: str) -> list[dict[str, Any]]:
     return [{k: suite.get(k) for k in keep} for suite in document["suites"]]
 
 
-def test_parallel_arms_equal_sequential(tmp_path: Path, model_cache: Path, prefect_home: Path,
-                                        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capfd: pytest.CaptureFixture[str]) -> None:
+def test_parallel_arms_equal_sequential(
+    tmp_path: Path,
+    model_cache: Path,
+    prefect_home: Path,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -98,9 +115,14 @@ def test_parallel_arms_equal_sequential(tmp_path: Path, model_cache: Path, prefe
     assert set(par[2]["summary"]["arms"]) == {"base", "mentor", "sparse"}
 
     # The parallel arms really overlapped: each MLflow run started before the other ended.
-    runs = {r.info.run_name: r for r in mlflow.search_runs(
-        experiment_names=[par_params.orchestration.experiment], output_format="list",
-        filter_string=f"attributes.run_id IN ('{par[0]['summary']['mlflow_run_id']}', "
-                      f"'{par[1]['summary']['mlflow_run_id']}')")}
+    runs = {
+        r.info.run_name: r
+        for r in mlflow.search_runs(
+            experiment_names=[par_params.orchestration.experiment],
+            output_format="list",
+            filter_string=f"attributes.run_id IN ('{par[0]['summary']['mlflow_run_id']}', "
+            f"'{par[1]['summary']['mlflow_run_id']}')",
+        )
+    }
     m, s = runs["rl-mentor"].info, runs["rl-sparse"].info
     assert m.start_time < s.end_time and s.start_time < m.end_time

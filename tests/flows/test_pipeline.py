@@ -52,13 +52,15 @@ def _artifact(key: str):  # type: ignore[no-untyped-def]
     from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                      sort=ArtifactSort.CREATED_DESC, limit=1)
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
+        )
     return found[0] if found else None
 
 
-def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fail_resume_then_noop(
+    tmp_path: Path, model_cache: Path, prefect_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -95,8 +97,11 @@ def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: 
     # MLflow: one parent run per pipeline run, each stage that ran nested under it.
     parent_id = result["parent_run_id"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    children = mlflow.search_runs(experiment_names=[good.orchestration.experiment],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", output_format="list")
+    children = mlflow.search_runs(
+        experiment_names=[good.orchestration.experiment],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        output_format="list",
+    )
     nested = {run.data.tags.get("mentor.stage") for run in children}
     assert {"validate", "sft", "rl", "evaluate", "register"} <= nested
     assert "teacher" not in nested  # cached: not run again
@@ -118,6 +123,9 @@ def test_fail_resume_then_noop(tmp_path: Path, model_cache: Path, prefect_home: 
     skipped = run_pipeline(good, overrides=overrides, only_if_changed=True)
     assert skipped["status"] == "skipped" and skipped["previous_run_id"] == again["parent_run_id"]
     assert "unchanged since pipeline run " + again["parent_run_id"] in skipped["reason"]
-    runs = mlflow.search_runs(experiment_names=[good.orchestration.experiment],
-                              filter_string="tags.`mentor.stage` = 'pipeline'", output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=[good.orchestration.experiment],
+        filter_string="tags.`mentor.stage` = 'pipeline'",
+        output_format="list",
+    )
     assert len(runs) == 3  # failed, ran, cached: the skipped run opened no MLflow run

@@ -19,7 +19,9 @@ def test_result_storage_must_be_s3_or_a_path() -> None:
 
 
 def test_stage_results_are_written_to_and_read_back_from_s3(
-    prefect_api: str, moto_s3: dict[str, str], monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    prefect_api: str,
+    moto_s3: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
     import boto3
     from prefect import flow, task
@@ -29,8 +31,9 @@ def test_stage_results_are_written_to_and_read_back_from_s3(
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(key, moto_s3[key])
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3["endpoint_url"])
-    params = load_params(REPO / "params.yaml", "smoke",
-                         [f"orchestration.result_storage=s3://{moto_s3['bucket']}/prefect-results"])
+    params = load_params(
+        REPO / "params.yaml", "smoke", [f"orchestration.result_storage=s3://{moto_s3['bucket']}/prefect-results"]
+    )
     options = stage_task_options(params, "models", "models", refresh=False)
     assert options["result_storage"].basepath == f"s3://{moto_s3['bucket']}/prefect-results"
 
@@ -48,9 +51,13 @@ def test_stage_results_are_written_to_and_read_back_from_s3(
         return configured(value)
 
     assert pipeline(1) == {"value": 1}
-    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint_url"], region_name=moto_s3["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["endpoint_url"],
+        region_name=moto_s3["AWS_DEFAULT_REGION"],
+        aws_access_key_id=moto_s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=moto_s3["AWS_SECRET_ACCESS_KEY"],
+    )
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=moto_s3["bucket"]).get("Contents", [])]
     assert any(k.startswith("prefect-results/") and "stage-models-abc" in k for k in keys), keys
     # A second run (think: a recreated worker) finds the cached result in S3 instead of running the stage again.

@@ -27,8 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path: Path, *overrides: str):
-    return load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path / 'out'}",
-                                                        f"project.state_dir={tmp_path / 'state'}", *overrides])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [f"project.output_dir={tmp_path / 'out'}", f"project.state_dir={tmp_path / 'state'}", *overrides],
+    )
 
 
 def test_every_stage_of_the_cli_has_a_spec_in_pipeline_order() -> None:
@@ -50,7 +53,11 @@ def test_rl_param_changes_only_rl_and_later_keys(tmp_path: Path) -> None:
     digests = DigestCache()
     before = _params(tmp_path)
     after = _params(tmp_path, "rl.max_steps=7")
-    changed = [s for s in ORDER if stage_cache_key(before, s, "mentor", digests) != stage_cache_key(after, s, "mentor", digests)]
+    changed = [
+        s
+        for s in ORDER
+        if stage_cache_key(before, s, "mentor", digests) != stage_cache_key(after, s, "mentor", digests)
+    ]
     assert changed == ["rl"]  # evaluate/register follow through their *input* digests, not the param
 
 
@@ -144,5 +151,12 @@ def test_plan_trains_one_arm_or_all_compared(tmp_path: Path) -> None:
     params = _params(tmp_path, "rl.arm=sparse", "rl.compare_arms=[mentor,strict]")
     assert [a for s, a in plan_steps(params, compare=False) if s == "rl"] == ["sparse"]
     assert [a for s, a in plan_steps(params, compare=True) if s == "rl"] == ["sparse", "mentor", "strict"]
-    assert [s for s, _ in plan_steps(params, compare=False)] == ["models", "teacher", "validate", "sft", "rl",
-                                                                 "evaluate", "register"]
+    assert [s for s, _ in plan_steps(params, compare=False)] == [
+        "models",
+        "teacher",
+        "validate",
+        "sft",
+        "rl",
+        "evaluate",
+        "register",
+    ]

@@ -49,8 +49,14 @@ def test_compose_file_passes_compose_validation() -> None:
     validators = _validators()
     if validators:
         for base in validators:
-            result = subprocess.run([*base, "-f", str(COMPOSE), "config", "-q"], cwd=INFRA, env=_env_with_secrets(),
-                                    capture_output=True, text=True, timeout=120)
+            result = subprocess.run(
+                [*base, "-f", str(COMPOSE), "config", "-q"],
+                cwd=INFRA,
+                env=_env_with_secrets(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert result.returncode == 0, f"{' '.join(base)} config rejected the file:\n{result.stderr}"
         return
     if not DEBIAN_SCHEMA.exists():
@@ -68,8 +74,14 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(broken))
     validators = _validators()
     if validators:
-        result = subprocess.run([*validators[0], "-f", str(path), "config", "-q"], cwd=tmp_path,
-                                env=_env_with_secrets(), capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*validators[0], "-f", str(path), "config", "-q"],
+            cwd=tmp_path,
+            env=_env_with_secrets(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode != 0
         return
     if not DEBIAN_SCHEMA.exists():
@@ -129,8 +141,14 @@ def test_no_committed_default_credentials() -> None:
         import os
 
         env = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS}
-        result = subprocess.run([*validators[0], "-f", str(COMPOSE), "config", "-q"], cwd=INFRA, env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*validators[0], "-f", str(COMPOSE), "config", "-q"],
+            cwd=INFRA,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode != 0 and "infra/.env" in result.stderr
 
 
@@ -139,21 +157,40 @@ def test_env_files_stay_out_of_git_and_the_image() -> None:
     import fnmatch
 
     repo = INFRA.parent
-    ignored = subprocess.run(["git", "check-ignore", "infra/.env", ".env", "infra/prod.env"], cwd=repo,
-                             capture_output=True, text=True, timeout=30)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "infra/.env", ".env", "infra/prod.env"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ignored.stdout.split() == ["infra/.env", ".env", "infra/prod.env"]
-    patterns = [line.strip() for line in (repo / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (repo / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
     def excluded(path: str) -> bool:
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(prefix, pattern.lstrip("/").replace("**/", "")) or
-                   fnmatch.fnmatch(prefix.rsplit("/", 1)[-1], pattern.replace("**/", ""))
-                   for pattern in patterns for prefix in prefixes)
+        return any(
+            fnmatch.fnmatch(prefix, pattern.lstrip("/").replace("**/", ""))
+            or fnmatch.fnmatch(prefix.rsplit("/", 1)[-1], pattern.replace("**/", ""))
+            for pattern in patterns
+            for prefix in prefixes
+        )
 
-    for path in (".venv/bin/python", ".mentor/mlflow.db", "outputs/smoke/params.json", "infra/.env", ".env",
-                 "mlruns/0/meta.yaml", ".git/config", ".prefect/prefect.db"):
+    for path in (
+        ".venv/bin/python",
+        ".mentor/mlflow.db",
+        "outputs/smoke/params.json",
+        "infra/.env",
+        ".env",
+        "mlruns/0/meta.yaml",
+        ".git/config",
+        ".prefect/prefect.db",
+    ):
         assert excluded(path), f"{path} would be copied into the image"
     for path in ("components/cli/main.py", "pyproject.toml", "requirements.lock", "params.yaml"):
         assert not excluded(path), f"{path} is needed in the image"

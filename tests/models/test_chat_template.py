@@ -27,8 +27,13 @@ def _teacher_row(pack_name: str) -> dict:
     pack = get_pack(pack_name)
     task = pack.generate(1, seed=5)[0]
     messages = pack.expert(task, random.Random(5))
-    result = TrajectoryResult(task=task, messages=messages, teacher_answer=task.answer, verified=True,
-                              n_turns=sum(m["role"] == "assistant" for m in messages))
+    result = TrajectoryResult(
+        task=task,
+        messages=messages,
+        teacher_answer=task.answer,
+        verified=True,
+        n_turns=sum(m["role"] == "assistant" for m in messages),
+    )
     identity = TeacherIdentity(backend="scripted", model="expert", settings={})
     return trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity)
 
@@ -38,8 +43,11 @@ def _grpo_prompt(tokenizer, pack_name: str, row: dict) -> str:  # type: ignore[n
     from components.training.rl_data import to_rl_row
 
     env = make_environment_class(get_pack(pack_name))()
-    tools = [getattr(env, name) for name, _ in inspect.getmembers(type(env), predicate=inspect.isfunction)
-             if not name.startswith("_") and name not in ("reset", "get_reward")]
+    tools = [
+        getattr(env, name)
+        for name, _ in inspect.getmembers(type(env), predicate=inspect.isfunction)
+        if not name.startswith("_") and name not in ("reset", "get_reward")
+    ]
     prompt = to_rl_row(row)["prompt"]
     return tokenizer.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, tokenize=False)
 
@@ -70,23 +78,41 @@ def test_the_arith_header_is_at_most_half_of_the_json_listing(tokenizer) -> None
     pack = get_pack("arith")
     system = [{"role": "system", "content": pack.system_prompt}]
     compact = tokenizer.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False)
-    legacy = tokenizer.apply_chat_template(system, tools=pack.tool_schemas(), tokenize=True, return_dict=False,
-                                           chat_template=legacy_json_template())
+    legacy = tokenizer.apply_chat_template(
+        system, tools=pack.tool_schemas(), tokenize=True, return_dict=False, chat_template=legacy_json_template()
+    )
     assert len(compact) <= 0.5 * len(legacy)
 
 
 def test_the_listing_keeps_types_optionality_enums_defaults_and_nested_descriptions(tokenizer) -> None:  # type: ignore[no-untyped-def]
     """BFCL-style schemas: nothing the function docs say is dropped."""
-    tool = {"type": "function", "function": {
-        "name": "book.flight",
-        "description": "Book a flight.\n  Returns the booking id.",
-        "parameters": {"type": "dict", "properties": {
-            "cabin": {"type": "string", "enum": ["economy", "business"], "description": "Cabin class."},
-            "seats": {"type": "integer", "description": "How many seats.", "default": 1},
-            "legs": {"type": "array", "description": "The legs.", "items": {"type": "dict", "properties": {
-                "from": {"type": "string", "description": "Origin airport code."},
-                "to": {"type": "string", "description": "Destination airport code."}}, "required": ["from"]}},
-        }, "required": ["cabin", "legs"]}}}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "book.flight",
+            "description": "Book a flight.\n  Returns the booking id.",
+            "parameters": {
+                "type": "dict",
+                "properties": {
+                    "cabin": {"type": "string", "enum": ["economy", "business"], "description": "Cabin class."},
+                    "seats": {"type": "integer", "description": "How many seats.", "default": 1},
+                    "legs": {
+                        "type": "array",
+                        "description": "The legs.",
+                        "items": {
+                            "type": "dict",
+                            "properties": {
+                                "from": {"type": "string", "description": "Origin airport code."},
+                                "to": {"type": "string", "description": "Destination airport code."},
+                            },
+                            "required": ["from"],
+                        },
+                    },
+                },
+                "required": ["cabin", "legs"],
+            },
+        },
+    }
     text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=[tool], tokenize=False)
     assert 'book.flight(cabin: "economy"|"business", legs: array<{from: string, to?: string}>, seats?: integer)' in text
     assert " - Book a flight. Returns the booking id." in text
@@ -97,8 +123,12 @@ def test_the_listing_keeps_types_optionality_enums_defaults_and_nested_descripti
 def test_a_reply_renders_as_before(tokenizer) -> None:  # type: ignore[no-untyped-def]
     """Only the tool listing changed: calls, tool responses and answers keep Qwen2.5's layout."""
     call = {"type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}
-    messages = [{"role": "user", "content": "1+2?"}, {"role": "assistant", "content": "", "tool_calls": [call]},
-                {"role": "tool", "content": "3"}, {"role": "assistant", "content": "\\boxed{3}"}]
+    messages = [
+        {"role": "user", "content": "1+2?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "3"},
+        {"role": "assistant", "content": "\\boxed{3}"},
+    ]
     ours = tokenizer.apply_chat_template(messages, tokenize=False)
     theirs = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=legacy_json_template())
     assert ours.split("<|im_start|>user", 1)[1] == theirs.split("<|im_start|>user", 1)[1]

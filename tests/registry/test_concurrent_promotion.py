@@ -23,8 +23,16 @@ REPO = Path(__file__).resolve().parents[2]
 def _suite(name: str, n: int, k: int) -> dict:
     correct = [1] * k + [0] * (n - k)
     low, high = wilson_interval(k / n, n)
-    return {"suite": name, "n": n, "accuracy": k / n, "ci95_low": low, "ci95_high": high, "valid_call_rate": 1.0,
-            "per_item": correct, "item_ids": [f"{name}-{i}" for i in range(n)]}
+    return {
+        "suite": name,
+        "n": n,
+        "accuracy": k / n,
+        "ci95_low": low,
+        "ci95_high": high,
+        "valid_call_rate": 1.0,
+        "per_item": correct,
+        "item_ids": [f"{name}-{i}" for i in range(n)],
+    }
 
 
 def _results(arith: int, units: int, bfcl: int, n: int = 50) -> dict:
@@ -45,8 +53,13 @@ def test_concurrent_promotions_one_wins_and_the_other_is_gated_against_it(mlflow
         run = client.create_run(experiment)
         client.log_dict(run.info.run_id, results, RESULTS_ARTIFACT)
         client.set_terminated(run.info.run_id)
-        versions.append(str(client.create_model_version(name, source=f"runs:/{run.info.run_id}/model",
-                                                        run_id=run.info.run_id).version))
+        versions.append(
+            str(
+                client.create_model_version(
+                    name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+                ).version
+            )
+        )
     v1, v2, v3 = versions
     client.set_registered_model_alias(name, CHAMPION, v1)
 

@@ -21,8 +21,15 @@ def suite(name: str, correct: list[int], ids: list[str] | None = None) -> dict:
     n = len(correct)
     acc = sum(correct) / n
     low, high = wilson_interval(acc, n)
-    out = {"suite": name, "n": n, "accuracy": acc, "ci95_low": low, "ci95_high": high, "valid_call_rate": 1.0,
-           "per_item": correct}
+    out = {
+        "suite": name,
+        "n": n,
+        "accuracy": acc,
+        "ci95_low": low,
+        "ci95_high": high,
+        "valid_call_rate": 1.0,
+        "per_item": correct,
+    }
     if ids is not None:
         out["item_ids"] = ids
     return out
@@ -34,15 +41,25 @@ def items(n: int, k: int) -> list[int]:
 
 
 def results(arith: int, units: int, bfcl: int, n: int = 50, per_item: bool = True) -> dict:
-    data = [suite("arith", items(n, arith)), suite("units", items(n, units)), suite("bfcl:simple_python", items(n, bfcl))]
+    data = [
+        suite("arith", items(n, arith)),
+        suite("units", items(n, units)),
+        suite("bfcl:simple_python", items(n, bfcl)),
+    ]
     if not per_item:
         for entry in data:
             entry.pop("per_item")
     return parse_results({"suites": data})
 
 
-CFG = GateConfig(ood_margin=0.0, in_domain_tolerance=0.02, confidence="paired_bootstrap", in_domain_suites=("arith",),
-                 bootstrap_samples=500, seed=0)
+CFG = GateConfig(
+    ood_margin=0.0,
+    in_domain_tolerance=0.02,
+    confidence="paired_bootstrap",
+    in_domain_suites=("arith",),
+    bootstrap_samples=500,
+    seed=0,
+)
 
 
 def test_first_model_is_promoted_when_its_evaluation_is_usable():
@@ -92,7 +109,9 @@ def test_a_tiny_improvement_is_not_enough_with_paired_confidence():
 def test_margin_is_applied_to_the_lower_bound():
     champion, challenger = results(30, 10, 10), results(30, 30, 25)
     loose = evaluate_gate(challenger, champion, CFG, "1")
-    strict = evaluate_gate(challenger, champion, GateConfig(**{**CFG.__dict__, "ood_margin": loose.ood_delta_ci[0] + 0.01}), "1")
+    strict = evaluate_gate(
+        challenger, champion, GateConfig(**{**CFG.__dict__, "ood_margin": loose.ood_delta_ci[0] + 0.01}), "1"
+    )
     assert loose.promote and not strict.promote
 
 
@@ -188,8 +207,9 @@ def test_malformed_results_name_the_problem(data, message):
 
 
 def test_results_accept_dict_forms_and_item_objects():
-    by_name = parse_results({"arith": {"n": 2, "accuracy": 0.5, "per_item": [{"id": "a", "correct": True},
-                                                                             {"id": "b", "correct": False}]}})
+    by_name = parse_results(
+        {"arith": {"n": 2, "accuracy": 0.5, "per_item": [{"id": "a", "correct": True}, {"id": "b", "correct": False}]}}
+    )
     assert by_name["arith"].per_item == (1, 0) and by_name["arith"].item_ids == ("a", "b")
     low, high = by_name["arith"].interval()
     assert 0 < low < 0.5 < high < 1
@@ -197,14 +217,30 @@ def test_results_accept_dict_forms_and_item_objects():
 
 def test_the_evaluation_format_of_the_evaluate_stage_is_understood():
     """eval/<arm>.json as components.evaluation writes it: per_item objects with item_id, and a domain per suite."""
+
     def doc(units_correct: int) -> dict:
         def entry(name: str, domain: str, k: int) -> dict:
-            return {"suite": name, "domain": domain, "n": 30, "accuracy": k / 30, "ci95_low": 0.0, "ci95_high": 1.0,
-                    "valid_call_rate": 1.0, "per_item": [{"item_id": f"{name}/{i}", "correct": i < k, "n_calls": 1}
-                                                         for i in range(30)]}
-        return {"model": "m", "arm": "mentor", "suites": [entry("arith", "in_domain", 20), entry("units", "ood", units_correct),
-                                                         entry("mystery", "ood", 5)],
-                "domains": {"in_domain": {}, "ood": {}}}
+            return {
+                "suite": name,
+                "domain": domain,
+                "n": 30,
+                "accuracy": k / 30,
+                "ci95_low": 0.0,
+                "ci95_high": 1.0,
+                "valid_call_rate": 1.0,
+                "per_item": [{"item_id": f"{name}/{i}", "correct": i < k, "n_calls": 1} for i in range(30)],
+            }
+
+        return {
+            "model": "m",
+            "arm": "mentor",
+            "suites": [
+                entry("arith", "in_domain", 20),
+                entry("units", "ood", units_correct),
+                entry("mystery", "ood", 5),
+            ],
+            "domains": {"in_domain": {}, "ood": {}},
+        }
 
     challenger, champion = parse_results(doc(25)), parse_results(doc(5))
     assert challenger["units"].item_ids[0] == "units/0" and challenger["arith"].domain == "in_domain"

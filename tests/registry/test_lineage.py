@@ -69,8 +69,10 @@ def test_read_dvc_lock_gives_per_stage_hashes(tmp_path: Path):
 
 def test_teacher_identity_counts_rows_per_teacher(tmp_path: Path):
     path = tmp_path / "teacher.jsonl"
-    rows = [{"id": i, "teacher_backend": "openai", "teacher_model": "qwen-7b", "teacher_settings": json.dumps({"t": 0})}
-            for i in range(3)] + [{"id": 9, "teacher_backend": "scripted", "teacher_model": "expert"}]
+    rows = [
+        {"id": i, "teacher_backend": "openai", "teacher_model": "qwen-7b", "teacher_settings": json.dumps({"t": 0})}
+        for i in range(3)
+    ] + [{"id": 9, "teacher_backend": "scripted", "teacher_model": "expert"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     info = teacher_identity(path)
     assert (info["backend"], info["model"]) == ("openai", "qwen-7b")
@@ -96,10 +98,19 @@ def full_doc() -> dict:
         "pipeline_run_id": "pipe-run",
         "stage_runs": {s: {"stage": s, "run_id": f"{s}-run"} for s in ("teacher", "validate", "sft", "rl", "evaluate")},
         "stage_runs_matched_by": "parent_run",
-        "data": {"teacher_dataset": {"path": "t.jsonl", "sha256": "a" * 64, "rows": 60,
-                                     "artifact_uri": "runs:/teacher-run/data/teacher.jsonl"},
-                 "eval_tasks": {"path": "e.jsonl", "sha256": "b" * 64,
-                                "artifact_uri": "runs:/teacher-run/data/eval_tasks.jsonl"}},
+        "data": {
+            "teacher_dataset": {
+                "path": "t.jsonl",
+                "sha256": "a" * 64,
+                "rows": 60,
+                "artifact_uri": "runs:/teacher-run/data/teacher.jsonl",
+            },
+            "eval_tasks": {
+                "path": "e.jsonl",
+                "sha256": "b" * 64,
+                "artifact_uri": "runs:/teacher-run/data/eval_tasks.jsonl",
+            },
+        },
         "teacher": {"backend": "scripted", "model": "expert"},
         "base_model": {"name": "tiny-random", "checksum": "d" * 64},
         "params": {"hash": "0123456789abcdef", "profile": "smoke", "effective": {"rl": {"arm": "mentor"}}},
@@ -132,30 +143,45 @@ def test_the_document_adds_detail_and_missing_links_are_listed():
     doc["code"] = {"git_commit": None, "git_dirty": None}
     doc["dvc"] = {"lock_sha256": None, "stages": {}}
     tags = {k: v for k, v in lineage_tags(doc).items() if not k.startswith("mentor.run.")}
-    lineage = build_lineage(VERSION, tags, doc=full_doc() | {"code": {}, "dvc": {}, "stage_runs": {}},
-                            runs={})
+    lineage = build_lineage(VERSION, tags, doc=full_doc() | {"code": {}, "dvc": {}, "stage_runs": {}}, runs={})
     assert lineage["missing"] == ["stage_runs", "dvc", "code"]
     tree = render_tree(lineage)
     assert "missing links: stage_runs, dvc, code" in tree
 
 
 def test_stage_runs_that_no_longer_exist_are_flagged():
-    lineage = build_lineage(VERSION, lineage_tags(full_doc()),
-                            runs={"rl-run": {"run_name": "rl-mentor", "status": "FINISHED"}})
+    lineage = build_lineage(
+        VERSION, lineage_tags(full_doc()), runs={"rl-run": {"run_name": "rl-mentor", "status": "FINISHED"}}
+    )
     by_stage = {s["stage"]: s for s in lineage["stages"]}
     assert by_stage["rl"]["exists"] is True and by_stage["rl"]["status"] == "FINISHED"
     assert by_stage["sft"]["exists"] is False
 
 
 def test_tree_shows_the_chain_from_version_to_code():
-    tags = {**lineage_tags(full_doc()), "mentor.gate.decision": "promoted", "mentor.gate.method": "paired_bootstrap",
-            "mentor.gate.reason": "Promoted over v1", "promoted_by": "gate", "forced": "false"}
+    tags = {
+        **lineage_tags(full_doc()),
+        "mentor.gate.decision": "promoted",
+        "mentor.gate.method": "paired_bootstrap",
+        "mentor.gate.reason": "Promoted over v1",
+        "promoted_by": "gate",
+        "forced": "false",
+    }
     tree = render_tree(build_lineage(VERSION, tags, full_doc()))
     lines = tree.splitlines()
     assert lines[0].startswith("m v3  [champion]")
-    order = ["gate: PROMOTED", "registration run: reg-run", "pipeline run: pipe-run", "evaluate", "teacher_dataset: sha256",
-             "teacher: scripted / expert", "base model: tiny-random", "params: hash 0123456789abcdef", "dvc.lock",
-             "code: git abc123 (dirty: false)"]
+    order = [
+        "gate: PROMOTED",
+        "registration run: reg-run",
+        "pipeline run: pipe-run",
+        "evaluate",
+        "teacher_dataset: sha256",
+        "teacher: scripted / expert",
+        "base model: tiny-random",
+        "params: hash 0123456789abcdef",
+        "dvc.lock",
+        "code: git abc123 (dirty: false)",
+    ]
     positions = [tree.index(text) for text in order]
     assert positions == sorted(positions)
     assert lines[-1].startswith("└─ code:")
@@ -211,7 +237,9 @@ def test_find_stage_runs_prefers_the_pipeline_and_fills_cached_stages_by_params_
     assert {s: r.run_id for s, r in found.items()} == {**old, "rl": new_rl, "evaluate": new_eval}
     assert found["rl"].matched_by == "parent_run" and found["teacher"].matched_by == "params_hash"
     assert how == "parent_run+params_hash"
-    assert registered not in {r.run_id for r in found.values()} and other_profile not in {r.run_id for r in found.values()}
+    assert registered not in {r.run_id for r in found.values()} and other_profile not in {
+        r.run_id for r in found.values()
+    }
     assert find_stage_runs(client, [exp], smoke_params, None, "sparse")[0]["rl"].run_name == "rl-sparse"
 
 

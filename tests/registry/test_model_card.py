@@ -13,7 +13,9 @@ def write_eval(path: Path, accs: dict[str, float], n: int = 20) -> None:
     suites = []
     for name, acc in accs.items():
         low, high = wilson_interval(acc, n)
-        suites.append({"suite": name, "n": n, "accuracy": acc, "ci95_low": low, "ci95_high": high, "valid_call_rate": 0.9})
+        suites.append(
+            {"suite": name, "n": n, "accuracy": acc, "ci95_low": low, "ci95_high": high, "valid_call_rate": 0.9}
+        )
     path.write_text(json.dumps({"suites": suites}))
 
 
@@ -34,8 +36,16 @@ def test_card_has_every_section_and_the_numbers(smoke_params, tmp_path: Path):
         "code": {"git_commit": "deadbeef", "git_dirty": "false"},
     }
     decision = GateDecision(promote=True, reason="Promoted: first model.", method="first_model")
-    card = build_model_card(smoke_params, model_name="mentor-student", arm="mentor", model_kind="rl", lineage=lineage,
-                            arms=arms, notes=notes, gate_markdown=decision.to_markdown("1"))
+    card = build_model_card(
+        smoke_params,
+        model_name="mentor-student",
+        arm="mentor",
+        model_kind="rl",
+        lineage=lineage,
+        arms=arms,
+        notes=notes,
+        gate_markdown=decision.to_markdown("1"),
+    )
     for heading in ("## Data", "## Training arms", "## Evaluation", "## Intended use", "## Limits", "## Promotion"):
         assert heading in card
     assert "ab" * 32 in card and "scripted/expert (60 rows)" in card and "deadbeef" in card
@@ -46,9 +56,12 @@ def test_card_has_every_section_and_the_numbers(smoke_params, tmp_path: Path):
 
 
 def test_evaluation_table_marks_missing_suites():
-    arms = {"mentor": parse_results([{"suite": "arith", "n": 4, "accuracy": 0.5}]),
-            "sft": parse_results([{"suite": "arith", "n": 4, "accuracy": 0.25},
-                                  {"suite": "units", "n": 4, "accuracy": 0.0}])}
+    arms = {
+        "mentor": parse_results([{"suite": "arith", "n": 4, "accuracy": 0.5}]),
+        "sft": parse_results(
+            [{"suite": "arith", "n": 4, "accuracy": 0.25}, {"suite": "units", "n": 4, "accuracy": 0.0}]
+        ),
+    }
     table = evaluation_table(arms, "mentor")
     assert table.splitlines()[0] == "| suite | n | **mentor** (registered) | sft |"
     assert "| units | 4 | – | 0.0 [" in table

@@ -34,7 +34,9 @@ def test_missing_evaluations_block_the_gate_but_not_a_human(smoke_params, regist
     assert client.get_model_version(name, "1").tags["mentor.gate.decision"] == "rejected"
 
     client.set_registered_model_alias(name, "champion", "1")
-    results = parse_results([{"suite": "arith", "n": 10, "accuracy": 0.9}, {"suite": "units", "n": 10, "accuracy": 0.9}])
+    results = parse_results(
+        [{"suite": "arith", "n": 10, "accuracy": 0.9}, {"suite": "units", "n": 10, "accuracy": 0.9}]
+    )
     decision = gate_version(client, smoke_params, name, "2", results)
     assert not decision.promote and "--force" in decision.reason
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"

@@ -65,13 +65,17 @@ def test_a_profile_cannot_add_a_version_to_another_profiles_name(smoke_params, t
     from tests.conftest import REPO
 
     production = load_params(REPO / "params.yaml", "cpu-demo", []).registry.model_name
-    params = smoke_params.model_copy(update={"registry": smoke_params.registry.model_copy(
-        update={"model_name": production})})
+    params = smoke_params.model_copy(
+        update={"registry": smoke_params.registry.model_copy(update={"model_name": production})}
+    )
     paths = run_paths(params)
     shutil.copytree(tiny_model_dir, paths.rl_model("mentor"))
     paths.eval_dir.mkdir(parents=True)
-    (paths.eval_dir / "mentor.json").write_text(json.dumps({"suites": [
-        {"suite": "units", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["u0", "u1"]}]}))
+    (paths.eval_dir / "mentor.json").write_text(
+        json.dumps(
+            {"suites": [{"suite": "units", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["u0", "u1"]}]}
+        )
+    )
     configure_tracking(params)
     client = MlflowClient()
     # A store from before the tag: the name holds a cpu-demo version and no owner tag.

@@ -27,10 +27,20 @@ from components.tracking import PARENT_RUN_ENV, stage_run
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("models", "teacher", "validate", "sft", "rl", "evaluate")
-TOOLS = [{"type": "function", "function": {
-    "name": "add", "description": "Add two numbers.",
-    "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                   "required": ["a", "b"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add two numbers.",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+]
 DVC_LOCK = """\
 schema: '2.0'
 stages:
@@ -75,8 +85,16 @@ def suite(name: str, n: int, k: int) -> dict[str, Any]:
     """A suite result with the first k of n items correct (ids stable across models, so pairs line up)."""
     acc = k / n
     low, high = wilson_interval(acc, n)
-    return {"suite": name, "n": n, "accuracy": acc, "ci95_low": low, "ci95_high": high, "valid_call_rate": 0.9,
-            "per_item": [1] * k + [0] * (n - k), "item_ids": [f"{name}-{i}" for i in range(n)]}
+    return {
+        "suite": name,
+        "n": n,
+        "accuracy": acc,
+        "ci95_low": low,
+        "ci95_high": high,
+        "valid_call_rate": 0.9,
+        "per_item": [1] * k + [0] * (n - k),
+        "item_ids": [f"{name}-{i}" for i in range(n)],
+    }
 
 
 def write_student(tiny_model_dir: Path, target: Path, seed: int) -> str:
@@ -108,15 +126,31 @@ def run_pipeline(params, client, tiny_model_dir: Path, seed: int, accuracy: dict
                 paths.data.mkdir(parents=True, exist_ok=True)
                 rows = []
                 for i in range(6 + seed):
-                    messages = [{"role": "system", "content": "Use the tools; answer in \\boxed{}."},
-                                {"role": "user", "content": f"What is {i} + {seed}?"}]
-                    rows.append({"id": f"arith-{i}", "pack": "arith", "difficulty": 1, "prompt": messages[1]["content"],
-                                 "system": messages[0]["content"], "tools": json.dumps(TOOLS),
-                                 "messages": json.dumps(messages), "tool_names": ["add"], "tool_set": ["add"],
-                                 "calls": json.dumps([{"name": "add", "arguments": {"a": i, "b": seed}}]),
-                                 "answer": str(i + seed), "teacher_answer": str(i + seed), "verified": True,
-                                 "task": "{}", "teacher_backend": "scripted", "teacher_model": "arith-expert",
-                                 "teacher_settings": json.dumps({"temperature": 0.0})})
+                    messages = [
+                        {"role": "system", "content": "Use the tools; answer in \\boxed{}."},
+                        {"role": "user", "content": f"What is {i} + {seed}?"},
+                    ]
+                    rows.append(
+                        {
+                            "id": f"arith-{i}",
+                            "pack": "arith",
+                            "difficulty": 1,
+                            "prompt": messages[1]["content"],
+                            "system": messages[0]["content"],
+                            "tools": json.dumps(TOOLS),
+                            "messages": json.dumps(messages),
+                            "tool_names": ["add"],
+                            "tool_set": ["add"],
+                            "calls": json.dumps([{"name": "add", "arguments": {"a": i, "b": seed}}]),
+                            "answer": str(i + seed),
+                            "teacher_answer": str(i + seed),
+                            "verified": True,
+                            "task": "{}",
+                            "teacher_backend": "scripted",
+                            "teacher_model": "arith-expert",
+                            "teacher_settings": json.dumps({"temperature": 0.0}),
+                        }
+                    )
                 paths.teacher_dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
                 paths.eval_tasks.write_text(json.dumps({"task_id": "units-0"}) + "\n")
             elif stage == "rl":
@@ -157,16 +191,23 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     from components.registry.stage import run_register_stage
 
     name = f"student-{tmp_path.name[-12:].replace('_', '-')}"
-    overrides = [f"project.state_dir={tmp_path / 'state'}", f"project.output_dir={tmp_path / 'outputs'}",
-                 f"models.cache_dir={model_cache}", f"registry.model_name={name}",
-                 f"orchestration.experiment=exp-{name}", "eval.bootstrap_samples=400"]
+    overrides = [
+        f"project.state_dir={tmp_path / 'state'}",
+        f"project.output_dir={tmp_path / 'outputs'}",
+        f"models.cache_dir={model_cache}",
+        f"registry.model_name={name}",
+        f"orchestration.experiment=exp-{name}",
+        "eval.bootstrap_samples=400",
+    ]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
     mlflow.set_tracking_uri(mlflow_tracking)
     mlflow.set_experiment(params.orchestration.experiment)
     client = MlflowClient()
 
     # v1: first model; usable evaluation -> promoted.
-    p1 = run_pipeline(params, client, tiny_model_dir, 1, {"arith": 24, "units": 12, "bfcl:simple_python": 10}, monkeypatch)
+    p1 = run_pipeline(
+        params, client, tiny_model_dir, 1, {"arith": 24, "units": 12, "bfcl:simple_python": 10}, monkeypatch
+    )
     r1 = run_register_stage(params)
     assert (r1["version"], r1["decision"], r1["reused"]) == ("1", "promoted", False)
     assert {"champion", "challenger"} <= set(r1["aliases"])
@@ -184,9 +225,16 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert "REJECTED" in v2.description and "| v1 (champion)" in v2.description
 
     # v3: clearly better OOD, same in-domain -> promoted by the paired bootstrap.
-    p3 = run_pipeline(params, client, tiny_model_dir, 3, {"arith": 24, "units": 30, "bfcl:simple_python": 26}, monkeypatch)
+    p3 = run_pipeline(
+        params, client, tiny_model_dir, 3, {"arith": 24, "units": 30, "bfcl:simple_python": 26}, monkeypatch
+    )
     r3 = run_register_stage(params)
-    assert (r3["version"], r3["decision"], r3["method"], r3["champion_version"]) == ("3", "promoted", "paired_bootstrap", "1")
+    assert (r3["version"], r3["decision"], r3["method"], r3["champion_version"]) == (
+        "3",
+        "promoted",
+        "paired_bootstrap",
+        "1",
+    )
     assert r3["ood_delta_ci"][0] > params.registry.ood_margin
     assert client.get_model_version_by_alias(name, "champion").version == "3"
     assert client.get_model_version(name, "1").tags["mentor.superseded_by"] == "3"
@@ -198,15 +246,17 @@ def test_register_gate_promote_and_lineage_on_real_servers(
 
     # The champion loads from the registry (artifacts via the server from S3) as a chat model and answers.
     champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    reply = champion.predict({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "tools": TOOLS},
-                             params={"max_tokens": 5})
+    reply = champion.predict(
+        {"messages": [{"role": "user", "content": "What is 2 + 3?"}], "tools": TOOLS}, params={"max_tokens": 5}
+    )
     assert reply["choices"][0]["message"]["role"] == "assistant"
     assert isinstance(reply["choices"][0]["message"]["tool_calls"], list) and reply["usage"]["completion_tokens"] <= 5
     generator = champion.unwrap_python_model().generator
     tokenizer, model = generator.tokenizer, generator.model
     assert tokenizer.chat_template == tool_chat_template()
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tools=TOOLS,
-                                           tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], tools=TOOLS, tokenize=False, add_generation_prompt=True
+    )
     assert "<tools>" in prompt and "add(a: number, b: number)" in prompt
     v3_dir = run_paths(params).rl_model(params.registry.arm)
     import torch
@@ -216,8 +266,13 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items() if k in expected)
     reqs = mlflow.artifacts.load_text(f"models:/{name}/3/requirements.txt")
     assert "torchvision" not in reqs and "transformers==" in reqs
-    s3 = boto3.client("s3", endpoint_url=moto_s3["endpoint_url"], aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=moto_s3["bucket"], Prefix="mlartifacts/").get("Contents", [])]
     assert any(k.endswith("model.safetensors") for k in keys) and any(k.endswith("lineage/lineage.json") for k in keys)
 
@@ -248,8 +303,11 @@ def test_register_gate_promote_and_lineage_on_real_servers(
         stored = mlflow.artifacts.download_artifacts(artifact_uri=entry["artifact_uri"], dst_path=str(tmp_path / "d"))
         assert sha256_path(Path(stored)) == entry["sha256"]
     assert (lineage["teacher"]["backend"], lineage["teacher"]["model"]) == ("scripted", "arith-expert")
-    assert lineage["base_model"] == {**lineage["base_model"], "name": "tiny-random",
-                                     "checksum": model_checksum(tiny_model_dir)}
+    assert lineage["base_model"] == {
+        **lineage["base_model"],
+        "name": "tiny-random",
+        "checksum": model_checksum(tiny_model_dir),
+    }
     assert lineage["params"]["hash"] == params_hash(params)
     assert lineage["params"]["effective"] == params.model_dump(mode="json")
     lock = read_dvc_lock(project / "dvc.lock")

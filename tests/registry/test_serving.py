@@ -26,16 +26,36 @@ from components.registry.serving import (
     request_tools,
 )
 
-ADD = {"type": "function", "function": {
-    "name": "add", "description": "Add two numbers.",
-    "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                   "required": ["a", "b"]}}}
-NESTED = {"type": "function", "function": {
-    "name": "ship", "parameters": {"type": "object", "properties": {
-        "parcels": {"type": "array", "items": {"type": "object", "properties": {"kg": {"type": "number"}}}},
-        "zone": {"type": "integer", "enum": [1, 2, 3], "default": 1}}, "required": ["parcels"]}}}
-CHAT = {"messages": [{"role": "system", "content": "You can call tools."},
-                     {"role": "user", "content": "What is 17 + 25?"}], "tools": [ADD, NESTED]}
+ADD = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "Add two numbers.",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+            "required": ["a", "b"],
+        },
+    },
+}
+NESTED = {
+    "type": "function",
+    "function": {
+        "name": "ship",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "parcels": {"type": "array", "items": {"type": "object", "properties": {"kg": {"type": "number"}}}},
+                "zone": {"type": "integer", "enum": [1, 2, 3], "default": 1},
+            },
+            "required": ["parcels"],
+        },
+    },
+}
+CHAT = {
+    "messages": [{"role": "system", "content": "You can call tools."}, {"role": "user", "content": "What is 17 + 25?"}],
+    "tools": [ADD, NESTED],
+}
 
 
 def _message(completion: dict) -> dict:
@@ -63,15 +83,18 @@ def test_answers_and_broken_calls_are_reported_not_executed():
     cut = completion_from_text("The sum", {}, finished=False)
     assert cut["choices"][0]["finish_reason"] == "length"
 
-    text = ('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>'
-            '<tool_call>{"name": "add", "arguments": {"a": "x"}}</tool_call><tool_call>{not json</tool_call>')
+    text = (
+        '<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>'
+        '<tool_call>{"name": "add", "arguments": {"a": "x"}}</tool_call><tool_call>{not json</tool_call>'
+    )
     broken = completion_from_text(text, request_tools([ADD]))
     assert _message(broken)["tool_calls"] == []
     kinds = [e["kind"] for e in broken["custom_outputs"]["parse_errors"]]
     assert kinds == ["unknown_tool", "bad_arguments", "bad_json"]
 
-    nested = completion_from_text('<tool_call>{"name": "ship", "arguments": {"parcels": [{"kg": 2}]}}</tool_call>',
-                                  request_tools([ADD, NESTED]))
+    nested = completion_from_text(
+        '<tool_call>{"name": "ship", "arguments": {"parcels": [{"kg": 2}]}}</tool_call>', request_tools([ADD, NESTED])
+    )
     assert json.loads(_message(nested)["tool_calls"][0]["function"]["arguments"]) == {"parcels": [{"kg": 2}]}
 
 
@@ -146,8 +169,13 @@ def test_mlflow_models_serve_answers_a_chat_request_over_http(tmp_path, tiny_mod
     try:
         mlflow.set_experiment("serve-test")  # an experiment of this store, not one cached by an earlier test
         with mlflow.start_run():
-            info = log_student(tiny_model_dir, dataset=tmp_path / "none.jsonl", card_markdown="# card",
-                               max_new_tokens=8, model_name="serve-test")
+            info = log_student(
+                tiny_model_dir,
+                dataset=tmp_path / "none.jsonl",
+                card_markdown="# card",
+                max_new_tokens=8,
+                model_name="serve-test",
+            )
         version = mlflow.register_model(info.model_uri, "serve-test")
         MlflowClient().set_registered_model_alias("serve-test", "champion", version.version)
     finally:
@@ -155,13 +183,32 @@ def test_mlflow_models_serve_answers_a_chat_request_over_http(tmp_path, tiny_mod
 
     port = free_port()
     # The model brings its own code (no PYTHONPATH, and the console script puts no cwd on sys.path); mlflow runs `uvicorn` from PATH, i.e. the venv's bin.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": "",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": "",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     server = start_process(
         "mlflow-serve",
-        [venv_bin("mlflow"), "models", "serve", "-m", "models:/serve-test@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-        env, tmp_path, f"http://127.0.0.1:{port}",
+        [
+            venv_bin("mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/serve-test@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env,
+        tmp_path,
+        f"http://127.0.0.1:{port}",
     )
     try:
         wait_until(server, lambda: http_ok(f"{server.url}/ping"), timeout=120)
@@ -174,8 +221,9 @@ def test_mlflow_models_serve_answers_a_chat_request_over_http(tmp_path, tiny_mod
         assert reply["choices"][0]["finish_reason"] in {"stop", "length", "tool_calls"}
         assert 0 < reply["usage"]["completion_tokens"] <= 4 and reply["model"] == "serve-test"
 
-        status, error = _post(f"{server.url}/invocations",
-                              {"messages": [{"role": "user", "content": "hi"}] * (MAX_MESSAGES + 1)})
+        status, error = _post(
+            f"{server.url}/invocations", {"messages": [{"role": "user", "content": "hi"}] * (MAX_MESSAGES + 1)}
+        )
         assert status == 400 and f"at most {MAX_MESSAGES} messages" in str(error), error
     finally:
         server.stop()

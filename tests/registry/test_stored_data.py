@@ -58,15 +58,34 @@ def test_lineage_digests_resolve_to_stored_files(smoke_params, tiny_model_dir, t
     # Register a model trained on the current data: each digest points at a stored copy.
     shutil.copytree(tiny_model_dir, paths.rl_model("mentor"))
     paths.eval_dir.mkdir(parents=True, exist_ok=True)
-    (paths.eval_dir / "mentor.json").write_text(json.dumps({"suites": [
-        {"suite": "arith", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["a0", "a1"]},
-        {"suite": "units", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["u0", "u1"]}]}))
+    (paths.eval_dir / "mentor.json").write_text(
+        json.dumps(
+            {
+                "suites": [
+                    {"suite": "arith", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["a0", "a1"]},
+                    {"suite": "units", "n": 2, "accuracy": 0.5, "per_item": [1, 0], "item_ids": ["u0", "u1"]},
+                ]
+            }
+        )
+    )
     registered = run_register_stage(params)
 
-    result = CliRunner().invoke(app, ["lineage", registered["model_uri"], "--json", "--params",
-                                      str(Path(__file__).resolve().parents[2] / "params.yaml"), "-p", "smoke",
-                                      "--set", f"project.state_dir={params.project.state_dir}",
-                                      "--set", f"project.output_dir={params.project.output_dir}"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "lineage",
+            registered["model_uri"],
+            "--json",
+            "--params",
+            str(Path(__file__).resolve().parents[2] / "params.yaml"),
+            "-p",
+            "smoke",
+            "--set",
+            f"project.state_dir={params.project.state_dir}",
+            "--set",
+            f"project.output_dir={params.project.output_dir}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lineage = json.loads(result.stdout)
     assert "data_files" not in lineage["missing"]
@@ -79,8 +98,19 @@ def test_lineage_digests_resolve_to_stored_files(smoke_params, tiny_model_dir, t
     version = client.get_model_version(registered["model_name"], registered["version"])
     assert version.tags["mentor.data.teacher_dataset.uri"] == lineage["data"]["teacher_dataset"]["artifact_uri"]
 
-    tree = CliRunner().invoke(app, ["lineage", registered["model_uri"], "--params",
-                                    str(Path(__file__).resolve().parents[2] / "params.yaml"), "-p", "smoke",
-                                    "--set", f"project.state_dir={params.project.state_dir}",
-                                    "--set", f"project.output_dir={params.project.output_dir}"])
+    tree = CliRunner().invoke(
+        app,
+        [
+            "lineage",
+            registered["model_uri"],
+            "--params",
+            str(Path(__file__).resolve().parents[2] / "params.yaml"),
+            "-p",
+            "smoke",
+            "--set",
+            f"project.state_dir={params.project.state_dir}",
+            "--set",
+            f"project.output_dir={params.project.output_dir}",
+        ],
+    )
     assert f"runs:/{second['run_id']}/data/" in tree.stdout

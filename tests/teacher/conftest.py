@@ -60,8 +60,11 @@ def _expert_reply(state: ServerState, messages: list[dict]) -> dict[str, Any]:
     calls = target.get("tool_calls") or []
     if user in state.surrogate_argument_prompts and calls:
         function = {"name": calls[0]["function"]["name"], "arguments": '{"a": "\\ud800", "b": 1}'}
-        return {"role": "assistant", "content": None,
-                "tool_calls": [{"id": "call_0", "type": "function", "function": function}]}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_0", "type": "function", "function": function}],
+        }
     if not calls:
         if user in state.surrogate_answer_prompts:
             return {"role": "assistant", "content": target["content"] + " \ud800"}
@@ -69,9 +72,11 @@ def _expert_reply(state: ServerState, messages: list[dict]) -> dict[str, Any]:
     if state.style == "content":
         payload = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls]
         return {"role": "assistant", "content": json.dumps(payload[0] if len(payload) == 1 else payload)}
-    return {"role": "assistant", "content": None, "tool_calls": [
-        {"id": f"call_{i}", "type": "function", "function": c["function"]} for i, c in enumerate(calls)
-    ]}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": f"call_{i}", "type": "function", "function": c["function"]} for i, c in enumerate(calls)],
+    }
 
 
 def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
@@ -119,12 +124,22 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                     self._send(status, {"error": {"message": f"stub says {status}"}}, wait)
                     return
                 message = _expert_reply(state, body["messages"])
-                self._send(200, {
-                    "id": "cmpl-1", "object": "chat.completion", "model": body.get("model") or "stub-teacher",
-                    "choices": [{"index": 0, "message": message,
-                                 "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "cmpl-1",
+                        "object": "chat.completion",
+                        "model": body.get("model") or "stub-teacher",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": message,
+                                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                    },
+                )
             finally:
                 with state.lock:
                     state.in_flight -= 1

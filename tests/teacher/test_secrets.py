@@ -25,10 +25,18 @@ TOKEN = "tok-must-never-be-written-9137"
 
 
 def _params(root: Path, base_url: str, *extra: str):  # noqa: ANN202 - Params
-    return load_params(REPO / "params.yaml", "smoke", [
-        f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}",
-        "teacher.backend=openai", f"teacher.base_url={base_url}", "tasks.n_train=60", *extra,
-    ])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={root / 'outputs'}",
+            f"project.state_dir={root / 'state'}",
+            "teacher.backend=openai",
+            f"teacher.base_url={base_url}",
+            "tasks.n_train=60",
+            *extra,
+        ],
+    )
 
 
 def test_a_credential_in_base_url_reaches_the_server_and_no_file_or_log(

@@ -21,9 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _overrides(root: Path, base_url: str, n: int) -> list[str]:
-    return [f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}",
-            "teacher.backend=openai", f"teacher.base_url={base_url}", "teacher.api_key_env=MENTOR_TEST_TEACHER_KEY",
-            "teacher.max_concurrency=1", f"tasks.n_train={n}"]
+    return [
+        f"project.output_dir={root / 'outputs'}",
+        f"project.state_dir={root / 'state'}",
+        "teacher.backend=openai",
+        f"teacher.base_url={base_url}",
+        "teacher.api_key_env=MENTOR_TEST_TEACHER_KEY",
+        "teacher.max_concurrency=1",
+        f"tasks.n_train={n}",
+    ]
 
 
 def _serve(state, params) -> list:  # noqa: ANN001 - conftest's ServerState and Params
@@ -54,8 +60,11 @@ def test_a_lone_surrogate_from_the_teacher_is_recorded_once_not_fatal(expert_ser
 
 
 def test_a_tail_torn_inside_a_multibyte_character_is_dropped(isolated_env: Path) -> None:
-    params = load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={isolated_env / 'outputs'}",
-                                                          f"project.state_dir={isolated_env / 'state'}"])
+    params = load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [f"project.output_dir={isolated_env / 'outputs'}", f"project.state_dir={isolated_env / 'state'}"],
+    )
     generate_trajectories(params, progress=False)
     dataset = run_paths(params).teacher_dataset
     complete = dataset.read_bytes()
@@ -77,12 +86,22 @@ def test_teacher_killed_mid_generation_resumes_without_losing_a_row(expert_serve
     _serve(state, params)
     state.delay_s = 0.03  # a few seconds for the whole run: time to kill it in the middle
     dataset = run_paths(params).teacher_dataset
-    cli = [sys.executable, "-m", "components.cli.main", "stage", "teacher", "--profile", "smoke",
-           "--params", str(REPO / "params.yaml")]
+    cli = [
+        sys.executable,
+        "-m",
+        "components.cli.main",
+        "stage",
+        "teacher",
+        "--profile",
+        "smoke",
+        "--params",
+        str(REPO / "params.yaml"),
+    ]
     for item in _overrides(killed_root, base_url, n):
         cli += ["--set", item]
-    process = subprocess.Popen(cli, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cli, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -98,9 +117,14 @@ def test_teacher_killed_mid_generation_resumes_without_losing_a_row(expert_serve
     state.delay_s = 0.0
     resumed = generate_trajectories(params, progress=False)
     assert resumed.skipped >= len(written)  # nothing written before the kill is redone
-    straight = generate_trajectories(load_params(REPO / "params.yaml", "smoke",
-                                                 _overrides(straight_root, base_url, n)), progress=False)
+    straight = generate_trajectories(
+        load_params(REPO / "params.yaml", "smoke", _overrides(straight_root, base_url, n)), progress=False
+    )
     assert len(resumed.rows) == n
-    assert dataset.read_bytes() == run_paths(load_params(
-        REPO / "params.yaml", "smoke", _overrides(straight_root, base_url, n))).teacher_dataset.read_bytes()
+    assert (
+        dataset.read_bytes()
+        == run_paths(
+            load_params(REPO / "params.yaml", "smoke", _overrides(straight_root, base_url, n))
+        ).teacher_dataset.read_bytes()
+    )
     assert straight.skipped == 0

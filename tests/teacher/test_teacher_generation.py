@@ -17,15 +17,36 @@ from components.tools.registry import get_pack
 
 REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = {
-    "id", "pack", "difficulty", "prompt", "system", "tools", "messages", "tool_names", "tool_set", "calls",
-    "answer", "teacher_answer", "verified", "task", "teacher_backend", "teacher_model", "teacher_settings",
+    "id",
+    "pack",
+    "difficulty",
+    "prompt",
+    "system",
+    "tools",
+    "messages",
+    "tool_names",
+    "tool_set",
+    "calls",
+    "answer",
+    "teacher_answer",
+    "verified",
+    "task",
+    "teacher_backend",
+    "teacher_model",
+    "teacher_settings",
 }
 
 
 def params_in(root: Path, *extra: str) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [
-        f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}", *extra,
-    ])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={root / 'outputs'}",
+            f"project.state_dir={root / 'state'}",
+            *extra,
+        ],
+    )
 
 
 class InterruptAfter(ScriptedBackend):
@@ -52,7 +73,7 @@ def test_scripted_dataset_rows_are_verified_and_complete(tmp_path: Path) -> None
     assert {row["difficulty"] for row in rows} <= set(params.tasks.difficulties)
     pack = get_pack("arith")
     for row in rows:
-        assert ROW_KEYS <= set(row)
+        assert set(row) >= ROW_KEYS
         messages = json.loads(row["messages"])
         assert [m["role"] for m in messages[:2]] == ["system", "user"]
         called = [c["function"]["name"] for m in messages for c in m.get("tool_calls") or []]
@@ -69,7 +90,7 @@ def test_eval_tasks_are_held_out_and_cover_every_pack(tmp_path: Path) -> None:
     paths = run_paths(params)
     eval_rows = read_jsonl(paths.eval_tasks)
     counts = {pack: sum(1 for r in eval_rows if r["pack"] == pack) for pack in ["arith", *params.tasks.eval_packs]}
-    assert counts == {pack: params.tasks.n_eval for pack in counts}
+    assert counts == dict.fromkeys(counts, params.tasks.n_eval)
     assert all(r["task_id"].split("-")[1] == str(params.tasks.eval_seed) for r in eval_rows)
     held_out = {prompt_key(r["prompt"]) for r in eval_rows}
     assert not {prompt_key(r["prompt"]) for r in read_jsonl(paths.teacher_dataset)} & held_out
@@ -114,16 +135,24 @@ def test_changed_teacher_settings_start_over(tmp_path: Path) -> None:
 def test_tiny_random_hf_teacher_records_why_it_failed(tmp_path: Path, tiny_model_dir: Path) -> None:
     """A real (random) model fails every task; each failure is recorded with a reason, nothing is kept."""
     params = params_in(
-        tmp_path, f"models.cache_dir={tiny_model_dir.parent}", "models.teacher=tiny-random", "teacher.backend=hf",
-        "tasks.n_train=3", "teacher.max_new_tokens=6", "teacher.max_turns=2", "teacher.batch_size=3",
+        tmp_path,
+        f"models.cache_dir={tiny_model_dir.parent}",
+        "models.teacher=tiny-random",
+        "teacher.backend=hf",
+        "tasks.n_train=3",
+        "teacher.max_new_tokens=6",
+        "teacher.max_turns=2",
+        "teacher.batch_size=3",
     )
     report = generate_trajectories(params, progress=False)
     paths = run_paths(params)
     failures = read_jsonl(paths.teacher_failures)
     assert read_jsonl(paths.teacher_dataset) == []
     assert sorted(f["id"] for f in failures) == sorted(f"arith-0-{i}" for i in range(3))
-    assert all(f["reason"] in {"no_answer", "max_turns", "wrong_answer", "invalid_call", "no_tool_calls", "no_final_turn"}
-               for f in failures)
+    assert all(
+        f["reason"] in {"no_answer", "max_turns", "wrong_answer", "invalid_call", "no_tool_calls", "no_final_turn"}
+        for f in failures
+    )
     assert all(f["teacher_backend"] == "hf" and f["teacher_model"] == "tiny-random" for f in failures)
     assert report.completion_tokens > 0
     # Failures count as done: a rerun does not try them again.
@@ -139,8 +168,11 @@ def test_hf_prompt_renders_tools_calls_and_results(tiny_model_dir: Path) -> None
     conversation = [
         {"role": "system", "content": pack.system_prompt},
         {"role": "user", "content": "What is 2 + 3?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}],
+        },
         {"role": "tool", "name": "add", "content": "5"},
     ]
     prompt = generator.render(conversation, pack.tool_schemas())

@@ -20,11 +20,19 @@ SECRET = "sk-test-must-never-be-logged-4242"
 
 
 def openai_params(root: Path, base_url: str, *extra: str) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [
-        f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}",
-        "teacher.backend=openai", f"teacher.base_url={base_url}", "teacher.api_key_env=MENTOR_TEST_TEACHER_KEY",
-        "tasks.n_train=9", *extra,
-    ])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={root / 'outputs'}",
+            f"project.state_dir={root / 'state'}",
+            "teacher.backend=openai",
+            f"teacher.base_url={base_url}",
+            "teacher.api_key_env=MENTOR_TEST_TEACHER_KEY",
+            "tasks.n_train=9",
+            *extra,
+        ],
+    )
 
 
 def fast_backend(params: Params) -> OpenAIBackend:

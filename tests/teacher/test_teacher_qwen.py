@@ -44,11 +44,21 @@ def qwen_dir(model_cache: Path) -> Path:
 
 
 def qwen_params(root: Path, model_cache: Path, *extra: str) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [
-        f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}",
-        f"models.cache_dir={model_cache}", f"models.teacher={QWEN}", "tasks.difficulties=[1]", "tasks.n_eval=2",
-        "teacher.max_turns=2", "teacher.max_new_tokens=64", *extra,
-    ])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={root / 'outputs'}",
+            f"project.state_dir={root / 'state'}",
+            f"models.cache_dir={model_cache}",
+            f"models.teacher={QWEN}",
+            "tasks.difficulties=[1]",
+            "tasks.n_eval=2",
+            "teacher.max_turns=2",
+            "teacher.max_new_tokens=64",
+            *extra,
+        ],
+    )
 
 
 def check_outcome(params: Params, label: str) -> float:
@@ -90,8 +100,21 @@ def qwen_server(qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """``transformers serve`` for the Qwen directory on a free 127.0.0.1 port; stopped afterwards."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [str(Path(sys.executable).parent / "transformers"), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--dtype", "float32", "--device", "cpu", "--log-level", "warning", str(qwen_dir)]
+    command = [
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--log-level",
+        "warning",
+        str(qwen_dir),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -123,11 +146,21 @@ def qwen_server(qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_openai_backend_against_transformers_serve(qwen_server: str, model_cache: Path, tmp_path: Path) -> None:
     # `transformers serve` answers one request at a time: a second one in flight would only queue
     # behind the first and time out, so concurrency 1 and a timeout that covers a slow CPU prefill.
-    params = qwen_params(tmp_path, model_cache, "teacher.backend=openai", f"teacher.base_url={qwen_server}",
-                         "teacher.api_model=default", "tasks.n_train=1", "teacher.max_concurrency=1",
-                         "teacher.request_timeout_s=1200", "teacher.max_retries=1")
+    params = qwen_params(
+        tmp_path,
+        model_cache,
+        "teacher.backend=openai",
+        f"teacher.base_url={qwen_server}",
+        "teacher.api_model=default",
+        "tasks.n_train=1",
+        "teacher.max_concurrency=1",
+        "teacher.request_timeout_s=1200",
+        "teacher.max_retries=1",
+    )
     report = generate_trajectories(params, progress=False)
     assert report.identity.model not in ("", "default")  # learned from the server
     assert report.attempted == 1 and report.backend_errors == 0
-    assert report.prompt_tokens > 500 and report.completion_tokens > 0  # usage reported by the server (tool listing incl.)
+    assert (
+        report.prompt_tokens > 500 and report.completion_tokens > 0
+    )  # usage reported by the server (tool listing incl.)
     check_outcome(params, "openai/transformers-serve")

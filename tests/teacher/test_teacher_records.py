@@ -42,10 +42,14 @@ def test_api_messages_link_calls_and_results_by_id() -> None:
     messages = [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "u"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
-            {"type": "function", "function": {"name": "multiply", "arguments": {"a": 2, "b": 3}}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+                {"type": "function", "function": {"name": "multiply", "arguments": {"a": 2, "b": 3}}},
+            ],
+        },
         {"role": "tool", "name": "add", "content": "3"},
         {"role": "tool", "name": "multiply", "content": "6"},
     ]
@@ -58,9 +62,10 @@ def test_api_messages_link_calls_and_results_by_id() -> None:
 
 
 def test_reply_text_reads_native_calls_and_calls_in_content_alike() -> None:
-    native = ChatReply(content="", tool_calls=[
-        {"id": "x", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
-    ])
+    native = ChatReply(
+        content="",
+        tool_calls=[{"id": "x", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}],
+    )
     in_content = ChatReply(content='{"name": "add", "arguments": {"a": 1, "b": 2}}')
     for reply in (native, in_content):
         parsed = parse_tool_calls(reply_text(reply))
@@ -77,8 +82,11 @@ def test_a_reply_to_unparsable_call_json_goes_back_as_a_user_turn() -> None:
     """The episode answers broken call JSON with a tool message that matches no call; the API would reject it."""
     messages = [
         {"role": "user", "content": "u"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}],
+        },
         {"role": "tool", "name": "invalid_tool_call", "content": "Error: invalid JSON"},
         {"role": "tool", "name": "add", "content": "3"},
     ]

@@ -60,17 +60,34 @@ def test_states_match() -> None:
 # --- math-verify: the MENTOR authors' judge, used by the arith pack ------------------------------------
 
 
-@pytest.mark.parametrize(("given", "gold"), [
-    ("3/4", "0.75"), ("\\frac{3}{4}", "0.75"), ("$1,250.50", "1250.5"), ("91.70", "91.7"), ("1,200", "1200"),
-    ("12 apples", "12"), ("-5", "-5"), ("1/3", "0.3333333333333333"),
-])
+@pytest.mark.parametrize(
+    ("given", "gold"),
+    [
+        ("3/4", "0.75"),
+        ("\\frac{3}{4}", "0.75"),
+        ("$1,250.50", "1250.5"),
+        ("91.70", "91.7"),
+        ("1,200", "1200"),
+        ("12 apples", "12"),
+        ("-5", "-5"),
+        ("1/3", "0.3333333333333333"),
+    ],
+)
 def test_math_verify_accepts_the_same_value_written_differently(given: str, gold: str) -> None:
     assert math_verify_match(given, gold)
 
 
-@pytest.mark.parametrize(("given", "gold"), [
-    ("3.142", "3.14"), ("19.0000001", "19"), ("19 and 20", "19"), ("x", "19"), ("", "19"), (None, "19"),
-])
+@pytest.mark.parametrize(
+    ("given", "gold"),
+    [
+        ("3.142", "3.14"),
+        ("19.0000001", "19"),
+        ("19 and 20", "19"),
+        ("x", "19"),
+        ("", "19"),
+        (None, "19"),
+    ],
+)
 def test_math_verify_has_no_numeric_tolerance(given: str | None, gold: str) -> None:
     assert not math_verify_match(given, gold)
 
@@ -81,10 +98,20 @@ def test_our_numeric_rule_is_looser_where_math_verify_is_exact() -> None:
     assert answers_match("19.0000001", "19", {}) and not math_verify_match("19.0000001", "19")
 
 
-@pytest.mark.parametrize("hostile", [
-    "9^9^9^9", "9**9**9**9", "100000!", "\\binom{1000000000}{500000}", "\\prod_{i=1}^{9999999} i",
-    "1" * 5000, "(" * 60 + "1" + ")" * 60, "\\sqrt{2}", "99999999999999999999" * 6,
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "9^9^9^9",
+        "9**9**9**9",
+        "100000!",
+        "\\binom{1000000000}{500000}",
+        "\\prod_{i=1}^{9999999} i",
+        "1" * 5000,
+        "(" * 60 + "1" + ")" * 60,
+        "\\sqrt{2}",
+        "99999999999999999999" * 6,
+    ],
+)
 def test_math_verify_refuses_input_that_could_run_long(hostile: str) -> None:
     assert not math_verify_safe(hostile)
     started = time.perf_counter()
@@ -95,8 +122,9 @@ def test_math_verify_refuses_input_that_could_run_long(hostile: str) -> None:
 def test_math_verify_works_outside_the_main_thread() -> None:
     """Prefect runs stages in worker threads, where math-verify's signal timeout cannot run."""
     results: list[bool] = []
-    worker = threading.Thread(target=lambda: results.extend([math_verify_match("3/4", "0.75"),
-                                                            math_verify_match("0.76", "0.75")]))
+    worker = threading.Thread(
+        target=lambda: results.extend([math_verify_match("3/4", "0.75"), math_verify_match("0.76", "0.75")])
+    )
     worker.start()
     worker.join(timeout=30)
     assert results == [True, False]
@@ -104,8 +132,14 @@ def test_math_verify_works_outside_the_main_thread() -> None:
 
 def _arith_task(answer: str) -> Task:
     task = get_pack("arith").generate(1, 0)[0]
-    return Task(task_id=task.task_id, pack="arith", difficulty=task.difficulty, prompt=task.prompt, answer=answer,
-                meta={**task.meta, "exact": float(answer)})
+    return Task(
+        task_id=task.task_id,
+        pack="arith",
+        difficulty=task.difficulty,
+        prompt=task.prompt,
+        answer=answer,
+        meta={**task.meta, "exact": float(answer)},
+    )
 
 
 def test_arith_pack_judges_with_math_verify_and_other_packs_keep_the_numeric_rule() -> None:

@@ -111,6 +111,6 @@ def test_tool_env_calls_through_the_executor() -> None:
 def test_system_prompt_explains_the_format() -> None:
     prompt = build_system_prompt("Some tools.")
     assert "<tool_call>" in prompt and "</tool_call>" in prompt and "<tool_response>" in prompt and "\\boxed{" in prompt
-    assert "\"name\": \"tool_name\", \"arguments\":" in prompt
+    assert '"name": "tool_name", "arguments":' in prompt
     with_tools = ArithPack().system_prompt_with_tools()
     assert '"name": "sum_numbers"' in with_tools

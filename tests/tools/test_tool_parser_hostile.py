@@ -42,22 +42,42 @@ surrogates = st.builds(
 )
 look_alikes = st.builds(
     lambda name: '{"name": "' + name + '", "arguments": {"a": 1, "b": 2}}',
-    st.sampled_from([
-        "\u0430dd",  # Cyrillic a
-        "ad\u0501",  # Cyrillic d-like
-        "\uff41\uff44\uff44",  # fullwidth
-        "add\u200b",  # zero-width space
-        "a\u0301dd",  # combining accent
-        "ADD", " add ", "add\u0000", "\u202eadd",
-    ]),
+    st.sampled_from(
+        [
+            "\u0430dd",  # Cyrillic a
+            "ad\u0501",  # Cyrillic d-like
+            "\uff41\uff44\uff44",  # fullwidth
+            "add\u200b",  # zero-width space
+            "a\u0301dd",  # combining accent
+            "ADD",
+            " add ",
+            "add\u0000",
+            "\u202eadd",
+        ]
+    ),
 )
-attacks = st.one_of(deep_nesting, huge_strings, huge_numbers, surrogates, look_alikes,
-                    st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+attacks = st.one_of(
+    deep_nesting,
+    huge_strings,
+    huge_numbers,
+    surrogates,
+    look_alikes,
+    st.text(max_size=300),
+    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+)
 wrapped = st.builds(
     lambda body, wrap: wrap.format(body=body),
     attacks,
-    st.sampled_from(["{body}", "<tool_call>{body}</tool_call>", "<tool_call>{body}", "```json\n{body}\n```",
-                     "prose first <tool_call>{body}</tool_call> then \\boxed{{1}}", "[{body}]"]),
+    st.sampled_from(
+        [
+            "{body}",
+            "<tool_call>{body}</tool_call>",
+            "<tool_call>{body}",
+            "```json\n{body}\n```",
+            "prose first <tool_call>{body}</tool_call> then \\boxed{{1}}",
+            "[{body}]",
+        ]
+    ),
 )
 
 

@@ -24,7 +24,8 @@ def test_example_pack_runs_through_the_episode_runner() -> None:
     pack = get_pack("examples.shipping_pack:ShippingPack")
     task = pack.generate(1, seed=0)[0]
     args = f'{{"weight_kg": {task.meta["weight_kg"]}, "zone": {task.meta["zone"]}}}'
-    replies = iter([f'<tool_call>{{"name": "parcel_cost", "arguments": {args}}}</tool_call>',
-                    f"\\boxed{{{task.answer}}}"])
+    replies = iter(
+        [f'<tool_call>{{"name": "parcel_cost", "arguments": {args}}}</tool_call>', f"\\boxed{{{task.answer}}}"]
+    )
     episode = run_episodes(pack, [task], lambda batch: [next(replies) for _ in batch], max_turns=3)[0]
     assert episode.correct and [c.name for c in episode.calls] == ["parcel_cost"]

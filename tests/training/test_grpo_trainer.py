@@ -22,8 +22,13 @@ def test_the_skip_is_exact_only_without_per_token_terms() -> None:
 
 
 def test_keep_rows_indexes_batch_tensors_and_keeps_batch_totals() -> None:
-    inputs = {"completion_ids": torch.arange(8).view(4, 2), "advantages": torch.tensor([0.0, 1.0, 0.0, -1.0]),
-              "num_items_in_batch": torch.tensor(8.0), "tags": ["a", "b", "c", "d"], "note": "x"}
+    inputs = {
+        "completion_ids": torch.arange(8).view(4, 2),
+        "advantages": torch.tensor([0.0, 1.0, 0.0, -1.0]),
+        "num_items_in_batch": torch.tensor(8.0),
+        "tags": ["a", "b", "c", "d"],
+        "note": "x",
+    }
     out = keep_rows(inputs, inputs["advantages"] != 0)
     assert out["completion_ids"].tolist() == [[2, 3], [6, 7]]
     assert out["advantages"].tolist() == [1.0, -1.0]
@@ -59,7 +64,8 @@ def test_dropping_zero_advantage_rows_leaves_loss_and_gradients_unchanged(traine
     torch.manual_seed(0)
     rows, prompt, completion = 4, 6, 5
     inputs = {
-        "prompt_ids": torch.randint(10, 500, (rows, prompt)), "prompt_mask": torch.ones(rows, prompt, dtype=torch.long),
+        "prompt_ids": torch.randint(10, 500, (rows, prompt)),
+        "prompt_mask": torch.ones(rows, prompt, dtype=torch.long),
         "completion_ids": torch.randint(10, 500, (rows, completion)),
         "completion_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]]),
         "advantages": torch.tensor([0.0, 0.7, 0.0, -0.7]),
@@ -106,4 +112,7 @@ def test_yaml_on_off_words_are_the_modes() -> None:
 
     repo = Path(__file__).resolve().parents[2]
     for word in ("off", "on", "auto"):
-        assert load_params(repo / "params.yaml", "smoke", [f"rl.skip_zero_advantage={word}"]).rl.skip_zero_advantage == word
+        assert (
+            load_params(repo / "params.yaml", "smoke", [f"rl.skip_zero_advantage={word}"]).rl.skip_zero_advantage
+            == word
+        )

@@ -25,10 +25,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(root: Path, model_cache: Path, out: str, *overrides: str) -> Params:
-    return load_params(REPO / "params.yaml", "smoke", [
-        f"project.state_dir={root / 'state'}", f"project.output_dir={root / out}",
-        f"models.cache_dir={model_cache}", *overrides,
-    ])
+    return load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={root / 'state'}",
+            f"project.output_dir={root / out}",
+            f"models.cache_dir={model_cache}",
+            *overrides,
+        ],
+    )
 
 
 def _runs(params: Params, stage: str) -> list:
@@ -48,20 +54,39 @@ def _loss_curve(run_id: str) -> list[float]:
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path,
-                                                  tiny_model_dir: Path) -> None:
+def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path, tiny_model_dir: Path) -> None:
     from components.training.sft_stage import train_sft
 
     steps = ["sft.max_steps=3", "sft.save_steps=2", "sft.logging_steps=1"]
     two = _params(isolated_env, model_cache, "two", *steps, "sft.batch_size=1", "sft.grad_accum=1")
     write_teacher_dataset(two)
     summary_file = isolated_env / "sft-summary.json"
-    command = [sys.executable, "-m", "components.cli.main", "stage", "sft", "--params", str(REPO / "params.yaml"),
-               "--profile", "smoke", "--summary", str(summary_file),
-               *[arg for key in [f"project.state_dir={isolated_env / 'state'}",
-                                 f"project.output_dir={isolated_env / 'two'}", f"models.cache_dir={model_cache}",
-                                 *steps, "sft.batch_size=1", "sft.grad_accum=1", "orchestration.num_processes=2"]
-                 for arg in ("--set", key)]]
+    command = [
+        sys.executable,
+        "-m",
+        "components.cli.main",
+        "stage",
+        "sft",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--profile",
+        "smoke",
+        "--summary",
+        str(summary_file),
+        *[
+            arg
+            for key in [
+                f"project.state_dir={isolated_env / 'state'}",
+                f"project.output_dir={isolated_env / 'two'}",
+                f"models.cache_dir={model_cache}",
+                *steps,
+                "sft.batch_size=1",
+                "sft.grad_accum=1",
+                "orchestration.num_processes=2",
+            ]
+            for arg in ("--set", key)
+        ],
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -86,8 +111,10 @@ def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cach
     # And the weights: DDP's averaged gradients equal the accumulated ones.
     from safetensors.torch import load_file
 
-    a, b = load_file(str(paths.sft_model / "model.safetensors")), load_file(
-        str(run_paths(one).sft_model / "model.safetensors"))
+    a, b = (
+        load_file(str(paths.sft_model / "model.safetensors")),
+        load_file(str(run_paths(one).sft_model / "model.safetensors")),
+    )
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
 
 
@@ -96,14 +123,14 @@ def _history(params: Params, arm: str) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
 
 
-def test_grpo_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path,
-                                                   tiny_model_dir: Path) -> None:
+def test_grpo_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path, tiny_model_dir: Path) -> None:
     from components.training.rl_stage import train_rl
     from flows.pipeline import execute_stage
 
     common = ["sft.enabled=false", "rl.max_steps=2", "rl.save_steps=1", "rl.num_generations=2", "rl.beta=0.0"]
-    two = _params(isolated_env, model_cache, "two", *common, "rl.batch_size=2", "rl.grad_accum=1",
-                  "orchestration.num_processes=2")
+    two = _params(
+        isolated_env, model_cache, "two", *common, "rl.batch_size=2", "rl.grad_accum=1", "orchestration.num_processes=2"
+    )
     write_teacher_dataset(two)
     summary = execute_stage(two, "rl", arm="mentor")  # what the flow's task runs: launches 2 processes
     assert summary["global_step"] == 2 and summary["arm"] == "mentor"

@@ -40,18 +40,34 @@ SAME_SET_OTHER_ORDER = (call("multiply", a=3, b=4), call("add", a=12, b=8))
 SUBSET = (call("add", a=2, b=3),)
 SUPERSET = (call("add", a=2, b=3), call("multiply", a=5, b=4), call("subtract", a=20, b=0))
 DISJOINT = (call("power", a=2, b=3),)
-HALLUCINATED = (call("add", a=2, b=3), call("multiply", a=5, b=4), call("times", known=False, error="unknown_tool", a=1, b=2))
+HALLUCINATED = (
+    call("add", a=2, b=3),
+    call("multiply", a=5, b=4),
+    call("times", known=False, error="unknown_tool", a=1, b=2),
+)
 ONLY_HALLUCINATED = (call("times", known=False, error="unknown_tool", a=1, b=2),)
 
 
 def rollout(attempts=(), correct=True, eos=True, boxed="20", final_answer=True) -> Rollout:
-    return Rollout(ended_with_eos=eos, boxed=boxed, correct=correct, attempts=tuple(attempts), n_turns=len(attempts) + 1,
-                   final_answer=final_answer)
+    return Rollout(
+        ended_with_eos=eos,
+        boxed=boxed,
+        correct=correct,
+        attempts=tuple(attempts),
+        n_turns=len(attempts) + 1,
+        final_answer=final_answer,
+    )
 
 
 def arms(mentor: float, f1: float, overlap: float, notool: float, sparse: float, strict: float) -> dict[str, float]:
-    return {"mentor": mentor, "mentor-f1": f1, "mentor-overlap": overlap, "mentor-notool": notool,
-            "sparse": sparse, "strict": strict}
+    return {
+        "mentor": mentor,
+        "mentor-f1": f1,
+        "mentor-overlap": overlap,
+        "mentor-notool": notool,
+        "sparse": sparse,
+        "strict": strict,
+    }
 
 
 # (case, rollout, expected reward per arm), worked out by hand from the authors' files:
@@ -59,23 +75,37 @@ def arms(mentor: float, f1: float, overlap: float, notool: float, sparse: float,
 # exact), ABLATION2 (any overlap, NO no-hallucination term), ABLATION3 (0.7 + 0.1*nohall, no tool term),
 # mentor_sparse.py (1.0 / 0.1); strict is ours. Gates: no EOS or no final answer 0.0, no box 0.1.
 CASES = [
-    ("correct, same set, no hallucination = every arm's max", rollout(SAME_PATH),
-     arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0)),
-    ("wrong, same set, no hallucination = every arm's wrong max", rollout(SAME_PATH, correct=False),
-     arms(0.16, 0.16, 0.06, 0.1, 0.1, 0.1)),
+    ("correct, same set, no hallucination = every arm's max", rollout(SAME_PATH), arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0)),
+    (
+        "wrong, same set, no hallucination = every arm's wrong max",
+        rollout(SAME_PATH, correct=False),
+        arms(0.16, 0.16, 0.06, 0.1, 0.1, 0.1),
+    ),
     ("no EOS gates everything to 0", rollout(SAME_PATH, eos=False), arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
     ("no EOS beats missing box", rollout(SAME_PATH, eos=False, boxed=None), arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
     # the turn limit hit while still calling tools: the authors' rollout has no EOS there
-    ("no final answer turn, correct box in an earlier turn: 0", rollout(SAME_PATH, final_answer=False),
-     arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
-    ("no final answer turn beats missing box", rollout(SAME_PATH, boxed=None, correct=False, final_answer=False),
-     arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    (
+        "no final answer turn, correct box in an earlier turn: 0",
+        rollout(SAME_PATH, final_answer=False),
+        arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    ),
+    (
+        "no final answer turn beats missing box",
+        rollout(SAME_PATH, boxed=None, correct=False, final_answer=False),
+        arms(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    ),
     ("missing box = 0.1", rollout(SAME_PATH, boxed=None, correct=False), arms(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)),
     ("empty box = 0.1", rollout(SAME_PATH, boxed="  ", correct=False), arms(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)),
-    ("correct with float-noisy arguments: strict still matches", rollout(SAME_PATH_FLOATS),
-     arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0)),
-    ("correct, same set by another path: strict scores like wrong", rollout(SAME_SET_OTHER_ORDER),
-     arms(1.1, 1.1, 1.0, 0.8, 1.0, 0.1)),
+    (
+        "correct with float-noisy arguments: strict still matches",
+        rollout(SAME_PATH_FLOATS),
+        arms(1.1, 1.1, 1.0, 0.8, 1.0, 1.0),
+    ),
+    (
+        "correct, same set by another path: strict scores like wrong",
+        rollout(SAME_SET_OTHER_ORDER),
+        arms(1.1, 1.1, 1.0, 0.8, 1.0, 0.1),
+    ),
     # subset {add} vs {add, multiply}: exact 0; F1 = 2*(1*0.5)/(1.5) = 2/3 -> 0.3*F1 = 0.2; overlap 1
     ("correct, subset of the teacher's tools", rollout(SUBSET), arms(0.8, 1.0, 1.0, 0.8, 1.0, 0.1)),
     ("wrong, subset of the teacher's tools", rollout(SUBSET, correct=False), arms(0.1, 0.14, 0.06, 0.1, 0.1, 0.1)),
@@ -86,10 +116,16 @@ CASES = [
     ("wrong without any tool", rollout((), correct=False), arms(0.1, 0.1, 0.0, 0.1, 0.1, 0.1)),
     # valid set still equals the teacher's, but a hallucinated name costs the 0.1 (overlap has no such term)
     ("correct, same valid set plus a hallucinated name", rollout(HALLUCINATED), arms(1.0, 1.0, 1.0, 0.7, 1.0, 0.1)),
-    ("wrong, same valid set plus a hallucinated name", rollout(HALLUCINATED, correct=False),
-     arms(0.06, 0.06, 0.06, 0.0, 0.1, 0.1)),
-    ("wrong, only a hallucinated name: nothing at all", rollout(ONLY_HALLUCINATED, correct=False),
-     arms(0.0, 0.0, 0.0, 0.0, 0.1, 0.1)),
+    (
+        "wrong, same valid set plus a hallucinated name",
+        rollout(HALLUCINATED, correct=False),
+        arms(0.06, 0.06, 0.06, 0.0, 0.1, 0.1),
+    ),
+    (
+        "wrong, only a hallucinated name: nothing at all",
+        rollout(ONLY_HALLUCINATED, correct=False),
+        arms(0.0, 0.0, 0.0, 0.0, 0.1, 0.1),
+    ),
     ("correct, only a hallucinated name", rollout(ONLY_HALLUCINATED), arms(0.7, 0.7, 0.7, 0.7, 1.0, 0.1)),
 ]
 
@@ -104,8 +140,14 @@ def test_reward_table(case: str, the_rollout: Rollout, expected: dict[str, float
 
 
 #: The authors' maxima per arm: (correct answer, wrong answer).
-AUTHORS_MAXIMA = {"mentor": (1.1, 0.16), "mentor-f1": (1.1, 0.16), "mentor-overlap": (1.0, 0.06),
-                  "mentor-notool": (0.8, 0.1), "sparse": (1.0, 0.1), "strict": (1.0, 0.1)}
+AUTHORS_MAXIMA = {
+    "mentor": (1.1, 0.16),
+    "mentor-f1": (1.1, 0.16),
+    "mentor-overlap": (1.0, 0.06),
+    "mentor-notool": (0.8, 0.1),
+    "sparse": (1.0, 0.1),
+    "strict": (1.0, 0.1),
+}
 
 
 @pytest.mark.parametrize("mode", REWARD_MODES)
@@ -132,7 +174,9 @@ def test_notool_arm_ignores_the_tool_set_but_logs_the_match() -> None:
 
 
 def test_weights_come_from_params() -> None:
-    custom = RewardParams(correct=1.0, tool_match=0.5, no_hallucination=0.0, wrong_scale=0.5, missing_box=-1.0, eos_gate=-2.0)
+    custom = RewardParams(
+        correct=1.0, tool_match=0.5, no_hallucination=0.0, wrong_scale=0.5, missing_box=-1.0, eos_gate=-2.0
+    )
     assert compute_reward("mentor", rollout(SAME_PATH), REF, custom).reward == pytest.approx(1.5)
     assert compute_reward("mentor", rollout(SAME_PATH, correct=False), REF, custom).reward == pytest.approx(0.25)
     assert compute_reward("mentor", rollout(SAME_PATH, boxed=None), REF, custom).reward == pytest.approx(-1.0)

@@ -55,8 +55,9 @@ def test_arm_figure_draws_every_logged_curve(tmp_path: Path) -> None:
 
 
 def test_arms_figure_has_one_reward_curve_per_arm(tmp_path: Path) -> None:
-    path = plot_arms_reward({"mentor": _history(3, 0.2), "sparse": _history(3, 0.1), "strict": []},
-                            tmp_path / "rl_reward_curves.png")
+    path = plot_arms_reward(
+        {"mentor": _history(3, 0.2), "sparse": _history(3, 0.1), "strict": []}, tmp_path / "rl_reward_curves.png"
+    )
     assert path is not None and path.read_bytes()[:8] == PNG
     assert plot_arms_reward({"strict": [], "sparse": [{"step": 1.0, "loss": 0.3}]}, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()

@@ -14,11 +14,23 @@ from components.training.rl_data import build_rl_rows, load_rl_dataset, read_tea
 def teacher_row(i: int, pack: str = "arith", verified: bool = True, difficulty: int = 2) -> dict:
     calls = [{"name": "multiply", "arguments": {"a": i, "b": 2}}, {"name": "add", "arguments": {"a": 2 * i, "b": 1}}]
     return {
-        "id": f"{pack}-0-{i}", "pack": pack, "difficulty": difficulty, "prompt": f"What is {i}*2+1?", "system": "SYS",
-        "tools": "[]", "messages": "[]", "tool_names": ["multiply", "add"], "tool_set": ["add", "multiply"],
-        "calls": json.dumps(calls), "answer": str(2 * i + 1), "teacher_answer": str(2 * i + 1), "verified": verified,
+        "id": f"{pack}-0-{i}",
+        "pack": pack,
+        "difficulty": difficulty,
+        "prompt": f"What is {i}*2+1?",
+        "system": "SYS",
+        "tools": "[]",
+        "messages": "[]",
+        "tool_names": ["multiply", "add"],
+        "tool_set": ["add", "multiply"],
+        "calls": json.dumps(calls),
+        "answer": str(2 * i + 1),
+        "teacher_answer": str(2 * i + 1),
+        "verified": verified,
         "task": json.dumps({"task_id": f"{pack}-0-{i}", "pack": pack, "difficulty": 2, "prompt": "p", "answer": "a"}),
-        "teacher_backend": "scripted", "teacher_model": "x", "teacher_settings": "{}",
+        "teacher_backend": "scripted",
+        "teacher_model": "x",
+        "teacher_settings": "{}",
     }
 
 
@@ -26,7 +38,10 @@ def test_rows_carry_prompt_and_reference() -> None:
     rows = build_rl_rows([teacher_row(i) for i in range(5)], ["arith"], n=3, seed=0)
     assert len(rows) == 3
     row = rows[0]
-    assert row["prompt"] == [{"role": "system", "content": "SYS"}, {"role": "user", "content": row["prompt"][1]["content"]}]
+    assert row["prompt"] == [
+        {"role": "system", "content": "SYS"},
+        {"role": "user", "content": row["prompt"][1]["content"]},
+    ]
     assert row["ref_tool_set"] == ["add", "multiply"]
     assert [c["name"] for c in json.loads(row["ref_calls"])] == ["multiply", "add"]
     assert json.loads(row["task"])["task_id"] == row["task_id"]

@@ -47,8 +47,11 @@ def test_public_methods_are_exactly_the_tools_with_the_packs_schemas(pack_name: 
     cls = make_environment_class(pack)
     env = cls()
     # What TRL does to find the tools of an environment:
-    public = {name for name, _ in inspect.getmembers(cls, predicate=inspect.isfunction)
-              if not name.startswith("_") and name not in ("reset", "get_reward")}
+    public = {
+        name
+        for name, _ in inspect.getmembers(cls, predicate=inspect.isfunction)
+        if not name.startswith("_") and name not in ("reset", "get_reward")
+    }
     assert public == set(pack.tool_names())
     for tool in pack.tool_list():
         ours = get_json_schema(getattr(env, tool.name))["function"]
@@ -121,10 +124,14 @@ def test_trl_parses_our_tools_with_the_student_template(tiny_model_dir) -> None:
     env.reset(**row)
     tools = [getattr(env, name) for name in pack.tool_names()]
     prompt = [{"role": "system", "content": pack.system_prompt}, {"role": "user", "content": "2+3?"}]
-    prefix = tokenizer.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False)
+    prefix = tokenizer.apply_chat_template(
+        prompt, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     assert "sum_numbers(numbers: array<number>) - " in tokenizer.decode(prefix)
     text = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": "3"}}\n</tool_call><|im_end|>'
-    parsed = parse_response(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"], prefix=prefix, tools=tools)
+    parsed = parse_response(
+        tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"], prefix=prefix, tools=tools
+    )
     [call] = parsed["tool_calls"]
     function = call["function"]
     assert getattr(env, function["name"])(**function["arguments"]) == "5"
@@ -166,15 +173,29 @@ def test_expert_rollout_earns_the_maximum_in_every_mode(pack_name: str) -> None:
     env.reset(**row)
     messages, ref_calls = _expert_completion(pack, task, env)
     tool_set = sorted({c["name"] for c in ref_calls})
-    expected = {"mentor": 1.1, "mentor-f1": 1.1, "mentor-overlap": 1.0, "mentor-notool": 0.8, "sparse": 1.0,
-                "strict": 1.0}
+    expected = {
+        "mentor": 1.1,
+        "mentor-f1": 1.1,
+        "mentor-overlap": 1.0,
+        "mentor-notool": 0.8,
+        "sparse": 1.0,
+        "strict": 1.0,
+    }
     if not tool_set:  # a pack task solvable without tools: MENTOR's match is 0 by definition
         expected.update({"mentor": 0.8, "mentor-f1": 0.8, "mentor-overlap": 0.7})
     for mode, value in expected.items():
         recorder = RlRecorder(group_size=1)
         reward = make_reward_function(mode, RewardParams(), [EOS], recorder)
-        got = reward(prompts=[[]], completions=[messages], completion_ids=[[5, 6, EOS]], environments=[env],
-                     ref_tool_set=[tool_set], ref_calls=[json.dumps(ref_calls)], answer=[task.answer], task=[row["task"]])
+        got = reward(
+            prompts=[[]],
+            completions=[messages],
+            completion_ids=[[5, 6, EOS]],
+            environments=[env],
+            ref_tool_set=[tool_set],
+            ref_calls=[json.dumps(ref_calls)],
+            answer=[task.answer],
+            task=[row["task"]],
+        )
         assert got == [pytest.approx(value)], mode
         metrics = recorder.drain()
         assert metrics["rl/correct_rate"] == 1.0 and metrics["rl/hallucination_rate"] == 0.0
@@ -187,10 +208,14 @@ def test_rollout_reads_hallucinations_bad_json_and_the_eos_gate() -> None:
     tools = env.tool_env.tools
     messages = [
         # TRL keeps unknown names in tool_calls (and answers "Tool plus not found")
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "plus", "arguments": {"a": 1, "b": 2}}},
-            {"type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "plus", "arguments": {"a": 1, "b": 2}}},
+                {"type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}},
+            ],
+        },
         {"role": "tool", "name": "plus", "content": "{'error': 'Tool plus not found.'}"},
         {"role": "tool", "name": "add", "content": "3"},
         # malformed JSON: TRL falls back to plain text and runs nothing
@@ -200,12 +225,20 @@ def test_rollout_reads_hallucinations_bad_json_and_the_eos_gate() -> None:
     rollout = rollout_from_completion(messages, [7, EOS], [EOS], tools, lambda answer: answer == task.answer)
     assert rollout.ended_with_eos and rollout.correct and rollout.boxed == task.answer and rollout.n_turns == 3
     assert [(a.name, a.known, a.error) for a in rollout.attempts] == [
-        ("plus", False, "unknown_tool"), ("add", True, None), (None, False, "bad_json")]
+        ("plus", False, "unknown_tool"),
+        ("add", True, None),
+        (None, False, "bad_json"),
+    ]
     truncated = rollout_from_completion(messages, [7, 8], [EOS], tools, lambda answer: True)
     assert not truncated.ended_with_eos
     reward = make_reward_function("mentor", RewardParams(), [EOS])
-    common = {"prompts": [[], []], "completions": [messages, messages], "environments": [env, env],
-              "ref_tool_set": [["add"], ["add"]], "ref_calls": ["[]", "[]"]}
+    common = {
+        "prompts": [[], []],
+        "completions": [messages, messages],
+        "environments": [env, env],
+        "ref_tool_set": [["add"], ["add"]],
+        "ref_calls": ["[]", "[]"],
+    }
     # correct, valid set {add} == teacher's, but a hallucinated name: 0.7 + 0.3 + 0 ; truncated: 0
     assert reward(completion_ids=[[7, EOS], [7, 8]], **common) == [pytest.approx(1.0), 0.0]
 
@@ -219,8 +252,14 @@ def test_wrong_answers_and_missing_boxes_are_scored_with_the_real_verifier() -> 
     right = [{"role": "assistant", "content": f"\\boxed{{{task.answer}}}"}]
     recorder = RlRecorder(group_size=3)
     reward = make_reward_function("sparse", RewardParams(), [EOS], recorder)
-    got = reward(prompts=[[]] * 3, completions=[wrong, unboxed, right], completion_ids=[[EOS]] * 3,
-                 environments=[env] * 3, ref_tool_set=[["add"]] * 3, ref_calls=["[]"] * 3)
+    got = reward(
+        prompts=[[]] * 3,
+        completions=[wrong, unboxed, right],
+        completion_ids=[[EOS]] * 3,
+        environments=[env] * 3,
+        ref_tool_set=[["add"]] * 3,
+        ref_calls=["[]"] * 3,
+    )
     assert got == [pytest.approx(0.1), pytest.approx(0.1), pytest.approx(1.0)]
     metrics = recorder.drain()
     assert metrics["rl/boxed_rate"] == pytest.approx(2 / 3)
@@ -235,21 +274,35 @@ def test_reward_without_reference_columns_names_the_column() -> None:
     env.reset(**row)
     reward = make_reward_function("mentor", RewardParams(), [EOS])
     with pytest.raises(ValueError, match="'ref_tool_set'"):
-        reward(prompts=[[]], completions=[[{"role": "assistant", "content": "x"}]], completion_ids=[[EOS]],
-               environments=[env], ref_calls=["[]"])
+        reward(
+            prompts=[[]],
+            completions=[[{"role": "assistant", "content": "x"}]],
+            completion_ids=[[EOS]],
+            environments=[env],
+            ref_calls=["[]"],
+        )
 
 
 def _tool_turn(name: str, **arguments: float) -> dict:
-    return {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": name, "arguments": arguments}}]}
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": name, "arguments": arguments}}],
+    }
 
 
 def _score_all_arms(messages: list[dict], env, ref_tool_set: list[str]) -> dict[str, float]:
     out = {}
     for mode in REWARD_MODES:
         reward = make_reward_function(mode, RewardParams(), [EOS])
-        [out[mode]] = reward(prompts=[[]], completions=[messages], completion_ids=[[7, EOS]], environments=[env],
-                             ref_tool_set=[ref_tool_set], ref_calls=["[]"])
+        [out[mode]] = reward(
+            prompts=[[]],
+            completions=[messages],
+            completion_ids=[[7, EOS]],
+            environments=[env],
+            ref_tool_set=[ref_tool_set],
+            ref_calls=["[]"],
+        )
     return out
 
 
@@ -269,8 +322,11 @@ def test_a_rollout_stopped_while_still_calling_tools_scores_zero_in_every_arm() 
     raw = [{"role": "assistant", "content": '<tool_call>{"name": "add", "arguments": {"a": 1</tool_call>'}]
     assert not rollout_from_completion(raw, [EOS], [EOS], env.tool_env.tools, lambda a: True).final_answer
     # ... but a final turn that answers is one (an unterminated tag is text, as in the authors' rollout)
-    answered = [*messages, {"role": "tool", "name": "add", "content": "7"},
-                {"role": "assistant", "content": "<tool_call> is not needed: \\boxed{7}"}]
+    answered = [
+        *messages,
+        {"role": "tool", "name": "add", "content": "7"},
+        {"role": "assistant", "content": "<tool_call> is not needed: \\boxed{7}"},
+    ]
     assert rollout_from_completion(answered, [EOS], [EOS], env.tool_env.tools, lambda a: True).final_answer
 
 
@@ -278,13 +334,21 @@ def test_the_box_is_the_last_one_in_any_turn_and_an_earlier_one_is_logged() -> N
     pack, task, row = _task_row("arith")
     env = make_environment_class(pack)()
     env.reset(**row)
-    messages = [{**_tool_turn("add", a=1, b=2), "content": f"I guess \\boxed{{{task.answer}}}; checking."},
-                {"role": "tool", "name": "add", "content": "3"},
-                {"role": "assistant", "content": "Checked."}]
+    messages = [
+        {**_tool_turn("add", a=1, b=2), "content": f"I guess \\boxed{{{task.answer}}}; checking."},
+        {"role": "tool", "name": "add", "content": "3"},
+        {"role": "assistant", "content": "Checked."},
+    ]
     recorder = RlRecorder(group_size=1)
     reward = make_reward_function("sparse", RewardParams(), [EOS], recorder)
-    got = reward(prompts=[[]], completions=[messages], completion_ids=[[7, EOS]], environments=[env],
-                 ref_tool_set=[["add"]], ref_calls=["[]"])
+    got = reward(
+        prompts=[[]],
+        completions=[messages],
+        completion_ids=[[7, EOS]],
+        environments=[env],
+        ref_tool_set=[["add"]],
+        ref_calls=["[]"],
+    )
     assert got == [pytest.approx(1.0)]  # the authors read the box from the whole response
     metrics = recorder.drain()
     assert metrics["rl/box_earlier_turn_rate"] == 1.0 and metrics["rl/final_answer_rate"] == 1.0

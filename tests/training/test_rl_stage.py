@@ -62,12 +62,26 @@ def test_two_arms_from_one_call_each_with_its_run_and_model(rl_params: Params) -
         run = runs[f"rl-{arm}"]
         assert run.data.tags["mentor.arm"] == arm and run.data.tags["mentor.stage"] == "rl"
         # Per-step components from our recorder and TRL's own metrics, both at step 1.
-        for key in ("rl/reward_mean", "rl/correct_rate", "rl/match_rate", "rl/hallucination_rate", "rl/boxed_rate",
-                    "rl/zero_variance_groups", "rl/parse_fail/no_calls", "rl/tool_calls", "rl/turns",
-                    "rl/final_answer_rate", "rl/box_earlier_turn_rate",
-                    "time/reward_tool_share", "train/reward_std", "train/tools/call_frequency",
-                    "train/completions/mean_length", "train/learning_rate",
-                    "train/kl", "train/entropy"):  # the authors' KL loss is on (beta 0.001 in smoke)
+        for key in (
+            "rl/reward_mean",
+            "rl/correct_rate",
+            "rl/match_rate",
+            "rl/hallucination_rate",
+            "rl/boxed_rate",
+            "rl/zero_variance_groups",
+            "rl/parse_fail/no_calls",
+            "rl/tool_calls",
+            "rl/turns",
+            "rl/final_answer_rate",
+            "rl/box_earlier_turn_rate",
+            "time/reward_tool_share",
+            "train/reward_std",
+            "train/tools/call_frequency",
+            "train/completions/mean_length",
+            "train/learning_rate",
+            "train/kl",
+            "train/entropy",
+        ):  # the authors' KL loss is on (beta 0.001 in smoke)
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [1], key
         assert 0.0 <= result["timing"]["reward_tool_share"] < 1.0

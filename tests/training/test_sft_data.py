@@ -29,8 +29,13 @@ def arith_rows(n: int, seed: int = 0) -> list[dict]:
     rows = []
     for i, task in enumerate(pack.generate(n, seed=seed, difficulties=[1, 2, 3])):
         messages = pack.expert(task, random.Random(seed + i))
-        result = TrajectoryResult(task=task, messages=messages, teacher_answer=task.answer, verified=True,
-                                  n_turns=sum(m["role"] == "assistant" for m in messages))
+        result = TrajectoryResult(
+            task=task,
+            messages=messages,
+            teacher_answer=task.answer,
+            verified=True,
+            n_turns=sum(m["role"] == "assistant" for m in messages),
+        )
         rows.append(trajectory_row(result, pack.system_prompt, pack.tool_schemas(), identity))
     return rows
 
@@ -50,8 +55,9 @@ def expected_assistant_texts(messages: list[dict], eos: str) -> list[str]:
             continue
         blocks = [
             "<tool_call>\n"
-            + json.dumps({"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])},
-                         ensure_ascii=False)
+            + json.dumps(
+                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}, ensure_ascii=False
+            )
             + "\n</tool_call>"
             for c in message.get("tool_calls") or []
         ]

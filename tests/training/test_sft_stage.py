@@ -49,7 +49,9 @@ def validate_teacher_dataset(params: Params) -> None:
     paths = run_paths(params)
     paths.eval_tasks.parent.mkdir(parents=True, exist_ok=True)
     paths.eval_tasks.write_text(json.dumps({"task_id": "held-out", "prompt": "a held-out prompt"}) + "\n")
-    relaxed = params.model_copy(update={"validation": params.validation.model_copy(update={"min_per_pack_difficulty": 1})})
+    relaxed = params.model_copy(
+        update={"validation": params.validation.model_copy(update={"min_per_pack_difficulty": 1})}
+    )
     run_validate_stage(relaxed)
 
 
@@ -108,9 +110,13 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, ti
         mp.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
         mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # a smoke run is shorter than the default 10 s
         params = load_params(
-            REPO / "params.yaml", "smoke",
-            [f"project.state_dir={root / 'state'}", f"project.output_dir={root / 'straight'}",
-             f"models.cache_dir={model_cache}"],
+            REPO / "params.yaml",
+            "smoke",
+            [
+                f"project.state_dir={root / 'state'}",
+                f"project.output_dir={root / 'straight'}",
+                f"models.cache_dir={model_cache}",
+            ],
         )
         write_teacher_dataset(params)
         summary = run_sft_stage(params)
@@ -200,8 +206,14 @@ def test_diverging_run_stops_with_clear_error_and_no_model(  # type: ignore[no-u
 def test_lora_adapter_is_merged_into_a_plain_model(straight_run, tmp_path: Path, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from transformers import AutoModelForCausalLM
 
-    params = with_overrides(straight_run[0], tmp_path / "lora", "sft.use_lora=true", "sft.max_steps=2",
-                            "sft.batch_size=1", "sft.learning_rate=0.01")
+    params = with_overrides(
+        straight_run[0],
+        tmp_path / "lora",
+        "sft.use_lora=true",
+        "sft.max_steps=2",
+        "sft.batch_size=1",
+        "sft.learning_rate=0.01",
+    )
     write_teacher_dataset(params, n=2)
     summary = train_sft(params)
     model_dir = Path(summary["model_dir"])

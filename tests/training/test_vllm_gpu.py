@@ -44,8 +44,10 @@ def test_vllm_without_a_gpu_is_refused_with_the_fix(tmp_path: Path) -> None:
         grpo_config(_smoke(tmp_path, "rl.use_vllm=true", "rl.vllm_mode=server"), tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                    reason="needs the vllm package (not in the CPU lock): pip install vllm on the GPU machine")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None,
+    reason="needs the vllm package (not in the CPU lock): pip install vllm on the GPU machine",
+)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: vLLM rollouts do not run on CPU")
 def test_one_grpo_step_with_colocated_vllm(smoke_params: Params) -> None:
     from components.teacher.stage import run_teacher_stage
@@ -53,9 +55,19 @@ def test_one_grpo_step_with_colocated_vllm(smoke_params: Params) -> None:
 
     updates = {"enabled": False}
     params = smoke_params.model_copy(update={"sft": smoke_params.sft.model_copy(update=updates)})
-    params = params.model_copy(update={"rl": params.rl.model_copy(update={
-        "use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.2, "max_steps": 1,
-        "save_steps": 1})})
+    params = params.model_copy(
+        update={
+            "rl": params.rl.model_copy(
+                update={
+                    "use_vllm": True,
+                    "vllm_mode": "colocate",
+                    "vllm_gpu_memory_utilization": 0.2,
+                    "max_steps": 1,
+                    "save_steps": 1,
+                }
+            )
+        }
+    )
     run_teacher_stage(params)
     summary = train_rl(params, "mentor")
     assert summary["global_step"] == 1

@@ -77,8 +77,17 @@ def test_validate_killed_mid_run_leaves_a_verdict_the_gate_refuses(taught: tuple
     paths = run_paths(params)
     run_validate_stage(params)  # an earlier, passing verdict exists
     summary_path = paths.validation_dir / SUMMARY_FILE
-    cli = [sys.executable, "-m", "components.cli.main", "stage", "validate", "--profile", "smoke",
-           "--params", str(REPO / "params.yaml")]
+    cli = [
+        sys.executable,
+        "-m",
+        "components.cli.main",
+        "stage",
+        "validate",
+        "--profile",
+        "smoke",
+        "--params",
+        str(REPO / "params.yaml"),
+    ]
     for item in overrides:
         cli += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -37,20 +37,23 @@ def test_teacher_then_validate_then_fail_closed(isolated_env: Path) -> None:
 
     teacher = runner.invoke(app, ["stage", "teacher", *cli])
     assert teacher.exit_code == 0, teacher.output
-    assert json.loads(teacher.stdout[teacher.stdout.index("{"):])["verified"] == params.tasks.n_train
+    assert json.loads(teacher.stdout[teacher.stdout.index("{") :])["verified"] == params.tasks.n_train
     validate = runner.invoke(app, ["stage", "validate", *cli])
     assert validate.exit_code == 0, validate.output
     assert validated_dataset(params).read_bytes() == paths.teacher_dataset.read_bytes()
 
     client = MlflowClient()
-    runs = {r.data.tags["mentor.stage"]: r for r in mlflow.search_runs(
-        experiment_names=[params.orchestration.experiment], output_format="list")}
+    runs = {
+        r.data.tags["mentor.stage"]: r
+        for r in mlflow.search_runs(experiment_names=[params.orchestration.experiment], output_format="list")
+    }
     assert set(runs) == {"teacher", "validate"}
     teacher_run = runs["teacher"]
     assert teacher_run.data.metrics["yield"] == 1.0
     assert {"yield.arith.d1", "yield.arith.d2", "wall_time_s", "tokens_total"} <= set(teacher_run.data.metrics)
     assert {"teacher/sample_trajectories.jsonl", "teacher/yield.csv", "teacher/failures_by_reason.csv"} <= _artifacts(
-        client, teacher_run.info.run_id)
+        client, teacher_run.info.run_id
+    )
     validate_artifacts = _artifacts(client, runs["validate"].info.run_id)
     assert {"validation/report.txt", "validation/data_docs/index.html", "validation/summary.json"} <= validate_artifacts
 
@@ -66,8 +69,12 @@ def test_teacher_then_validate_then_fail_closed(isolated_env: Path) -> None:
     assert "unique_ids" in (paths.validation_dir / "report.txt").read_text()
     with pytest.raises(DataValidationError):
         validated_dataset(params)
-    last = mlflow.search_runs(experiment_names=[params.orchestration.experiment], output_format="list",
-                              order_by=["attributes.start_time DESC"], max_results=1)[0]
+    last = mlflow.search_runs(
+        experiment_names=[params.orchestration.experiment],
+        output_format="list",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
     assert last.data.tags["mentor.stage"] == "validate" and last.info.status == "FAILED"
     assert last.data.tags["validation.failed_checks"] == "unique_ids"
     assert {"validation/report.txt", "validation/data_docs/index.html"} <= _artifacts(client, last.info.run_id)

@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, list[dict[str, Any]]]:
     """Smoke params and the scripted teacher's dataset, generated once for this module."""
     root = tmp_path_factory.mktemp("teacher")
-    params = load_params(REPO / "params.yaml", "smoke", [
-        f"project.output_dir={root / 'outputs'}", f"project.state_dir={root / 'state'}",
-    ])
+    params = load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.output_dir={root / 'outputs'}",
+            f"project.state_dir={root / 'state'}",
+        ],
+    )
     generate_trajectories(params, progress=False)
     return params, read_jsonl(run_paths(params).teacher_dataset)
 
@@ -173,7 +178,9 @@ def test_a_row_naming_a_foreign_pack_is_rejected_without_importing_it(
 
 def test_too_few_examples_in_a_group_names_the_group(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
     params, rows = clean
-    path = corrupted(tmp_path, rows, lambda copy: copy.__setitem__(slice(None), [r for r in copy if r["difficulty"] != 2]))
+    path = corrupted(
+        tmp_path, rows, lambda copy: copy.__setitem__(slice(None), [r for r in copy if r["difficulty"] != 2])
+    )
     outcome, _ = validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)
     failures = failed_checks(outcome)
     assert list(failures) == ["min_examples_per_pack_difficulty"]
@@ -201,11 +208,15 @@ def test_truncated_parquet_is_rejected(clean: tuple[Params, list[dict]], tmp_pat
         validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)
 
 
-def test_truncated_jsonl_line_is_rejected_with_its_line_number(clean: tuple[Params, list[dict]], tmp_path: Path) -> None:
+def test_truncated_jsonl_line_is_rejected_with_its_line_number(
+    clean: tuple[Params, list[dict]], tmp_path: Path
+) -> None:
     params, _ = clean
     path = tmp_path / "teacher.jsonl"
     shutil.copy(run_paths(params).teacher_dataset, path)
     text = path.read_text()
     path.write_text(text[: len(text) - 40])
-    with pytest.raises(DatasetLoadError, match=rf"line {params.tasks.n_train} is not valid JSON \(the file looks truncated\)"):
+    with pytest.raises(
+        DatasetLoadError, match=rf"line {params.tasks.n_train} is not valid JSON \(the file looks truncated\)"
+    ):
         validate_dataset(path, params, tmp_path / "out", run_paths(params).eval_tasks)

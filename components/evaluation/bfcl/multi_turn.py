@@ -220,8 +220,12 @@ class MultiTurnEnv:
     returns the error as text, and caps the result's length.
     """
 
-    def __init__(self, case: BfclCase, max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
-                 max_call_seconds: float | None = MAX_CALL_SECONDS) -> None:
+    def __init__(
+        self,
+        case: BfclCase,
+        max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+        max_call_seconds: float | None = MAX_CALL_SECONDS,
+    ) -> None:
         if case.category not in MULTI_TURN_CATEGORIES:
             raise ValueError(f"{case.case_id} is not a multi-turn case")
         self.case = case

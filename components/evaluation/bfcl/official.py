@@ -72,8 +72,14 @@ class OfficialChecker:
     version: str
     path: str
 
-    def check(self, functions: list[dict[str, Any]], output: list[dict[str, Any]], ground_truth: list[Any],
-              category: str, model: str = FC_MODEL) -> dict[str, Any]:
+    def check(
+        self,
+        functions: list[dict[str, Any]],
+        output: list[dict[str, Any]],
+        ground_truth: list[Any],
+        category: str,
+        model: str = FC_MODEL,
+    ) -> dict[str, Any]:
         """Run BFCL's ``ast_checker`` exactly as its eval runner does for a Python category."""
         return self.ast_checker(functions, output, ground_truth, self.language_python, category, model)
 
