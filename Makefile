@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu-demo
 
-.PHONY: install run test lint lock clean-state
+.PHONY: install run test check lint lock clean-state
 
 install: $(STAMP)
 
@@ -23,8 +23,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check components flows tests
+# Style the tools enforce (CI runs this before the tests): formatting, lint, types.
+CHECKED := components flows tests benchmarks
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check $(CHECKED)
+	$(VENV)/bin/ruff check $(CHECKED)
+	$(VENV)/bin/mypy components flows
+
+lint: check
 
 # Regenerate the lock from a fresh resolve of pyproject's windows (maintainers only).
 lock:

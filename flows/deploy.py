@@ -71,6 +71,16 @@ def _check_cron(cron: str) -> None:
         ) from exc
 
 
+def _from_source(flow: Any, code: str, entrypoint: str) -> Any:
+    """``Flow.from_source`` for a sync caller: Prefect types it as maybe-a-coroutine (it is one inside an event loop)."""
+    import inspect
+
+    loaded = flow.from_source(source=code, entrypoint=entrypoint)
+    if inspect.isawaitable(loaded):
+        raise StageError("create the deployment from synchronous code: Flow.from_source returned an awaitable")
+    return loaded
+
+
 def create_deployment(
     params: Params,
     cron: str,
@@ -116,7 +126,7 @@ def create_deployment(
         limit=params.orchestration.concurrency_limit,
         collision_strategy=ConcurrencyLimitStrategy(params.orchestration.collision_strategy.upper()),
     )
-    pipeline = mentor_pipeline.from_source(source=code, entrypoint=PIPELINE_ENTRYPOINT)
+    pipeline = _from_source(mentor_pipeline, code, PIPELINE_ENTRYPOINT)
     deployment_id = pipeline.deploy(
         name=name,
         work_pool_name=pool,
@@ -150,7 +160,7 @@ def create_deployment(
     gpu_pool = params.orchestration.gpu_pool
     if gpu_pool:
         _check_pool(gpu_pool)
-        stage_id = mentor_stage.from_source(source=code, entrypoint=STAGE_ENTRYPOINT).deploy(
+        stage_id = _from_source(mentor_stage, code, STAGE_ENTRYPOINT).deploy(
             name=gpu_pool,
             work_pool_name=gpu_pool,
             build=False,

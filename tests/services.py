@@ -2,7 +2,7 @@
 
 Each fixture starts a real process (or database) bound to 127.0.0.1 on a free port,
 waits until it answers, and stops it at the end of the session, so tests exercise
-the same protocols as production (REFERENCE §5) without touching anything outside
+the same protocols as production (README, "Orchestration, servers and GPU pools") without touching anything outside
 the machine. Import the fixtures *and the ones they depend on* into a
 ``conftest.py`` (``__all__`` lists them all)::
 

@@ -110,7 +110,7 @@ RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "
 
 
 class RewardParams(_Section):
-    """Weights and gates of the rewards (REFERENCE §1); the mode is the RL arm."""
+    """Weights and gates of the rewards (README, "Fidelity to the authors' code"; pinned in tests/training/test_rewards.py); the mode is the RL arm."""
 
     eos_gate: float = 0.0
     missing_box: float = 0.1

@@ -96,7 +96,7 @@ class PairedDiff:
 
 
 def paired_bootstrap(
-    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    pairs: Sequence[tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]],
     n_samples: int = 1000,
     seed: int = 0,
     confidence: float = CONFIDENCE,

@@ -277,7 +277,7 @@ def _decoded_calls(parsed: ParseResult) -> list[dict[str, Any]]:
     calls = []
     for item in parsed.items:
         if isinstance(item, ToolCall) or item.name is not None and item.arguments is not None:
-            calls.append({"name": item.name, "arguments": dict(item.arguments)})
+            calls.append({"name": item.name, "arguments": dict(item.arguments or {})})
     return calls
 
 

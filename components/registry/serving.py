@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel
 
 #: Key of the transformers folder among the pyfunc model's artifacts.
 STUDENT_ARTIFACT = "student"
@@ -74,7 +74,7 @@ def request_tools(tools: Any) -> dict[str, Any]:
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, Mapping) else None
         name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name:
+        if not isinstance(function, Mapping) or not isinstance(name, str) or not name:
             raise ChatRequestError(
                 f"tools[{index}] needs a function with a name, e.g. "
                 '{"type": "function", "function": {"name": "add", "parameters": {...}}}'
@@ -187,7 +187,7 @@ def max_tokens_for(params: Mapping[str, Any] | None, limit: int) -> int:
     return min(wanted, limit)
 
 
-class ToolChatModel(mlflow.pyfunc.PythonModel):
+class ToolChatModel(PythonModel):
     """Serves the student folder logged as the ``student`` artifact (see the module docstring)."""
 
     def load_context(self, context: Any) -> None:

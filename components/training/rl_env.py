@@ -93,10 +93,10 @@ def hint_for_schema(schema: Mapping[str, Any]) -> Any:
         return typing.Union[options] if len(options) > 1 else options[0]  # noqa: UP007
     if kind == "array":
         items = schema.get("items")
-        return list[hint_for_schema(items)] if isinstance(items, Mapping) and items else list
+        return types.GenericAlias(list, (hint_for_schema(items),)) if isinstance(items, Mapping) and items else list
     if kind == "object":
         extra = schema.get("additionalProperties")
-        return dict[str, hint_for_schema(extra)] if isinstance(extra, Mapping) and extra else dict
+        return types.GenericAlias(dict, (str, hint_for_schema(extra))) if isinstance(extra, Mapping) and extra else dict
     return _JSON_TYPES.get(kind, Any) if isinstance(kind, str) else Any
 
 

@@ -5,10 +5,12 @@ and ``summary.json`` records the digests; downstream stages read data only
 through :func:`validated_dataset` (``components.validation.gate``), which
 refuses anything not validated. A run first replaces the summary atomically
 with a ``running`` marker (so a crash or kill mid-run leaves a summary the gate
-refuses, not a stale pass) and removes the previous validated copy; on any
-failed expectation (or an unreadable file) a text summary, a JSON record and
-the GX Data Docs are written and logged to MLflow, and ``DataValidationError``
-stops the pipeline. Every summary is written atomically.
+refuses, not a stale pass) and removes the previous validated copy and reports.
+On any failed expectation ``report.txt``, ``report.json`` and the GX Data Docs
+are written and logged to MLflow; a file that cannot be read at all gets
+``report.txt`` and ``report.json`` saying why (there are no rows, so no Data
+Docs). Either way ``summary.json`` is rewritten atomically with
+``success: false`` and ``DataValidationError`` stops the pipeline.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every reward mode pinned to hand-computed cases (defaults of params.rl.reward).
 
 Each row states a rollout in words and the reward worked out by hand from the
-authors' reward files (REFERENCE §1), so a change of weights, gate order or match
+authors' reward files (README, "Fidelity to the authors' code"), so a change of weights, gate order or match
 rule shows up as a failing row naming the case.
 """
 

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from components.evaluation.bfcl.call_parser import ParsedCall, parse_call
 from components.evaluation.bfcl.data import (
@@ -79,7 +79,7 @@ class CallTimeout(BaseException):
     """Raised inside a call that ran past its deadline (a BaseException: API code catching Exception cannot eat it)."""
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int)  # bool included: True ** n is cheap anyway
 
 
