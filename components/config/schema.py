@@ -329,8 +329,8 @@ class Params(_Section):
     def _cross_field_rules(self) -> Params:
         """Rules between keys (often of different sections), all reported at once.
 
-        A stage used to find these after minutes or hours of earlier stages; here
-        ``mentor params show`` and every entry point refuse them while loading.
+        Found by a stage, they would stop a run after earlier stages spent minutes or
+        hours; here ``mentor params show`` and every entry point refuse them while loading.
         """
         problems = [
             problem
