@@ -1,7 +1,7 @@
 """Read ``params.yaml``, overlay a profile and ``--set`` overrides, validate.
 
-``params.yaml`` holds the base values at top level and named overlays under
-``profiles:``. The active profile is ``--profile`` if given, else the file's
+``params.yaml`` holds the user's base choices at top level and named overlays
+under ``profiles:``; every key neither states comes from the schema's defaults. The active profile is ``--profile`` if given, else the file's
 ``profile:`` key. Overrides are ``dotted.key=value`` strings whose value is
 parsed as YAML, so ``rl.max_steps=5`` is an int and ``sft.enabled=false`` a bool.
 """

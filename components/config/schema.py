@@ -1,4 +1,11 @@
-"""Typed, frozen models of ``params.yaml``.
+"""Typed, frozen models of ``params.yaml``: the one home of every default and cross-field rule.
+
+``params.yaml`` holds only what a user chooses (the profile, the models, the task
+packs, the profiles' overlays); every value it leaves out comes from a default
+here, so the two can never disagree (``tests/config/test_params_file.py`` fails
+when the file restates a default). Checks that involve more than one key live
+here too, as model validators, so ``mentor params show`` rejects a configuration
+before a stage spends hours on it and then refuses.
 
 Every section forbids unknown keys so that a typo in a params file fails loudly
 instead of silently falling back to a default; ``loader.load_params`` turns the
@@ -100,6 +107,7 @@ class SftParams(_Section):
     max_steps: int = -1
     batch_size: PositiveInt = 4
     grad_accum: PositiveInt = 1
+    #: The prompt alone (system + 12 tool schemas) is ~1.5k tokens.
     max_length: PositiveInt = 2048
     save_steps: PositiveInt = 50
     logging_steps: PositiveInt = 5
@@ -145,18 +153,23 @@ class RlParams(_Section):
     reward: RewardParams = RewardParams()
     use_lora: bool = False
     lora: LoraParams = LoraParams()
+    #: Constant, as the authors.
     learning_rate: PositiveFloat = 1e-6
     max_steps: PositiveInt = 20
+    #: Completions per micro-batch: one group of 10.
     batch_size: PositiveInt = 10
     grad_accum: PositiveInt = 1
+    #: The authors' group size (rollouts per prompt).
     num_generations: int = Field(default=10, ge=2)
     max_completion_length: PositiveInt = 256
     max_turns: int = Field(default=5, ge=1)
+    #: The authors' sampling inside the tool loop (temperature, top_p, top_k).
     temperature: PositiveFloat = 0.6
     top_p: float = Field(default=0.99, gt=0.0, le=1.0)
     top_k: int = Field(default=20, ge=0)
     beta: float = Field(default=0.001, ge=0.0)
     entropy_coef: float = Field(default=0.001, ge=0.0)
+    #: verl's ``clip_ratio_c``; the PPO clip 0.2 is TRL's default ``epsilon``.
     dual_clip: float | None = Field(default=3.0, gt=1.0)
     n_train: PositiveInt = 200
     difficulties: list[PositiveInt] | None = Field(default=None, min_length=1)
@@ -170,6 +183,8 @@ class RlParams(_Section):
     vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0.0, le=1.0)
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = Field(default=8000, ge=1, le=65535)
+    #: Off: with the compact tool listing arith prompts are ~0.7k tokens, so memory does not need it,
+    #: and it costs ~15% of a step when on (TRL's own default is on).
     gradient_checkpointing: bool = False
     #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
     #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
@@ -182,6 +197,27 @@ class RlParams(_Section):
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     seed: int = 0
+
+
+def grpo_group_problem(rl: RlParams, processes: int, processes_key: str) -> str | None:
+    """Why ``rl``'s batch cannot hold whole GRPO groups on ``processes`` processes, or ``None`` when it can.
+
+    One optimizer step generates ``batch_size x grad_accum x processes`` completions
+    (TRL's generation batch), ``num_generations`` per prompt; TRL refuses a batch that
+    splits a group. ``Params`` applies this at load time with
+    ``orchestration.num_processes``; the RL stage applies it again only when it runs
+    under another process count than that (a hand-made ``accelerate launch``).
+    ``processes_key`` names where the process count came from, for the message.
+    """
+    completions = rl.batch_size * rl.grad_accum * processes
+    if completions % rl.num_generations == 0:
+        return None
+    return (
+        f"rl.batch_size x rl.grad_accum x {processes_key} ({rl.batch_size} x {rl.grad_accum} x {processes} = "
+        f"{completions}) completions are generated per optimizer step and must be a multiple of "
+        f"rl.num_generations ({rl.num_generations}), so every prompt gets a full group; "
+        f"e.g. --set rl.batch_size={rl.num_generations}"
+    )
 
 
 class EvalParams(_Section):
@@ -234,13 +270,16 @@ DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
 class OrchestrationParams(_Section):
     """Tracking and orchestration endpoints; ``None`` means the embedded default."""
 
+    #: ``None``: SQLite under ``project.state_dir``; ``MLFLOW_TRACKING_URI`` wins.
     tracking_uri: str | None = None
     experiment: str = "mentor-pipeline"
+    #: A Prefect work pool name: the ``gpu_stages`` run there; ``None`` runs everything in the flow's process.
     gpu_pool: str | None = None
     gpu_stages: list[Literal["sft", "rl", "eval"]] = Field(default_factory=lambda: ["sft", "rl", "eval"])
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
-    #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever.
+    #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever: the
+    #: guardrails of a schedule nobody watches (README, "Scheduled retraining").
     stage_timeouts_s: dict[StageName, PositiveFloat] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS_S))
     #: Flow runs of the scheduled deployment that may run at once (they share outputs/<profile> and the aliases).
     concurrency_limit: PositiveInt = 1
@@ -287,14 +326,43 @@ class Params(_Section):
     orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")
-    def _rl_levels_exist(self) -> Params:
-        """``rl.difficulties`` may only name levels the teacher data has (``tasks.difficulties``)."""
-        levels = self.rl.difficulties
-        if levels is not None:
-            missing = sorted(set(levels) - set(self.tasks.difficulties))
-            if missing:
-                raise ValueError(
-                    f"rl.difficulties: level(s) {missing} are not in tasks.difficulties {self.tasks.difficulties}, "
-                    "so the teacher data has no such rows; choose from tasks.difficulties or null for all levels"
-                )
+    def _cross_field_rules(self) -> Params:
+        """Rules between keys (often of different sections), all reported at once.
+
+        Found by a stage, they would stop a run after earlier stages spent minutes or
+        hours; here ``mentor params show`` and every entry point refuse them while loading.
+        """
+        problems = [
+            problem
+            for problem in (
+                _rl_levels_problem(self),
+                grpo_group_problem(self.rl, self.orchestration.num_processes, "orchestration.num_processes"),
+                _seeds_problem(self.tasks),
+            )
+            if problem
+        ]
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
+
+
+def _rl_levels_problem(params: Params) -> str | None:
+    """``rl.difficulties`` may only name levels the teacher data has (``tasks.difficulties``)."""
+    levels = params.rl.difficulties
+    missing = sorted(set(levels) - set(params.tasks.difficulties)) if levels is not None else []
+    if not missing:
+        return None
+    return (
+        f"rl.difficulties: level(s) {missing} are not in tasks.difficulties {params.tasks.difficulties}, "
+        "so the teacher data has no such rows; choose from tasks.difficulties or null for all levels"
+    )
+
+
+def _seeds_problem(tasks: TasksParams) -> str | None:
+    """Training and evaluation tasks are generated from these seeds; equal seeds make the held-out set trained on."""
+    if tasks.seed != tasks.eval_seed:
+        return None
+    return (
+        f"tasks.seed and tasks.eval_seed are both {tasks.seed}: the evaluation tasks would be training tasks; "
+        f"give them different values, e.g. --set tasks.eval_seed={tasks.seed + 10_000}"
+    )

@@ -64,9 +64,7 @@ def eval_task_list(params: Params) -> list[Task]:
 
 def build_task_sets(params: Params) -> TaskSets:
     """Evaluation tasks first, then ``tasks.n_train`` training tasks split over the training packs."""
-    t = params.tasks
-    if t.seed == t.eval_seed:
-        raise StageError("tasks.seed and tasks.eval_seed must differ, or evaluation tasks would be training tasks")
+    t = params.tasks  # distinct seeds (so no eval task is trained on) are checked when the params load
     eval_tasks = eval_task_list(params)
     held_out = {prompt_key(task.prompt) for task in eval_tasks}
     train: dict[str, list[Task]] = {}

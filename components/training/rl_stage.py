@@ -23,11 +23,11 @@ Start model: the SFT model (``run_paths(params).sft_model``) when
 ``rl.grad_accum`` micro-batches make one optimizer step, which is also one
 generation round of ``batch_size * grad_accum`` completions, i.e.
 ``batch_size * grad_accum / num_generations`` prompts; that product must be a
-multiple of ``rl.num_generations``. On CPU, ``batch_size=1, grad_accum=4``
+multiple of ``rl.num_generations`` (checked when the params load, by
+``components.config.schema``). On CPU, ``batch_size=1, grad_accum=4``
 trains the same group of 4 with a quarter of the activation memory.
-``rl.gradient_checkpointing`` is on in the base params because arith prompts
-are ~1.3k tokens (the 12 tool schemas): without it a SmolLM2 step with 4
-completions needed more than 16 GB of RAM; the tiny smoke model turns it off.
+``rl.gradient_checkpointing`` is off by default:
+with the compact tool listing arith prompts are ~0.7k tokens, and it costs ~15%.
 
 GPU rollouts: ``rl.use_vllm=true`` passes ``use_vllm=True`` and ``rl.vllm_mode`` to
 ``GRPOConfig``. ``colocate``: vLLM runs inside the training process on the same
@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
+from components.config.schema import grpo_group_problem
 from components.errors import StageError, TrainingDivergedError
 from components.files import sha256_file
 from components.training.rewards import REWARD_MODES
@@ -269,12 +270,11 @@ def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-de
 
     rl = params.rl
     processes = world_size()  # under accelerate launch every process generates its share of the groups
-    if (rl.batch_size * rl.grad_accum * processes) % rl.num_generations:
-        raise StageError(
-            f"rl.batch_size x rl.grad_accum x processes ({rl.batch_size} x {rl.grad_accum} x {processes}) "
-            f"completions are generated per optimizer step and must be a multiple of rl.num_generations "
-            f"({rl.num_generations}), so every prompt gets a full group; e.g. --set rl.batch_size={rl.num_generations}"
-        )
+    # Loading validated whole groups for orchestration.num_processes; only a hand-made launch differs from it.
+    mismatch = processes != params.orchestration.num_processes
+    problem = grpo_group_problem(rl, processes, "processes") if mismatch else None
+    if problem:
+        raise StageError(problem)
     cuda = torch.cuda.is_available()
     if rl.use_vllm:
         import importlib.util

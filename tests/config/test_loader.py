@@ -14,12 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu-demo", "gpu", "gpu-qwen", "base"])
-def test_every_shipped_profile_is_valid(profile: str) -> None:
-    params = load_params(PARAMS, profile)
-    assert params.profile == profile
-
-
 def test_profile_overlays_base_and_keeps_unset_values() -> None:
     base = load_params(PARAMS, "base")
     smoke = load_params(PARAMS, "smoke")

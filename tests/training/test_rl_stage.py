@@ -138,8 +138,10 @@ def test_configuration_errors_are_named(smoke_params: Params) -> None:
         resolve_arms("dense", smoke_params)
     assert resolve_arms("all", smoke_params) == list(smoke_params.rl.compare_arms)
     assert resolve_arms(None, smoke_params) == [smoke_params.rl.arm]
-    with pytest.raises(StageError, match="multiple of rl.num_generations"):
-        grpo_config(_with(smoke_params, rl={"batch_size": 3}), Path("unused"))
+    # Loading checked whole groups for 2 processes (2 x 1 x 2 = 4); run here on 1, the batch splits a group of 4.
+    hand_launched = _with(smoke_params, rl={"batch_size": 2, "num_generations": 4}, orchestration={"num_processes": 2})
+    with pytest.raises(StageError, match=r"\(2 x 1 x 1 = 2\).*multiple of rl.num_generations \(4\)"):
+        grpo_config(hand_launched, Path("unused"))
     one_by_one = grpo_config(_with(smoke_params, rl={"batch_size": 1, "grad_accum": 2}), Path("unused"))
     assert one_by_one.generation_batch_size == 2  # a full group, trained one completion at a time
     with pytest.raises(StageError, match="use_vllm"):
