@@ -62,7 +62,7 @@ def _not_executed(**_: Any) -> Any:
 
 def request_tools(tools: Any) -> dict[str, Any]:
     """Offered tools as the parser's name -> tool map (schema only, never executed)."""
-    from components.tools.base import Tool
+    from components.tools.tool import Tool
 
     if tools is None:
         return {}

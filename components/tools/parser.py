@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from components.tools.arguments import argument_problem
 
 if TYPE_CHECKING:
-    from components.tools.base import Tool
+    from components.tools.tool import Tool
 
 MAX_PARSE_CHARS = 64 * 1024
 #: Deepest JSON nesting accepted in a call; real calls nest a few levels.

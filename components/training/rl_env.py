@@ -57,8 +57,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from components.config.schema import RewardParams
-from components.tools.base import Task, Tool, ToolEnv, ToolPack
+from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.parser import CLOSE_TAG, OPEN_TAG, ParseError, ToolCall, extract_boxed, parse_tool_calls
+from components.tools.tool import Tool
 from components.training.rewards import CallAttempt, Reference, RewardBreakdown, Rollout, compute_reward
 
 if typing.TYPE_CHECKING:
