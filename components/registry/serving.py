@@ -39,6 +39,8 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from components.errors import MentorError
+
 #: Key of the transformers folder among the pyfunc model's artifacts.
 STUDENT_ARTIFACT = "student"
 #: Bounds on one request; a tool-calling chat needs far less.
@@ -52,7 +54,7 @@ MAX_ERROR_CHARS = 300
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class ChatRequestError(ValueError):
+class ChatRequestError(MentorError, ValueError):
     """A request the served model refuses; the message says what to change."""
 
 

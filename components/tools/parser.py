@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from components.errors import MentorError
 from components.tools.arguments import argument_problem
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class ParseResult:
         return bool(self.items)
 
 
-class _RejectConstant(ValueError):
+class _RejectConstant(MentorError, ValueError):
     pass
 
 
