@@ -1,11 +1,19 @@
-"""Errors a stage raises for expected failures (bad data, divergence, unreachable server).
+"""Every error the project raises on purpose, under one root: :class:`MentorError`.
 
-The CLI prints them as one paragraph and exits non-zero; anything else is a bug
-and keeps its traceback.
+An expected failure (bad data, divergence, an unreachable server, a wrong
+``--model``) carries a message that says what is wrong and how to fix it; the
+CLI prints any ``MentorError`` as one paragraph and exits non-zero, while
+anything else is a bug and keeps its traceback. Errors that callers also catch
+as a built-in kind (``ValueError``, ``RuntimeError``) keep that kind as a second
+base, so ``except ValueError`` around them still works.
 """
 
 
-class StageError(RuntimeError):
+class MentorError(Exception):
+    """Root of the project's own errors; catching it catches every expected failure."""
+
+
+class StageError(MentorError, RuntimeError):
     """A stage cannot complete; the message says what is wrong and how to fix it."""
 
 
@@ -15,3 +23,7 @@ class DataValidationError(StageError):
 
 class TrainingDivergedError(StageError):
     """Loss became NaN or inf; no model is written."""
+
+
+class EvaluationError(StageError):
+    """Bad evaluation input (unknown suite, unusable model reference); the message says how to fix it."""

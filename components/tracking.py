@@ -78,7 +78,7 @@ def git_state(cwd: Path | None = None) -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
 
 
-def lineage_tags(params: Params, stage: str) -> dict[str, str]:
+def stage_run_tags(params: Params, stage: str) -> dict[str, str]:
     """Tags every stage run carries so a registry version can be traced back."""
     tags = {
         "mentor.stage": stage,
@@ -134,7 +134,7 @@ def stage_run(
     import mlflow
 
     configure_tracking(params)
-    tags = {**lineage_tags(params, stage), **(extra_tags or {})}
+    tags = {**stage_run_tags(params, stage), **(extra_tags or {})}
     parent_id = os.environ.get(PARENT_RUN_ENV)
     active = mlflow.active_run()
     kwargs: dict[str, Any] = {"run_name": run_name or stage, "tags": tags}

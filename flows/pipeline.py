@@ -660,7 +660,7 @@ def mentor_pipeline(
     """
     import mlflow
 
-    from components.tracking import configure_tracking, flat_params, lineage_tags
+    from components.tracking import configure_tracking, flat_params, stage_run_tags
 
     logger = get_run_logger()
     params = Params.model_validate(params_data) if params_data else load_params(params_file, profile, overrides or [])
@@ -697,7 +697,7 @@ def mentor_pipeline(
             }
         logger.info("only_if_changed: running: %s", ", ".join(changes[:20]))
     run_name = f"pipeline-{params.profile}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    tags = {**lineage_tags(params, "pipeline"), "mentor.compare": str(compare).lower()}
+    tags = {**stage_run_tags(params, "pipeline"), "mentor.compare": str(compare).lower()}
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         tags["prefect.flow_run_id"] = str(context.flow_run.id)

@@ -82,14 +82,14 @@ def print_summary(summary: Any) -> None:
 
 def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
     """Run one stage here, or under ``accelerate launch`` when ``orchestration.num_processes`` > 1 (sft, rl)."""
-    from components.errors import StageError
+    from components.errors import MentorError
     from components.training.launch import run_stage_process, should_launch
 
     try:
         if should_launch(params, name, options):
             return run_stage_process(params, name, options)
         return resolve_callable(STAGES[name])(params, **options)
-    except StageError as exc:
+    except MentorError as exc:
         fail(f"stage '{name}' failed: {exc}", code=1)
 
 
@@ -239,7 +239,7 @@ def run(
 ) -> None:
     """Run the whole pipeline as the Prefect flow `mentor-pipeline`."""
     params = get_params(params_file, profile, set_)
-    from components.errors import StageError
+    from components.errors import MentorError
 
     func = resolve_callable("flows.pipeline:run_pipeline")
     try:
@@ -250,7 +250,7 @@ def run(
             overrides=list(set_ or []),
             only_if_changed=only_if_changed,
         )
-    except StageError as exc:
+    except MentorError as exc:
         fail(str(exc), code=1)
     if (result or {}).get("status") == "skipped":
         typer.echo(f"mentor-pipeline skipped (profile {params.profile}): {result['reason']}")
@@ -294,7 +294,7 @@ def deploy(
 ) -> None:
     """Create a scheduled Prefect deployment of the pipeline (retrain, evaluate, gate, register)."""
     params = get_params(params_file, profile, set_)
-    from components.errors import StageError
+    from components.errors import MentorError
 
     variables: dict[str, Any] | None = None
     if job_variables is not None:
@@ -320,7 +320,7 @@ def deploy(
                 compare=compare,
             )
         )
-    except StageError as exc:
+    except MentorError as exc:
         fail(str(exc), code=1)
 
 

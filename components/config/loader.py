@@ -19,11 +19,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from components.config.schema import Params
+from components.errors import MentorError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(MentorError, ValueError):
     """A params file, profile or override is invalid; the message says how to fix it."""
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.evaluation.responder import EvaluationError
+from components.errors import EvaluationError
 
 if TYPE_CHECKING:
     from components.config import Params

@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from components.evaluation.generation import GenerationStats
 from components.evaluation.metrics import ItemResult, macro_bootstrap_ci, summarize
-from components.evaluation.suites import IN_DOMAIN, OOD, Suite
+from components.evaluation.suites import IN_DOMAIN, OOD, Responder, Suite
 
 if TYPE_CHECKING:
     from components.config import Params
-    from components.evaluation.responder import Responder
 
 log = logging.getLogger(__name__)
 DOMAINS = (IN_DOMAIN, OOD)

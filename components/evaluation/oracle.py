@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from components.errors import EvaluationError
 from components.evaluation.generation import GenerationStats, Messages, Tools
-from components.evaluation.responder import EvaluationError
 from components.tools.parser import render_assistant_text
 
 if TYPE_CHECKING:
-    from components.evaluation.suites import Reference, Suite
+    from components.evaluation.suites import ReferenceAnswer, Suite
 
 #: ``perturb(item_id, turn, step, message)`` returns the message to replay instead
 #: (or None to keep it); ``turn`` counts user turns, ``step`` assistant messages in it.
@@ -50,7 +50,7 @@ class OracleResponder:
     def __init__(self, perturb: Perturb | None = None) -> None:
         self.perturb = perturb
         self.stats = GenerationStats()
-        self._references: dict[str, Reference] = {}
+        self._references: dict[str, ReferenceAnswer] = {}
         self._suite = ""
 
     def prepare(self, suite: Suite) -> None:

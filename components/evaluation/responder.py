@@ -1,11 +1,12 @@
-"""What a suite talks to: something that answers conversations with assistant text.
+"""The responders behind ``--model``: a local or registered model, or the oracle.
 
 Suites never call a model directly; they hand batches of conversations (and
-each conversation's tools) to a :class:`Responder`. A real model is wrapped by
+each conversation's tools) to a :class:`~components.evaluation.suites.Responder`,
+the interface they define. A real model is wrapped here by
 :class:`ModelResponder` around the batched generator; the oracle
 (``components.evaluation.oracle``) implements the same interface by replaying
 reference answers, so both go through exactly the same parsing, execution and
-checking code.
+checking code. :func:`load_responder` picks one from a ``--model`` value.
 """
 
 from __future__ import annotations
@@ -13,41 +14,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
-from components.errors import StageError
+from components.errors import EvaluationError
 from components.evaluation.generation import ChatGenerator, GenerationStats, Messages, Tools
+from components.evaluation.oracle import OracleResponder
 
 if TYPE_CHECKING:
     from components.config import Params
-    from components.evaluation.suites import Suite
-
-
-class EvaluationError(StageError):
-    """Bad evaluation input (unknown suite, unusable model reference); the message says how to fix it."""
-
-
-@runtime_checkable
-class Responder(Protocol):
-    """Answers a batch of conversations, one assistant turn each, in order."""
-
-    name: str
-
-    @property
-    def stats(self) -> GenerationStats:
-        """Generation totals so far (the oracle generates no tokens)."""
-
-    def prepare(self, suite: Suite) -> None:
-        """Called once before a suite runs (the oracle loads its reference answers here)."""
-
-    def respond(
-        self, conversations: Sequence[Messages], tools: Sequence[Tools], item_ids: Sequence[str] | None = None
-    ) -> list[str]:
-        """One assistant text per conversation; ``tools[i]`` is what conversation ``i`` offers.
-
-        ``item_ids[i]`` names the suite item conversation ``i`` belongs to; a
-        model ignores it, the oracle needs it to know which answer to replay.
-        """
+    from components.evaluation.suites import Responder, Suite
 
 
 class ModelResponder:
@@ -119,8 +94,6 @@ def load_responder(spec: str, params: Params, *, progress: bool = True, workdir:
         "dtype": params.models.dtype,
     }
     if spec == "oracle":
-        from components.evaluation.oracle import OracleResponder
-
         return OracleResponder()
     if spec.startswith(("models:/", "runs:/")):
         dst = workdir or Path(tempfile.mkdtemp(prefix="mentor-eval-model-"))

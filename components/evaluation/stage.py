@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
-from components.errors import StageError
+from components.errors import EvaluationError, StageError
 from components.evaluation.cli import write_json
 from components.evaluation.generation import ChatGenerator
 from components.evaluation.harness import evaluate
 from components.evaluation.report import paired_differences, write_paired, write_report
-from components.evaluation.responder import EvaluationError, ModelResponder
+from components.evaluation.responder import ModelResponder
 from components.evaluation.suites import build_suite
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ Both multi-turn loops end a failing item early under ``eval.stop_repeated_calls`
 / ``eval.max_consecutive_errors`` (:class:`~components.tools.episode.EarlyStop`);
 the item then fails with ``stopped`` = ``repeated_call`` or ``error_run``.
 
-Suites talk to a :class:`~components.evaluation.responder.Responder`, so a real
-model and the oracle take exactly the same path.
+Suites talk to a :class:`Responder`, the interface defined here, so a real
+model (``components.evaluation.responder``) and the oracle
+(``components.evaluation.oracle``) take exactly the same path.
 """
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from components.errors import EvaluationError
+from components.evaluation.generation import GenerationStats, Messages, Tools
 from components.evaluation.metrics import ItemResult
-from components.evaluation.responder import EvaluationError, Responder
 
 if TYPE_CHECKING:
     from components.config import Params
     from components.evaluation.bfcl.data import BfclCase
-    from components.tools.base import Task, Tool, ToolPack
+    from components.tools.base import Task, ToolPack
     from components.tools.episode import EarlyStop, Episode
     from components.tools.parser import ParseResult
+    from components.tools.tool import Tool
 
-Messages = list[dict[str, Any]]
 BFCL_PREFIX = "bfcl:"
 IN_DOMAIN = "in_domain"
 OOD = "ood"
@@ -54,7 +56,7 @@ BFCL_SYSTEM_PROMPT = (
 
 
 @dataclass
-class Reference:
+class ReferenceAnswer:
     """What a perfect model would write for one item: its prompt and its assistant turns.
 
     ``prompt`` is the conversation the suite starts the item with; ``turns``
@@ -65,6 +67,33 @@ class Reference:
     item_id: str
     prompt: Messages
     turns: list[list[dict[str, Any]]]
+
+
+@runtime_checkable
+class Responder(Protocol):
+    """Answers a batch of conversations, one assistant turn each, in order.
+
+    Defined beside :class:`Suite` because suites are what call it; the model
+    and oracle implementations import it from here, never the other way round.
+    """
+
+    name: str
+
+    @property
+    def stats(self) -> GenerationStats:
+        """Generation totals so far (the oracle generates no tokens)."""
+
+    def prepare(self, suite: Suite) -> None:
+        """Called once before a suite runs (the oracle loads its reference answers here)."""
+
+    def respond(
+        self, conversations: Sequence[Messages], tools: Sequence[Tools], item_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """One assistant text per conversation; ``tools[i]`` is what conversation ``i`` offers.
+
+        ``item_ids[i]`` names the suite item conversation ``i`` belongs to; a
+        model ignores it, the oracle needs it to know which answer to replay.
+        """
 
 
 class Suite(ABC):
@@ -81,7 +110,7 @@ class Suite(ABC):
         """Run every item through ``responder`` and judge it."""
 
     @abstractmethod
-    def references(self) -> list[Reference]:
+    def references(self) -> list[ReferenceAnswer]:
         """The reference answers the oracle replays (always correct by construction)."""
 
     def info(self) -> dict[str, Any]:
@@ -153,13 +182,13 @@ class PackSuite(Suite):
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def references(self) -> list[Reference]:
+    def references(self) -> list[ReferenceAnswer]:
         refs = []
         for task in self.tasks:
             messages = self.pack.expert(task, random.Random(f"{self.seed}:{task.task_id}"))
             first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
             refs.append(
-                Reference(
+                ReferenceAnswer(
                     item_id=task.task_id,
                     prompt=messages[:first],
                     turns=[[m for m in messages[first:] if m["role"] == "assistant"]],
@@ -376,7 +405,7 @@ class BfclSuite(Suite):
             messages.insert(0, {"role": "system", "content": BFCL_SYSTEM_PROMPT})
         return messages
 
-    def references(self) -> list[Reference]:
+    def references(self) -> list[ReferenceAnswer]:
         from components.evaluation.bfcl.oracle import oracle_calls
 
         refs = []
@@ -387,7 +416,7 @@ class BfclSuite(Suite):
                 if self.multi_turn or not calls:
                     turn.append({"role": "assistant", "content": "Done." if calls else "None of the functions fits."})
                 turns.append(turn)
-            refs.append(Reference(case.case_id, self.prompt(case), turns))
+            refs.append(ReferenceAnswer(case.case_id, self.prompt(case), turns))
         return refs
 
     def run(self, responder: Responder) -> list[ItemResult]:

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.errors import MentorError
 from components.files import sha256_file
 from components.models.chat_template import install_tool_template, tool_chat_template  # noqa: F401 - re-exported
 
 MANIFEST = "mentor_model.json"
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(MentorError, RuntimeError):
     """A model cannot be resolved or prepared; the message says what to run or change."""
 
 

@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from components.errors import MentorError
+
 Z95 = 1.959963984540054
 
 
-class EvalResultsError(ValueError):
+class EvalResultsError(MentorError, ValueError):
     """Evaluation results are malformed; the message names the file/suite and the problem."""
 
 

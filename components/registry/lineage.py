@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
+from components.errors import MentorError
 from components.files import sha256_file
 from components.redaction import public_params
 from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
@@ -54,7 +55,7 @@ LINKS = (
 STORED_DATA = ("teacher_dataset", "eval_tasks", "eval_results")
 
 
-class LineageError(RuntimeError):
+class LineageError(MentorError, RuntimeError):
     """A lineage reference cannot be resolved; the message says what to pass instead."""
 
 

@@ -54,7 +54,7 @@ def is_model_dir(path: Path) -> bool:
     return path.is_dir() and ((path / "config.json").exists() or (path / ADAPTER_CONFIG).exists())
 
 
-def load_student(model_dir: Path, dtype: str = "float32") -> tuple[Any, Any]:
+def load_merged_student(model_dir: Path, dtype: str = "float32") -> tuple[Any, Any]:
     """Model and tokenizer from a training output folder; adapters are merged into their base."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -174,7 +174,7 @@ def log_student(
 
     from components.registry.serving import STUDENT_ARTIFACT
 
-    model, tokenizer = load_student(model_dir, dtype)
+    model, tokenizer = load_merged_student(model_dir, dtype)
     messages, tools = example_from_dataset(dataset)
     card = ModelCard(
         f"---\nlicense: {license_id}\nlibrary_name: transformers\npipeline_tag: text-generation\n"

@@ -39,6 +39,8 @@ from typing import Any
 
 from mlflow.pyfunc.model import PythonModel
 
+from components.errors import MentorError
+
 #: Key of the transformers folder among the pyfunc model's artifacts.
 STUDENT_ARTIFACT = "student"
 #: Bounds on one request; a tool-calling chat needs far less.
@@ -52,7 +54,7 @@ MAX_ERROR_CHARS = 300
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class ChatRequestError(ValueError):
+class ChatRequestError(MentorError, ValueError):
     """A request the served model refuses; the message says what to change."""
 
 
@@ -62,7 +64,7 @@ def _not_executed(**_: Any) -> Any:
 
 def request_tools(tools: Any) -> dict[str, Any]:
     """Offered tools as the parser's name -> tool map (schema only, never executed)."""
-    from components.tools.base import Tool
+    from components.tools.tool import Tool
 
     if tools is None:
         return {}

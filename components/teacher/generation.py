@@ -37,7 +37,7 @@ from components.teacher.records import (
     trajectory_row,
     write_jsonl_atomic,
 )
-from components.teacher.tasksets import TaskSets, build_task_sets, get_pack
+from components.teacher.tasksets import TaskSets, build_task_sets, configured_pack
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def generate_trajectories(
 
     started = time.perf_counter()
     bar = _progress(report.n_tasks, report.skipped) if progress else None
-    packs = {name: get_pack(name) for name in todo}
+    packs = {name: configured_pack(name) for name in todo}
     try:
         if n_todo:
             backend.preflight()

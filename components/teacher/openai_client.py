@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.errors import MentorError
 from components.redaction import redact_url, split_credentials
 from components.tools.parser import render_tool_call
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
 
 
-class ChatAPIError(RuntimeError):
+class ChatAPIError(MentorError, RuntimeError):
     """The endpoint could not produce a completion; ``retryable`` says whether trying later may help."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:

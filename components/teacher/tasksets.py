@@ -21,12 +21,16 @@ def prompt_key(prompt: str) -> str:
     return " ".join(str(prompt).lower().split())
 
 
-def get_pack(name: str) -> ToolPack:
-    """A tool pack by name, with a stage error that lists the valid names."""
-    from components.tools.registry import get_pack as registry_get_pack
+def configured_pack(name: str) -> ToolPack:
+    """A tool pack named in params, with a stage error that lists the valid names.
+
+    Not ``registry.get_pack`` itself: an unknown name here is a params mistake, so
+    it is a ``StageError`` that says so.
+    """
+    from components.tools.registry import get_pack
 
     try:
-        return registry_get_pack(name)
+        return get_pack(name)
     except (KeyError, ValueError, ImportError) as exc:
         raise StageError(f"unknown tool pack '{name}' in params: {exc}") from exc
 
@@ -57,7 +61,7 @@ def eval_task_list(params: Params) -> list[Task]:
     names = list(dict.fromkeys([*t.train_packs, *t.eval_packs]))
     tasks: list[Task] = []
     for name in names:
-        pack = get_pack(name)
+        pack = configured_pack(name)
         tasks.extend(pack.generate(t.n_eval, t.eval_seed, _levels(pack, t.difficulties)))
     return tasks
 
@@ -71,7 +75,7 @@ def build_task_sets(params: Params) -> TaskSets:
     leaked = duplicates = 0
     packs = list(dict.fromkeys(t.train_packs))
     for index, name in enumerate(packs):
-        pack = get_pack(name)
+        pack = configured_pack(name)
         want = t.n_train // len(packs) + (1 if index < t.n_train % len(packs) else 0)
         chosen: list[Task] = []
         seen: set[str] = set()

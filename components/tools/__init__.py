@@ -5,7 +5,7 @@ and ``extract_boxed`` to read model output, ``execute_call``/``ToolEnv`` to run
 calls safely, ``run_episodes`` for batched multi-turn episodes.
 """
 
-from components.tools.base import Task, Tool, ToolEnv, ToolPack, tool_from_function
+from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.episode import Episode, run_episode, run_episodes
 from components.tools.executor import ToolErrorKind, ToolResult, execute_call
 from components.tools.parser import (
@@ -19,6 +19,7 @@ from components.tools.parser import (
 )
 from components.tools.registry import get_pack, list_packs
 from components.tools.sample import format_task_sample
+from components.tools.tool import Tool, tool_from_function
 
 __all__ = [
     "Episode",

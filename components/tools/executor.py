@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from components.tools.arguments import argument_problem, coerce_arguments
 
 if TYPE_CHECKING:
-    from components.tools.base import Tool
+    from components.tools.tool import Tool
 
 TRUNCATION_MARK = "... [truncated]"
 

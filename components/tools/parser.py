@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from components.errors import MentorError
 from components.tools.arguments import argument_problem
 
 if TYPE_CHECKING:
-    from components.tools.base import Tool
+    from components.tools.tool import Tool
 
 MAX_PARSE_CHARS = 64 * 1024
 #: Deepest JSON nesting accepted in a call; real calls nest a few levels.
@@ -100,7 +101,7 @@ class ParseResult:
         return bool(self.items)
 
 
-class _RejectConstant(ValueError):
+class _RejectConstant(MentorError, ValueError):
     pass
 
 

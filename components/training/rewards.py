@@ -109,14 +109,14 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class Reference:
+class TeacherReference:
     """The teacher's trajectory as the reward sees it."""
 
     tool_set: frozenset[str]
     calls: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
     @classmethod
-    def from_columns(cls, tool_set: Iterable[str] | str | None, calls: Any = None) -> Reference:
+    def from_columns(cls, tool_set: Iterable[str] | str | None, calls: Any = None) -> TeacherReference:
         """Build from dataset columns: ``ref_tool_set`` (list or JSON) and ``ref_calls`` (JSON string or list)."""
         if isinstance(tool_set, str):
             tool_set = json.loads(tool_set)
@@ -250,7 +250,7 @@ def _gate(rollout: Rollout, params: RewardParams) -> tuple[float | None, str | N
 
 
 def _breakdown(
-    mode: str, reward: float, gate: str | None, rollout: Rollout, match: float, reference: Reference
+    mode: str, reward: float, gate: str | None, rollout: Rollout, match: float, reference: TeacherReference
 ) -> RewardBreakdown:
     return RewardBreakdown(
         mode=mode,
@@ -274,7 +274,7 @@ def _breakdown(
 
 
 def mentor_reward(
-    rollout: Rollout, reference: Reference, params: RewardParams, mode: str = "mentor"
+    rollout: Rollout, reference: TeacherReference, params: RewardParams, mode: str = "mentor"
 ) -> RewardBreakdown:
     """The MENTOR family: correctness plus the arm's terms of :data:`MENTOR_MODES` (see the module doc)."""
     terms = MENTOR_MODES.get(mode)
@@ -293,7 +293,7 @@ def mentor_reward(
     return _breakdown(mode, reward, gate, rollout, match, reference)
 
 
-def sparse_reward(rollout: Rollout, reference: Reference, params: RewardParams) -> RewardBreakdown:
+def sparse_reward(rollout: Rollout, reference: TeacherReference, params: RewardParams) -> RewardBreakdown:
     """Outcome only: gates, then correct or wrong (the reference is only used for logging)."""
     match = set_match(student_tool_set(rollout), reference.tool_set, "exact")
     gated, gate = _gate(rollout, params)
@@ -304,7 +304,7 @@ def sparse_reward(rollout: Rollout, reference: Reference, params: RewardParams) 
     return _breakdown("sparse", reward, gate, rollout, match, reference)
 
 
-def strict_reward(rollout: Rollout, reference: Reference, params: RewardParams) -> RewardBreakdown:
+def strict_reward(rollout: Rollout, reference: TeacherReference, params: RewardParams) -> RewardBreakdown:
     """Rigid trajectory matching: full reward only for the teacher's exact call sequence and the right answer."""
     match = set_match(student_tool_set(rollout), reference.tool_set, "exact")
     gated, gate = _gate(rollout, params)
@@ -317,7 +317,7 @@ def strict_reward(rollout: Rollout, reference: Reference, params: RewardParams) 
     return _breakdown("strict", reward, gate, rollout, match, reference)
 
 
-def compute_reward(mode: str, rollout: Rollout, reference: Reference, params: RewardParams) -> RewardBreakdown:
+def compute_reward(mode: str, rollout: Rollout, reference: TeacherReference, params: RewardParams) -> RewardBreakdown:
     """Dispatch on the RL arm's reward mode."""
     if mode in MENTOR_MODES:
         return mentor_reward(rollout, reference, params, mode)

@@ -57,9 +57,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from components.config.schema import RewardParams
-from components.tools.base import Task, Tool, ToolEnv, ToolPack
+from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.parser import CLOSE_TAG, OPEN_TAG, ParseError, ToolCall, extract_boxed, parse_tool_calls
-from components.training.rewards import CallAttempt, Reference, RewardBreakdown, Rollout, compute_reward
+from components.tools.tool import Tool
+from components.training.rewards import CallAttempt, RewardBreakdown, Rollout, TeacherReference, compute_reward
 
 if typing.TYPE_CHECKING:
     from components.training.rl_callbacks import RlRecorder
@@ -351,7 +352,7 @@ def make_reward_function(
                 return _task is not None and _pack.verify(_task, answer, _env)
 
             rollout = rollout_from_completion(messages, completion_ids[i], eos, tools, verify)
-            reference = Reference.from_columns(tool_sets[i], ref_calls[i])
+            reference = TeacherReference.from_columns(tool_sets[i], ref_calls[i])
             breakdowns.append(compute_reward(mode, rollout, reference, params))
         if recorder is not None:
             recorder.add_rewards(breakdowns, time.perf_counter() - started)

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from components.validation.suite import CheckResult, ValidationOutcome
+from components.validation.suite import ExpectationResult, ValidationOutcome
 
 
 def _example_text(example: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def error_message(outcome: ValidationOutcome, report_path: Path) -> str:
 
 
 def outcome_json(outcome: ValidationOutcome) -> dict[str, Any]:
-    def check_dict(check: CheckResult) -> dict[str, Any]:
+    def check_dict(check: ExpectationResult) -> dict[str, Any]:
         return asdict(check)
 
     return {

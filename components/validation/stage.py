@@ -28,7 +28,7 @@ from components.validation.checks import eval_prompt_keys
 from components.validation.gate import SUMMARY_FILE, VALIDATED_FILE, mark_running, validated_dataset, write_json_atomic
 from components.validation.loading import DatasetLoadError, load_rows
 from components.validation.report import error_message, summary_text, write_reports
-from components.validation.suite import ValidationOutcome, run_suite
+from components.validation.suite import ValidationOutcome, run_expectations
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def validate_dataset(
             json.dumps({"dataset": str(dataset), "success": False, "load_error": str(exc)}, indent=2), encoding="utf-8"
         )
         raise
-    outcome = run_suite(rows, params, eval_keys, out_dir / DOCS_DIR, str(dataset))
+    outcome = run_expectations(rows, params, eval_keys, out_dir / DOCS_DIR, str(dataset))
     write_reports(outcome, out_dir)
     return outcome, rows
 

@@ -29,7 +29,7 @@ INDEX_COLUMNS = ("id", "group")
 
 
 @dataclass
-class CheckResult:
+class ExpectationResult:
     """One expectation's outcome in plain terms."""
 
     check: str
@@ -56,7 +56,7 @@ class ValidationOutcome:
 
     dataset: str
     n_rows: int
-    checks: list[CheckResult]
+    checks: list[ExpectationResult]
     data_docs_index: Path | None = None
     validation_pages: list[Path] = field(default_factory=list)
 
@@ -65,7 +65,7 @@ class ValidationOutcome:
         return all(check.success for check in self.checks)
 
     @property
-    def failed(self) -> list[CheckResult]:
+    def failed(self) -> list[ExpectationResult]:
         return [check for check in self.checks if not check.success]
 
 
@@ -191,7 +191,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _to_check(result: Any) -> CheckResult:
+def _to_check(result: Any) -> ExpectationResult:
     config = result.expectation_config
     meta = dict(config.meta or {})
     check = str(meta.get("check") or config.type)
@@ -215,7 +215,7 @@ def _to_check(result: Any) -> CheckResult:
     if not examples and config.type == "expect_table_row_count_to_be_between" and not result.success:
         examples = [{"row_count": _plain(info.get("observed_value"))}]
     error = _exception_message(result.exception_info)
-    return CheckResult(
+    return ExpectationResult(
         check=check,
         expectation=config.type,
         column=config.kwargs.get("column"),
@@ -228,7 +228,7 @@ def _to_check(result: Any) -> CheckResult:
     )
 
 
-def run_suite(
+def run_expectations(
     rows: Sequence[Mapping[str, Any]],
     params: Params,
     eval_keys: Sequence[str],
@@ -260,7 +260,7 @@ def run_suite(
         ("trajectories", frame, row_expectations(params, eval_keys), ["id"] if "id" in frame else []),
         ("pack_difficulty_counts", groups, group_expectations(params), ["group"]),
     ]
-    checks: list[CheckResult] = []
+    checks: list[ExpectationResult] = []
     for name, data, expectations, index_columns in batches:
         asset = source.add_dataframe_asset(name)
         batch = asset.add_batch_definition_whole_dataframe(f"{name}_all")

@@ -50,3 +50,18 @@ def test_models_prepare_reports_path(tiny_model_dir, model_cache) -> None:
     )
     assert result.exit_code == 0, result.output
     assert str(tiny_model_dir) in result.output
+
+
+def test_any_project_error_from_a_stage_is_one_paragraph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only StageError: a LineageError (or any MentorError) a stage lets through is a clean failure."""
+    from components.cli import main
+    from components.registry.lineage import LineageError
+
+    def broken_stage(params, **options):  # type: ignore[no-untyped-def]
+        raise LineageError("no such version; pass models:/name@alias")
+
+    monkeypatch.setattr(main, "resolve_callable", lambda target: broken_stage)
+    result = runner.invoke(app, ["stage", "validate", "--profile", "smoke"])
+    assert result.exit_code == 1, result.output
+    assert "stage 'validate' failed: no such version" in result.output
+    assert "Traceback" not in result.output

@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("bfcl_eval")
 
 from components.config import Params, load_params  # noqa: E402
+from components.errors import EvaluationError  # noqa: E402
 from components.evaluation.bfcl.data import BfclFileError, answer_path_for, load_file_cases  # noqa: E402
 from components.evaluation.harness import format_table, run_suite  # noqa: E402
 from components.evaluation.oracle import OracleResponder  # noqa: E402
-from components.evaluation.responder import EvaluationError  # noqa: E402
 from components.evaluation.suites import BfclSuite, build_suite  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.config import Params, load_params, run_paths
-from components.evaluation.responder import EvaluationError
+from components.errors import EvaluationError
 from components.evaluation.suites import BfclSuite, PackSuite, build_suite
 
 REPO = Path(__file__).resolve().parents[2]

@@ -106,7 +106,7 @@ def test_rl_and_evaluation_refuse_a_damaged_model(saved: Path, smoke_params) -> 
     import shutil
 
     from components.config import run_paths
-    from components.evaluation.responder import EvaluationError
+    from components.errors import EvaluationError
     from components.evaluation.stage import discover_arms
     from components.training.rl_stage import start_model_dir
 

@@ -8,9 +8,10 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.tools.base import ToolEnv, tool_from_function
+from components.tools.base import ToolEnv
 from components.tools.executor import ToolErrorKind, ToolResult, execute_call, format_value
 from components.tools.packs.arith import ARITH_TOOLS
+from components.tools.tool import tool_from_function
 
 TOOLS = {tool.name: tool for tool in ARITH_TOOLS}
 KINDS = {kind.value for kind in ToolErrorKind}

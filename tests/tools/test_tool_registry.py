@@ -16,7 +16,8 @@ from components.tools.registry import get_pack, list_packs
 USER_PACK = textwrap.dedent(
     '''
     import random
-    from components.tools.base import Task, ToolPack, tool_from_function
+    from components.tools.base import Task, ToolPack
+    from components.tools.tool import tool_from_function
 
 
     def echo(text: str) -> str:

@@ -13,8 +13,8 @@ from components.config.schema import RewardParams
 from components.training.rewards import (
     REWARD_MODES,
     CallAttempt,
-    Reference,
     Rollout,
+    TeacherReference,
     call_sequence_equal,
     compute_reward,
     mentor_reward,
@@ -24,7 +24,7 @@ from components.training.rewards import (
 )
 
 P = RewardParams()
-REF = Reference.from_columns(
+REF = TeacherReference.from_columns(
     ["add", "multiply"],
     '[{"name": "add", "arguments": {"a": 2, "b": 3}}, {"name": "multiply", "arguments": {"a": 5, "b": 4}}]',
 )
@@ -230,7 +230,7 @@ def test_call_sequence_needs_names_arguments_and_order() -> None:
 
 
 def test_reference_from_json_columns() -> None:
-    ref = Reference.from_columns('["b", "a"]', [{"name": "a", "arguments": '{"x": 1}'}])
+    ref = TeacherReference.from_columns('["b", "a"]', [{"name": "a", "arguments": '{"x": 1}'}])
     assert ref.tool_set == frozenset({"a", "b"})
     assert ref.calls == (("a", {"x": 1}),)
 

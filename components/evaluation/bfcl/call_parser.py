@@ -13,11 +13,13 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.errors import MentorError
+
 #: Ground-truth strings are short; a cap keeps the parser's cost bounded.
 MAX_CALL_CHARS = 20_000
 
 
-class UnsafeCallError(ValueError):
+class UnsafeCallError(MentorError, ValueError):
     """The text is not a plain call of literals, so it is not executed."""
 
 

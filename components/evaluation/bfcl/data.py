@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from components.errors import MentorError
 from components.evaluation.bfcl.schema import build_tools
 
 #: Single-turn categories where the model must make exactly one call.
@@ -204,7 +205,7 @@ FILE_CATEGORIES: tuple[str, ...] = AST_CATEGORIES + IRRELEVANCE_CATEGORIES
 _MESSAGE_ROLES = frozenset({"system", "user", "assistant"})
 
 
-class BfclFileError(ValueError):
+class BfclFileError(MentorError, ValueError):
     """A user's BFCL-format file is malformed; the message names the file, line, case and key."""
 
 

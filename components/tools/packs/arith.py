@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from components.tools.base import Tool, tool_from_function
 from components.tools.packs.arith_templates import ARITH_TEMPLATES
 from components.tools.packs.arith_tools import ARITH_FUNCTIONS
 from components.tools.packs.templated import Template, TemplatePack
+from components.tools.tool import Tool, tool_from_function
 
 ARITH_TOOLS: tuple[Tool, ...] = tuple(tool_from_function(fn) for fn in ARITH_FUNCTIONS)
 

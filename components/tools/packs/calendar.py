@@ -11,9 +11,9 @@ import datetime as dt
 import random
 from typing import Any, ClassVar
 
-from components.tools.base import Tool, tool_from_function
 from components.tools.packs.plans import Answer, call, choice
 from components.tools.packs.templated import Draft, Template, TemplatePack
+from components.tools.tool import Tool, tool_from_function
 
 MAX_DAYS = 1_000_000
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -160,7 +160,7 @@ def _final_value(root: Any, results: dict[int, Any]) -> Any:
     return _bind(root, results)
 
 
-def evaluate(plan: Any, env: ToolEnv) -> Any:
+def evaluate_plan(plan: Any, env: ToolEnv) -> Any:
     """Run the canonical plan directly on ``env``'s tool functions; return the answer value.
 
     Results pass through the same text rendering as real tool messages, so the

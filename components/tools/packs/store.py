@@ -13,9 +13,10 @@ import math
 import random
 from typing import Any, ClassVar
 
-from components.tools.base import Tool, ToolEnv, tool_from_function
+from components.tools.base import ToolEnv
 from components.tools.packs.plans import Answer, call, choice
 from components.tools.packs.templated import Draft, Template, TemplatePack
+from components.tools.tool import Tool, tool_from_function
 
 MAX_AMOUNT = 1e9
 ACCOUNT_NAMES = ("alice", "bob", "carol", "dan", "erin", "frank", "grace", "heidi")

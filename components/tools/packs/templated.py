@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from components.tools.answers import answers_match, math_verify_match, states_match
 from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.executor import format_value
-from components.tools.packs.plans import evaluate, has_choice, max_depth, resolve, run_expert, tool_sequence
+from components.tools.packs.plans import evaluate_plan, has_choice, max_depth, resolve, run_expert, tool_sequence
 from components.tools.rounding import round_half_up
 
 
@@ -111,7 +111,7 @@ class TemplatePack(ToolPack):
         """Build the task (answer by running the canonical plan) from template parameters."""
         draft = template.build(params)
         env = self.make_env(copy.deepcopy(draft.initial_state) if self.stateful else None)
-        value = evaluate(draft.plan, env)
+        value = evaluate_plan(draft.plan, env)
         canonical = resolve(draft.plan)
         meta: dict[str, Any] = {
             "template": template.name,

@@ -11,9 +11,9 @@ import math
 import random
 from typing import Any, ClassVar, Literal
 
-from components.tools.base import Tool, tool_from_function
 from components.tools.packs.plans import Answer, call, choice
 from components.tools.packs.templated import Draft, Template, TemplatePack
+from components.tools.tool import Tool, tool_from_function
 
 LengthUnit = Literal["mm", "cm", "m", "km", "in", "ft", "yd", "mi"]
 MassUnit = Literal["mg", "g", "kg", "t", "oz", "lb"]
