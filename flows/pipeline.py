@@ -7,9 +7,9 @@ MLflow store ``components.tracking`` resolves. Pointing ``PREFECT_API_URL`` and
 
 Why it is built this way:
 
-* **Same stage functions as DVC and the CLI.** Each task calls the function
-  named in ``components.cli.main.STAGES`` and writes its summary to the file
-  DVC lists as that stage's metrics.
+* **Same stage functions as DVC and the CLI.** Each task calls the stage
+  through :func:`components.stages.run_stage` (the table ``mentor stage`` uses
+  too) and writes its summary to the file DVC lists as that stage's metrics.
 * **Caching by content, not by Python objects.** A task's cache key is
   :func:`flows.stages.stage_cache_key`: the stage's params values, code digest
   and input file digests. A stored result is trusted only while the stage's
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -48,6 +47,8 @@ from prefect.context import FlowRunContext
 from components.config import Params, load_params, params_hash, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
 from components.redaction import redact_url
+from components.stage_files import metrics_path, summary_path, write_stage_files
+from components.stages import STAGES, run_stage, stage_options
 from flows.guardrails import (
     FINGERPRINT_TAG,
     INPUTS_ARTIFACT,
@@ -57,16 +58,12 @@ from flows.guardrails import (
     unchanged_since,
 )
 from flows.stages import (
-    STAGES,
     DigestCache,
     cache_key,
     key_changes,
-    metrics_path,
     outputs_present,
     stage_key_payload,
-    summary_path,
     write_effective_params,
-    write_stage_files,
 )
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
@@ -81,22 +78,6 @@ class PipelineStageError(StageError):
 
 
 # --------------------------------------------------------------------------- running one stage
-
-
-def _stage_function(stage: str) -> Any:
-    from components.cli.main import STAGES as TARGETS
-
-    module_name, attr = TARGETS[stage].split(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-def _stage_options(stage: str, arm: str | None, resume: bool) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if stage in {"sft", "rl"}:
-        options["resume"] = resume
-    if stage == "rl":
-        options["arm"] = arm
-    return options
 
 
 @contextmanager
@@ -125,13 +106,7 @@ def execute_stage(
     (``orchestration.num_processes`` > 1: ``accelerate launch``), or on a device
     ``slot`` while other arms run beside it (``components.training.launch``).
     """
-    from components.training.launch import run_stage_process, should_launch
-
-    options = _stage_options(stage, arm, resume)
-    if slot is not None or should_launch(params, stage, options):
-        summary = run_stage_process(params, stage, options, slot=slot)
-    else:
-        summary = _stage_function(stage)(params, **options)
+    summary = run_stage(params, stage, stage_options(stage, arm, resume), slot=slot)
     return write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
 
 
@@ -284,13 +259,16 @@ def _changes_since(key_file: Path, payload: dict[str, Any]) -> list[str]:
 
 
 def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
-    """(stage, arm) in order; RL trains ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms``."""
+    """(stage, arm) in the stage table's order, a per-arm stage (RL) once per arm.
+
+    The arms are ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms`` (``rl.arm`` first).
+    """
     arms = list(dict.fromkeys(params.rl.compare_arms if compare else [params.rl.arm]))
     if compare and params.rl.arm not in arms:
         arms.insert(0, params.rl.arm)
-    steps: list[tuple[str, str | None]] = [("models", None), ("teacher", None), ("validate", None), ("sft", None)]
-    steps += [("rl", arm) for arm in arms]
-    steps += [("evaluate", None), ("register", None)]
+    steps: list[tuple[str, str | None]] = []
+    for name, spec in STAGES.items():
+        steps += [(name, arm) for arm in arms] if spec.per_arm else [(name, None)]
     return steps
 
 
@@ -393,8 +371,7 @@ def stage_task_options(params: Params, stage: str, label: str, refresh: bool) ->
 
 
 def _is_remote(params: Params, stage: str) -> bool:
-    gpu_name = STAGES[stage].gpu_name
-    return bool(params.orchestration.gpu_pool) and gpu_name is not None and gpu_name in params.orchestration.gpu_stages
+    return bool(params.orchestration.gpu_pool) and STAGES[stage].gpu and stage in params.orchestration.gpu_stages
 
 
 def _run_steps(

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from components.config import Params, ParamsError, load_params
+from components.stages import ORDER, run_stage, stage_options
 
 app = typer.Typer(
     name="mentor",
@@ -29,17 +30,6 @@ params_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(params_app, name="params")
-
-# One stage = one function; DVC, Prefect and this CLI all call these.
-STAGES: dict[str, str] = {
-    "models": "components.models.stage:run_models_stage",
-    "teacher": "components.teacher.stage:run_teacher_stage",
-    "validate": "components.validation.stage:run_validate_stage",
-    "sft": "components.training.sft_stage:run_sft_stage",
-    "rl": "components.training.rl_stage:run_rl_stage",
-    "evaluate": "components.evaluation.stage:run_evaluate_stage",
-    "register": "components.registry.stage:run_register_stage",
-}
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Params file.")]
 ProfileOpt = Annotated[
@@ -81,21 +71,18 @@ def print_summary(summary: Any) -> None:
 
 
 def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
-    """Run one stage here, or under ``accelerate launch`` when ``orchestration.num_processes`` > 1 (sft, rl)."""
+    """Run one stage as the flow does (:func:`components.stages.run_stage`); a failure exits 1 in one paragraph."""
     from components.errors import StageError
-    from components.training.launch import run_stage_process, should_launch
 
     try:
-        if should_launch(params, name, options):
-            return run_stage_process(params, name, options)
-        return resolve_callable(STAGES[name])(params, **options)
+        return run_stage(params, name, options)
     except StageError as exc:
         fail(f"stage '{name}' failed: {exc}", code=1)
 
 
 @app.command("stage")
 def stage(
-    name: Annotated[str, typer.Argument(help=f"Stage to run: {', '.join(STAGES)}.")],
+    name: Annotated[str, typer.Argument(help=f"Stage to run: {', '.join(ORDER)}.")],
     params_file: ParamsOpt = Path("params.yaml"),
     profile: ProfileOpt = None,
     set_: SetOpt = None,
@@ -109,21 +96,16 @@ def stage(
     ] = None,
 ) -> None:
     """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
-    if name not in STAGES:
-        fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    if name not in ORDER:
+        fail(f"unknown stage '{name}'; stages: {', '.join(ORDER)}")
     params = get_params(params_file, profile, set_)
-    options: dict[str, Any] = {}
-    if name in {"sft", "rl"}:
-        options["resume"] = resume
-    if name == "rl" and arm:
-        options["arm"] = arm
-    result = run_stage_by_name(name, params, **options)
+    result = run_stage_by_name(name, params, **stage_options(name, arm, resume))
     from components.training.distributed import is_main_process
 
     if not is_main_process():  # under a user's own `accelerate launch`: rank 0 reports for all
         return
     if summary_file is not None or metrics_file is not None:
-        from flows.stages import write_stage_files
+        from components.stage_files import write_stage_files
 
         write_stage_files(result, metrics_file, summary_file)
     print_summary(result)
