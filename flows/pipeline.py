@@ -37,16 +37,14 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 
-from components.config import Params, load_params, params_hash, run_paths, state_dir
+from components.config import Params, load_params, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from components.redaction import redact_url
 from components.stage_files import metrics_path, summary_path, write_stage_files
 from components.stages import STAGES, run_stage, stage_options
 from flows.guardrails import (
@@ -57,6 +55,7 @@ from flows.guardrails import (
     run_inputs,
     unchanged_since,
 )
+from flows.report import StepRecord, publish_report
 from flows.stages import (
     DigestCache,
     cache_key,
@@ -228,21 +227,6 @@ def _remote_limit(limit: int) -> Any:
 
 
 # --------------------------------------------------------------------------- the pipeline
-
-
-@dataclass
-class StepRecord:
-    """What happened to one step, for the summary artifact and the parent MLflow run."""
-
-    label: str
-    stage: str
-    arm: str | None
-    status: str = "pending"  # ran | cached | failed | pending
-    seconds: float = 0.0
-    where: str = "local"
-    summary: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    reason: str = ""  # what changed since the stage last ran, when it ran
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -492,122 +476,6 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
     return error
 
 
-# --------------------------------------------------------------------------- reporting
-
-
-def eval_table(records: Sequence[StepRecord]) -> list[dict[str, Any]]:
-    """One row per evaluated arm: accuracy per suite (with 95% interval) and the in-domain/OOD averages.
-
-    Read from the evaluate stage's summary (``arms``) and the per-arm result
-    files it names; an arm whose file cannot be read keeps the summary's averages.
-    """
-    summary = next((r.summary for r in records if r.stage == "evaluate"), None) or {}
-    rows: list[dict[str, Any]] = []
-    for arm, info in (summary.get("arms") or {}).items():
-        if not isinstance(info, dict):
-            continue
-        row: dict[str, Any] = {"arm": arm}
-        try:
-            document = json.loads(Path(str(info.get("results"))).read_text())
-        except (OSError, ValueError, TypeError):
-            document = {}
-        for suite in document.get("suites") or []:
-            if isinstance(suite, dict) and "suite" in suite and suite.get("accuracy") is not None:
-                low, high = suite.get("ci95_low"), suite.get("ci95_high")
-                interval = f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None and high is not None else ""
-                row[str(suite["suite"])] = f"{100 * suite['accuracy']:.1f}{interval}"
-        for key, label in (("in_domain_accuracy", "in-domain"), ("ood_accuracy", "OOD")):
-            value = info.get(key)
-            if isinstance(value, int | float):
-                row[label] = round(100 * float(value), 1)
-        row["n_suites"] = len(document.get("suites") or [])
-        rows.append(row)
-    return rows
-
-
-def summary_markdown(
-    params: Params,
-    records: Sequence[StepRecord],
-    parent_run_id: str | None,
-    status: str,
-    table: Sequence[dict[str, Any]],
-) -> str:
-    """The Prefect summary artifact: what ran, what was cached, where the results are."""
-    from components.tracking import tracking_uri
-
-    lines = [
-        f"# mentor-pipeline: {status}",
-        "",
-        f"- profile: `{params.profile}` (params hash `{params_hash(params)}`)",
-        f"- outputs: `{run_paths(params).root}`",
-        f"- MLflow: `{redact_url(tracking_uri(params))}`, experiment `{params.orchestration.experiment}`, "
-        f"parent run `{parent_run_id or '-'}`",
-        "",
-        "| stage | status | where | seconds | note |",
-        "|---|---|---|---:|---|",
-    ]
-    for r in records:
-        note = (r.error or (f"changed: {r.reason}" if r.reason else "")).replace("|", "/")[:200]
-        lines.append(f"| {r.label} | {r.status} | {r.where} | {r.seconds:.1f} | {note} |")
-    if table:
-        header = list(dict.fromkeys(k for row in table for k in row))
-        lines += ["", "## Evaluation", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(row.get(h, "")) for h in header) + " |" for row in table]
-    register = next((r.summary for r in records if r.stage == "register" and r.summary), None)
-    if register:
-        lines += ["", "## Registry", "", "```json", json.dumps(register, indent=2, default=str)[:3000], "```"]
-    return "\n".join(lines) + "\n"
-
-
-def _artifact_key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
-def _publish(params: Params, records: list[StepRecord], parent_run_id: str | None, status: str) -> dict[str, Any]:
-    """Prefect artifacts plus the same summary as MLflow artifacts of the parent run."""
-    import mlflow
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    logger = get_run_logger()
-    table = eval_table(records)
-    markdown = summary_markdown(params, records, parent_run_id, status, table)
-    result = {
-        "status": status,
-        "profile": params.profile,
-        "parent_run_id": parent_run_id,
-        "stages": {
-            r.label: {"status": r.status, "seconds": r.seconds, "where": r.where, "reason": r.reason} for r in records
-        },
-        "summaries": {r.label: r.summary for r in records if r.summary},
-        "eval_table": table,
-    }
-    try:
-        create_markdown_artifact(
-            markdown,
-            key=_artifact_key(f"{params.profile}-pipeline-summary"),
-            description=f"mentor-pipeline {status} ({params.profile})",
-        )
-        if table:
-            create_table_artifact(
-                table,
-                key=_artifact_key(f"{params.profile}-evaluation"),
-                description="Evaluation table of the pipeline run",
-            )
-    except Exception as exc:  # noqa: BLE001 - reporting must never hide the pipeline's own outcome
-        logger.warning("could not create Prefect artifacts: %s", exc)
-    if mlflow.active_run() is not None:
-        mlflow.log_text(markdown, "pipeline/summary.md")
-        mlflow.log_dict(result, "pipeline/summary.json")
-        if table:
-            mlflow.log_table(
-                data={k: [row.get(k) for row in table] for k in dict.fromkeys(k for row in table for k in row)},
-                artifact_file="pipeline/eval_table.json",
-            )
-        mlflow.set_tags({f"mentor.stage.{r.label}": r.status for r in records})
-        mlflow.log_metrics({f"stage_seconds/{r.label}": r.seconds for r in records if r.status != "not run"})
-    return result
-
-
 # --------------------------------------------------------------------------- the flow
 
 
@@ -684,10 +552,10 @@ def mentor_pipeline(
         try:
             records = _run_steps(params, steps, set(refresh or []), parent_id)
         except PipelineStageError as error:
-            _publish(params, getattr(error, "records", []), parent_id, "failed")
+            publish_report(params, getattr(error, "records", []), parent_id, "failed")
             logger.error(str(error))
             raise
-        result = _publish(params, records, parent_id, "completed")
+        result = publish_report(params, records, parent_id, "completed")
         mlflow.log_dict(inputs, INPUTS_ARTIFACT)  # what `only_if_changed` compares the next run with
         mlflow.set_tag(FINGERPRINT_TAG, fingerprint(inputs))
         return result

@@ -3,6 +3,12 @@
 Commands stay thin: they parse options into ``Params`` and call one function in
 ``components``. Stage implementations are imported lazily so ``mentor --help``
 is instant and a broken optional dependency only affects the stage using it.
+
+Layers: ``components`` never imports ``flows`` (the flows wire components, not
+the other way round). ``mentor run`` and ``mentor deploy`` start flows, so they
+reach the flows layer through :func:`flow_command` only, which imports
+:data:`FLOWS_ENTRY` when one of them runs; ``tests/test_layers.py`` holds every
+other components module to the rule.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ params_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(params_app, name="params")
+
+#: The one module of the flows layer the CLI may use, imported by name only when a flow command runs.
+FLOWS_ENTRY = "flows.commands"
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Params file.")]
 ProfileOpt = Annotated[
@@ -63,6 +72,11 @@ def resolve_callable(target: str) -> Any:
             fail(f"'{target}' is not available in this version ({exc.name} is missing)")
         raise
     return getattr(module, attr)
+
+
+def flow_command(name: str) -> Any:
+    """A command of :data:`FLOWS_ENTRY`, imported now: the CLI's only way into the flows layer (module docstring)."""
+    return resolve_callable(f"{FLOWS_ENTRY}:{name}")
 
 
 def print_summary(summary: Any) -> None:
@@ -223,9 +237,9 @@ def run(
     params = get_params(params_file, profile, set_)
     from components.errors import StageError
 
-    func = resolve_callable("flows.pipeline:run_pipeline")
+    func = flow_command("run_command")
     try:
-        result = func(
+        text = func(
             params,
             compare=compare,
             params_file=str(params_file),
@@ -234,13 +248,7 @@ def run(
         )
     except StageError as exc:
         fail(str(exc), code=1)
-    if (result or {}).get("status") == "skipped":
-        typer.echo(f"mentor-pipeline skipped (profile {params.profile}): {result['reason']}")
-        return
-    from components.tracking import tracking_uri
-    from flows.console import render_run_report
-
-    typer.echo(render_run_report(params, result or {}, tracking_uri(params)))
+    typer.echo(text)
 
 
 @app.command("deploy")
@@ -286,7 +294,7 @@ def deploy(
             fail(f'--job-variables is not valid JSON ({exc}); e.g. --job-variables \'{{"env": {{"K": "V"}}}}\'')
         if not isinstance(variables, dict):
             fail('--job-variables must be a JSON object, e.g. \'{"image": "registry/mentor:1", "env": {}}\'')
-    func = resolve_callable("flows.deploy:create_deployment")
+    func = flow_command("create_deployment")
     try:
         print_summary(
             func(

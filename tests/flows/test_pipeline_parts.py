@@ -1,15 +1,14 @@
-"""Small pieces of the flow that need no models: resume bookkeeping, retry policy, reporting, deploy checks."""
+"""Small pieces of the flow that need no models: resume bookkeeping, retry policy, deploy checks."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from components.config import load_params
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from flows.pipeline import StepRecord, _Attempts, _no_retry_for_bad_input, eval_table, summary_markdown
+from flows.pipeline import _Attempts, _no_retry_for_bad_input
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,44 +44,6 @@ class _State:
 )
 def test_retry_policy(error: Exception, retry: bool) -> None:
     assert _no_retry_for_bad_input(None, None, _State(error)) is retry
-
-
-def test_eval_table_reads_each_arms_results(tmp_path: Path) -> None:
-    results = tmp_path / "mentor.json"
-    results.write_text(
-        json.dumps(
-            {
-                "suites": [
-                    {"suite": "arith", "accuracy": 0.5, "ci95_low": 0.25, "ci95_high": 0.75},
-                    {"suite": "units", "accuracy": 0.1},
-                ]
-            }
-        )
-    )
-    record = StepRecord(
-        "evaluate",
-        "evaluate",
-        None,
-        status="ran",
-        summary={
-            "arms": {
-                "mentor": {"results": str(results), "in_domain_accuracy": 0.5, "ood_accuracy": 0.1},
-                "sft": {"results": str(tmp_path / "missing.json"), "in_domain_accuracy": 0.2, "ood_accuracy": 0.0},
-            }
-        },
-    )
-    rows = eval_table([record])
-    assert rows[0] == {
-        "arm": "mentor",
-        "arith": "50.0 [25.0, 75.0]",
-        "units": "10.0",
-        "in-domain": 50.0,
-        "OOD": 10.0,
-        "n_suites": 2,
-    }
-    assert rows[1] == {"arm": "sft", "in-domain": 20.0, "OOD": 0.0, "n_suites": 0}
-    markdown = summary_markdown(_params(tmp_path), [record], "run123", "completed", rows)
-    assert "| evaluate | ran | local |" in markdown and "| mentor | 50.0 [25.0, 75.0] |" in markdown
 
 
 def test_deploy_needs_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
