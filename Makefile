@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu-demo
 
-.PHONY: install run test lint lock clean-state
+.PHONY: install run test lint check lock clean-state
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check components flows tests
+
+# Seconds, not minutes: formatting, lint, and the structure tests (layers, the stage table, dvc.yaml).
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check components flows tests benchmarks
+	$(VENV)/bin/ruff check components flows tests benchmarks
+	$(VENV)/bin/python -m pytest -q tests/test_layers.py tests/test_stage_table.py tests/flows/test_dvc_yaml.py
 
 # Regenerate the lock from a fresh resolve of pyproject's windows (maintainers only).
 lock:
