@@ -56,10 +56,10 @@ from flows.guardrails import (
     unchanged_since,
 )
 from flows.report import StepRecord, publish_report
+from flows.run_state import Attempts, changes_since, record_key, step_key_path
 from flows.stages import (
     DigestCache,
     cache_key,
-    key_changes,
     outputs_present,
     stage_key_payload,
     write_effective_params,
@@ -67,8 +67,6 @@ from flows.stages import (
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
 STAGE_FLOW_NAME = "mentor-stage"
-ATTEMPTS_FILE = ".pipeline/attempts.json"
-KEYS_DIR = ".pipeline/keys"
 EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
 
@@ -229,19 +227,6 @@ def _remote_limit(limit: int) -> Any:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _changes_since(key_file: Path, payload: dict[str, Any]) -> list[str]:
-    try:
-        before = json.loads(key_file.read_text()) if key_file.exists() else None
-    except (OSError, json.JSONDecodeError):
-        before = None
-    return key_changes(before, payload) or ["forced or outputs missing"]
-
-
 def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
     """(stage, arm) in the stage table's order, a per-arm stage (RL) once per arm.
 
@@ -278,28 +263,6 @@ def _fresh_data_seed() -> int:
         when = context.flow_run.expected_start_time
     when = when or dt.datetime.now(dt.UTC)
     return int(when.strftime("%Y%m%d"))
-
-
-class _Attempts:
-    """Cache keys of failed SFT/RL attempts: resuming from checkpoints is safe only for the same key."""
-
-    def __init__(self, params: Params) -> None:
-        self.path = run_paths(params).root / ATTEMPTS_FILE
-        try:
-            self.data: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, json.JSONDecodeError):
-            self.data = {}
-
-    def resume(self, label: str, key: str) -> bool:
-        return self.data.get(label) == key
-
-    def record(self, label: str, key: str | None) -> None:
-        if key is None:
-            self.data.pop(label, None)
-        else:
-            self.data[label] = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True))
 
 
 def result_storage(params: Params) -> Any:
@@ -364,7 +327,7 @@ def _run_steps(
     """Run the steps in order; consecutive RL arms run side by side when ``orchestration.max_parallel_arms`` > 1."""
     logger = get_run_logger()
     digests = DigestCache(state_dir(params) / "digests.json")
-    attempts = _Attempts(params)
+    attempts = Attempts(params)
     records = [StepRecord(_label(s, a), s, a) for s, a in steps]
     data = params.model_dump(mode="json")
     parallel_arms = params.orchestration.max_parallel_arms > 1
@@ -374,7 +337,7 @@ def _run_steps(
         payload = stage_key_payload(params, stage, arm, digests)
         key = cache_key(payload)
         digests.save()
-        key_file = run_paths(params).root / KEYS_DIR / f"{record.label}.json"
+        key_file = step_key_path(params, record.label)
         forced = stage in refresh or record.label in refresh or "all" in refresh
         missing = not outputs_present(params, stage, arm)
         remote = _is_remote(params, stage)
@@ -403,10 +366,10 @@ def _run_steps(
         if state.is_completed():
             record.status = "cached" if state.name == "Cached" else "ran"
             if record.status == "ran":
-                record.reason = ", ".join(_changes_since(key_file, payload))
-                _write_json(key_file, payload)
+                record.reason = ", ".join(changes_since(key_file, payload))
+                record_key(key_file, payload)
             record.summary = state.result() or {}
-            if record.stage in {"sft", "rl"}:
+            if STAGES[record.stage].resumable:
                 attempts.record(record.label, None)
             logger.info(
                 "stage %s %s in %.1fs%s",
@@ -417,7 +380,7 @@ def _run_steps(
             )
             return None
         record.status, record.error = "failed", str(state.result(raise_on_failure=False))
-        if record.stage in {"sft", "rl"}:
+        if STAGES[record.stage].resumable:
             attempts.record(record.label, key)
         return state.result(raise_on_failure=False)
 

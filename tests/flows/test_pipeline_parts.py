@@ -1,4 +1,4 @@
-"""Small pieces of the flow that need no models: resume bookkeeping, retry policy, deploy checks."""
+"""Small pieces of the flow that need no models: retry policy, deploy checks."""
 
 from __future__ import annotations
 
@@ -8,24 +8,13 @@ import pytest
 
 from components.config import load_params
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from flows.pipeline import _Attempts, _no_retry_for_bad_input
+from flows.pipeline import _no_retry_for_bad_input
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path: Path, *overrides: str):
     return load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path / 'out'}", *overrides])
-
-
-def test_checkpoint_resume_only_for_the_same_key(tmp_path: Path) -> None:
-    params = _params(tmp_path)
-    attempts = _Attempts(params)
-    assert not attempts.resume("sft", "k1")
-    attempts.record("sft", "k1")  # a failed attempt with key k1
-    again = _Attempts(params)  # read back from disk, as the next run does
-    assert again.resume("sft", "k1") and not again.resume("sft", "k2")
-    again.record("sft", None)  # it succeeded
-    assert not _Attempts(params).resume("sft", "k1")
 
 
 class _State:
