@@ -71,6 +71,7 @@ def test_every_flow_command_the_cli_calls_exists() -> None:
         and isinstance(node.func, ast.Name)
         and node.func.id == "flow_command"
         and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
     }
     assert called == {"run_command", "create_deployment"}
     assert flows.commands.__name__ == cli.FLOWS_ENTRY

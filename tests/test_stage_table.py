@@ -46,7 +46,12 @@ def test_cli_runs_exactly_the_table_stages_with_the_table_options(monkeypatch: p
     import components.cli.main as cli
 
     calls: list[tuple[str, dict[str, object]]] = []
-    monkeypatch.setattr(cli, "run_stage", lambda params, name, options: calls.append((name, options)) or {"ok": 1})
+
+    def run_stage(params: object, name: str, options: dict[str, object]) -> dict[str, int]:
+        calls.append((name, options))
+        return {"ok": 1}
+
+    monkeypatch.setattr(cli, "run_stage", run_stage)
     runner = CliRunner()
     ran = runner.invoke(app, ["stage", "rl", "--arm", "sparse", "--resume", "--profile", "smoke"])
     assert ran.exit_code == 0, ran.output
@@ -88,6 +93,7 @@ def test_schema_stage_names_follow_the_table() -> None:
 
 
 def test_gpu_stages_take_the_stage_names_and_the_old_eval() -> None:
-    assert OrchestrationParams(gpu_stages=["eval", "rl"]).gpu_stages == ["evaluate", "rl"]
+    # Validated as a params file is: from plain data, where an old file may still say ``eval``.
+    assert OrchestrationParams.model_validate({"gpu_stages": ["eval", "rl"]}).gpu_stages == ["evaluate", "rl"]
     with pytest.raises(ValueError, match="gpu_stages"):
-        OrchestrationParams(gpu_stages=["evaluation"])
+        OrchestrationParams.model_validate({"gpu_stages": ["evaluation"]})
