@@ -4,7 +4,7 @@ DVC can only track values it can read from a file, and ``params.yaml`` holds
 base values plus profile overlays. A change to ``profiles.smoke.rl.max_steps``
 must rerun RL on the smoke profile and nothing else, so the first DVC stage
 (``params``) resolves base + profile into this file and every other stage lists
-the keys it reads from it (``flows.stages.STAGES``): DVC then compares values
+the keys it reads from it (``components.stages.STAGES``): DVC then compares values
 per key, exactly as the Prefect cache key does.
 
     python -m flows.effective_params --profile smoke [--set key=value ...]

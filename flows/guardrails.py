@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.config import Params, load_params, run_paths
-from flows.stages import STAGES, DigestCache, code_digests, key_changes, stage_params
+from components.stages import STAGES
+from flows.stages import DigestCache, code_digests, key_changes, stage_params
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ MLflow store ``components.tracking`` resolves. Pointing ``PREFECT_API_URL`` and
 
 Why it is built this way:
 
-* **Same stage functions as DVC and the CLI.** Each task calls the function
-  named in ``components.cli.main.STAGES`` and writes its summary to the file
-  DVC lists as that stage's metrics.
+* **Same stage functions as DVC and the CLI.** Each task calls the stage
+  through :func:`components.stages.run_stage` (the table ``mentor stage`` uses
+  too) and writes its summary to the file DVC lists as that stage's metrics.
 * **Caching by content, not by Python objects.** A task's cache key is
   :func:`flows.stages.stage_cache_key`: the stage's params values, code digest
   and input file digests. A stored result is trusted only while the stage's
@@ -32,22 +32,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import json
 import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 
-from components.config import Params, load_params, params_hash, run_paths, state_dir
+from components.config import Params, load_params, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from components.redaction import redact_url
+from components.stage_files import metrics_path, summary_path, write_stage_files
+from components.stages import STAGES, run_stage, stage_options
 from flows.guardrails import (
     FINGERPRINT_TAG,
     INPUTS_ARTIFACT,
@@ -56,23 +55,18 @@ from flows.guardrails import (
     run_inputs,
     unchanged_since,
 )
+from flows.report import StepRecord, publish_report
+from flows.run_state import Attempts, changes_since, record_key, step_key_path
 from flows.stages import (
-    STAGES,
     DigestCache,
     cache_key,
-    key_changes,
-    metrics_path,
     outputs_present,
     stage_key_payload,
-    summary_path,
     write_effective_params,
-    write_stage_files,
 )
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
 STAGE_FLOW_NAME = "mentor-stage"
-ATTEMPTS_FILE = ".pipeline/attempts.json"
-KEYS_DIR = ".pipeline/keys"
 EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
 
@@ -81,22 +75,6 @@ class PipelineStageError(StageError):
 
 
 # --------------------------------------------------------------------------- running one stage
-
-
-def _stage_function(stage: str) -> Any:
-    from components.cli.main import STAGES as TARGETS
-
-    module_name, attr = TARGETS[stage].split(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-def _stage_options(stage: str, arm: str | None, resume: bool) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if stage in {"sft", "rl"}:
-        options["resume"] = resume
-    if stage == "rl":
-        options["arm"] = arm
-    return options
 
 
 @contextmanager
@@ -125,13 +103,7 @@ def execute_stage(
     (``orchestration.num_processes`` > 1: ``accelerate launch``), or on a device
     ``slot`` while other arms run beside it (``components.training.launch``).
     """
-    from components.training.launch import run_stage_process, should_launch
-
-    options = _stage_options(stage, arm, resume)
-    if slot is not None or should_launch(params, stage, options):
-        summary = run_stage_process(params, stage, options, slot=slot)
-    else:
-        summary = _stage_function(stage)(params, **options)
+    summary = run_stage(params, stage, stage_options(stage, arm, resume), slot=slot)
     return write_stage_files(summary, metrics_path(params, stage, arm), summary_path(params, stage, arm))
 
 
@@ -255,42 +227,17 @@ def _remote_limit(limit: int) -> Any:
 # --------------------------------------------------------------------------- the pipeline
 
 
-@dataclass
-class StepRecord:
-    """What happened to one step, for the summary artifact and the parent MLflow run."""
-
-    label: str
-    stage: str
-    arm: str | None
-    status: str = "pending"  # ran | cached | failed | pending
-    seconds: float = 0.0
-    where: str = "local"
-    summary: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    reason: str = ""  # what changed since the stage last ran, when it ran
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _changes_since(key_file: Path, payload: dict[str, Any]) -> list[str]:
-    try:
-        before = json.loads(key_file.read_text()) if key_file.exists() else None
-    except (OSError, json.JSONDecodeError):
-        before = None
-    return key_changes(before, payload) or ["forced or outputs missing"]
-
-
 def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
-    """(stage, arm) in order; RL trains ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms``."""
+    """(stage, arm) in the stage table's order, a per-arm stage (RL) once per arm.
+
+    The arms are ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms`` (``rl.arm`` first).
+    """
     arms = list(dict.fromkeys(params.rl.compare_arms if compare else [params.rl.arm]))
     if compare and params.rl.arm not in arms:
         arms.insert(0, params.rl.arm)
-    steps: list[tuple[str, str | None]] = [("models", None), ("teacher", None), ("validate", None), ("sft", None)]
-    steps += [("rl", arm) for arm in arms]
-    steps += [("evaluate", None), ("register", None)]
+    steps: list[tuple[str, str | None]] = []
+    for name, spec in STAGES.items():
+        steps += [(name, arm) for arm in arms] if spec.per_arm else [(name, None)]
     return steps
 
 
@@ -316,28 +263,6 @@ def _fresh_data_seed() -> int:
         when = context.flow_run.expected_start_time
     when = when or dt.datetime.now(dt.UTC)
     return int(when.strftime("%Y%m%d"))
-
-
-class _Attempts:
-    """Cache keys of failed SFT/RL attempts: resuming from checkpoints is safe only for the same key."""
-
-    def __init__(self, params: Params) -> None:
-        self.path = run_paths(params).root / ATTEMPTS_FILE
-        try:
-            self.data: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, json.JSONDecodeError):
-            self.data = {}
-
-    def resume(self, label: str, key: str) -> bool:
-        return self.data.get(label) == key
-
-    def record(self, label: str, key: str | None) -> None:
-        if key is None:
-            self.data.pop(label, None)
-        else:
-            self.data[label] = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True))
 
 
 def result_storage(params: Params) -> Any:
@@ -393,8 +318,7 @@ def stage_task_options(params: Params, stage: str, label: str, refresh: bool) ->
 
 
 def _is_remote(params: Params, stage: str) -> bool:
-    gpu_name = STAGES[stage].gpu_name
-    return bool(params.orchestration.gpu_pool) and gpu_name is not None and gpu_name in params.orchestration.gpu_stages
+    return bool(params.orchestration.gpu_pool) and STAGES[stage].gpu and stage in params.orchestration.gpu_stages
 
 
 def _run_steps(
@@ -403,7 +327,7 @@ def _run_steps(
     """Run the steps in order; consecutive RL arms run side by side when ``orchestration.max_parallel_arms`` > 1."""
     logger = get_run_logger()
     digests = DigestCache(state_dir(params) / "digests.json")
-    attempts = _Attempts(params)
+    attempts = Attempts(params)
     records = [StepRecord(_label(s, a), s, a) for s, a in steps]
     data = params.model_dump(mode="json")
     parallel_arms = params.orchestration.max_parallel_arms > 1
@@ -413,7 +337,7 @@ def _run_steps(
         payload = stage_key_payload(params, stage, arm, digests)
         key = cache_key(payload)
         digests.save()
-        key_file = run_paths(params).root / KEYS_DIR / f"{record.label}.json"
+        key_file = step_key_path(params, record.label)
         forced = stage in refresh or record.label in refresh or "all" in refresh
         missing = not outputs_present(params, stage, arm)
         remote = _is_remote(params, stage)
@@ -442,10 +366,10 @@ def _run_steps(
         if state.is_completed():
             record.status = "cached" if state.name == "Cached" else "ran"
             if record.status == "ran":
-                record.reason = ", ".join(_changes_since(key_file, payload))
-                _write_json(key_file, payload)
+                record.reason = ", ".join(changes_since(key_file, payload))
+                record_key(key_file, payload)
             record.summary = state.result() or {}
-            if record.stage in {"sft", "rl"}:
+            if STAGES[record.stage].resumable:
                 attempts.record(record.label, None)
             logger.info(
                 "stage %s %s in %.1fs%s",
@@ -456,7 +380,7 @@ def _run_steps(
             )
             return None
         record.status, record.error = "failed", str(state.result(raise_on_failure=False))
-        if record.stage in {"sft", "rl"}:
+        if STAGES[record.stage].resumable:
             attempts.record(record.label, key)
         return state.result(raise_on_failure=False)
 
@@ -513,122 +437,6 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
     )
     error.records = records  # type: ignore[attr-defined]
     return error
-
-
-# --------------------------------------------------------------------------- reporting
-
-
-def eval_table(records: Sequence[StepRecord]) -> list[dict[str, Any]]:
-    """One row per evaluated arm: accuracy per suite (with 95% interval) and the in-domain/OOD averages.
-
-    Read from the evaluate stage's summary (``arms``) and the per-arm result
-    files it names; an arm whose file cannot be read keeps the summary's averages.
-    """
-    summary = next((r.summary for r in records if r.stage == "evaluate"), None) or {}
-    rows: list[dict[str, Any]] = []
-    for arm, info in (summary.get("arms") or {}).items():
-        if not isinstance(info, dict):
-            continue
-        row: dict[str, Any] = {"arm": arm}
-        try:
-            document = json.loads(Path(str(info.get("results"))).read_text())
-        except (OSError, ValueError, TypeError):
-            document = {}
-        for suite in document.get("suites") or []:
-            if isinstance(suite, dict) and "suite" in suite and suite.get("accuracy") is not None:
-                low, high = suite.get("ci95_low"), suite.get("ci95_high")
-                interval = f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None and high is not None else ""
-                row[str(suite["suite"])] = f"{100 * suite['accuracy']:.1f}{interval}"
-        for key, label in (("in_domain_accuracy", "in-domain"), ("ood_accuracy", "OOD")):
-            value = info.get(key)
-            if isinstance(value, int | float):
-                row[label] = round(100 * float(value), 1)
-        row["n_suites"] = len(document.get("suites") or [])
-        rows.append(row)
-    return rows
-
-
-def summary_markdown(
-    params: Params,
-    records: Sequence[StepRecord],
-    parent_run_id: str | None,
-    status: str,
-    table: Sequence[dict[str, Any]],
-) -> str:
-    """The Prefect summary artifact: what ran, what was cached, where the results are."""
-    from components.tracking import tracking_uri
-
-    lines = [
-        f"# mentor-pipeline: {status}",
-        "",
-        f"- profile: `{params.profile}` (params hash `{params_hash(params)}`)",
-        f"- outputs: `{run_paths(params).root}`",
-        f"- MLflow: `{redact_url(tracking_uri(params))}`, experiment `{params.orchestration.experiment}`, "
-        f"parent run `{parent_run_id or '-'}`",
-        "",
-        "| stage | status | where | seconds | note |",
-        "|---|---|---|---:|---|",
-    ]
-    for r in records:
-        note = (r.error or (f"changed: {r.reason}" if r.reason else "")).replace("|", "/")[:200]
-        lines.append(f"| {r.label} | {r.status} | {r.where} | {r.seconds:.1f} | {note} |")
-    if table:
-        header = list(dict.fromkeys(k for row in table for k in row))
-        lines += ["", "## Evaluation", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(row.get(h, "")) for h in header) + " |" for row in table]
-    register = next((r.summary for r in records if r.stage == "register" and r.summary), None)
-    if register:
-        lines += ["", "## Registry", "", "```json", json.dumps(register, indent=2, default=str)[:3000], "```"]
-    return "\n".join(lines) + "\n"
-
-
-def _artifact_key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
-def _publish(params: Params, records: list[StepRecord], parent_run_id: str | None, status: str) -> dict[str, Any]:
-    """Prefect artifacts plus the same summary as MLflow artifacts of the parent run."""
-    import mlflow
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    logger = get_run_logger()
-    table = eval_table(records)
-    markdown = summary_markdown(params, records, parent_run_id, status, table)
-    result = {
-        "status": status,
-        "profile": params.profile,
-        "parent_run_id": parent_run_id,
-        "stages": {
-            r.label: {"status": r.status, "seconds": r.seconds, "where": r.where, "reason": r.reason} for r in records
-        },
-        "summaries": {r.label: r.summary for r in records if r.summary},
-        "eval_table": table,
-    }
-    try:
-        create_markdown_artifact(
-            markdown,
-            key=_artifact_key(f"{params.profile}-pipeline-summary"),
-            description=f"mentor-pipeline {status} ({params.profile})",
-        )
-        if table:
-            create_table_artifact(
-                table,
-                key=_artifact_key(f"{params.profile}-evaluation"),
-                description="Evaluation table of the pipeline run",
-            )
-    except Exception as exc:  # noqa: BLE001 - reporting must never hide the pipeline's own outcome
-        logger.warning("could not create Prefect artifacts: %s", exc)
-    if mlflow.active_run() is not None:
-        mlflow.log_text(markdown, "pipeline/summary.md")
-        mlflow.log_dict(result, "pipeline/summary.json")
-        if table:
-            mlflow.log_table(
-                data={k: [row.get(k) for row in table] for k in dict.fromkeys(k for row in table for k in row)},
-                artifact_file="pipeline/eval_table.json",
-            )
-        mlflow.set_tags({f"mentor.stage.{r.label}": r.status for r in records})
-        mlflow.log_metrics({f"stage_seconds/{r.label}": r.seconds for r in records if r.status != "not run"})
-    return result
 
 
 # --------------------------------------------------------------------------- the flow
@@ -707,10 +515,10 @@ def mentor_pipeline(
         try:
             records = _run_steps(params, steps, set(refresh or []), parent_id)
         except PipelineStageError as error:
-            _publish(params, getattr(error, "records", []), parent_id, "failed")
+            publish_report(params, getattr(error, "records", []), parent_id, "failed")
             logger.error(str(error))
             raise
-        result = _publish(params, records, parent_id, "completed")
+        result = publish_report(params, records, parent_id, "completed")
         mlflow.log_dict(inputs, INPUTS_ARTIFACT)  # what `only_if_changed` compares the next run with
         mlflow.set_tag(FINGERPRINT_TAG, fingerprint(inputs))
         return result

@@ -1,17 +1,12 @@
-"""What each pipeline stage reads and writes, in one table both orchestrators obey.
+"""The flow's cache keys and DVC's effective params, both derived from the stage table.
 
 DVC (``dvc.yaml``) and the Prefect flow (``flows/pipeline.py``) keep separate
 records (``dvc.lock``; Prefect's result store) but must agree on when a stage is
-out of date: the same change must rerun the same stages under either. Both
-decide from the same three things, listed here per stage:
-
-* ``params``: the dotted keys of the *effective* params (base + profile +
-  overrides) the stage reads. DVC tracks them in the generated
-  ``outputs/<profile>/params.json``; Prefect hashes their values into the cache key.
-* ``code``: the source files whose change must rerun the stage.
-* inputs and outputs: files and folders under ``outputs/<profile>``.
-
-``tests/flows/test_dvc_yaml.py`` checks that ``dvc.yaml`` lists exactly these.
+out of date. Both read what a stage depends on (its ``params`` keys, ``code``
+and input files) from :data:`components.stages.STAGES`; this module turns that
+into the Prefect cache key (:func:`stage_cache_key`) and into the effective
+params file DVC compares per key (:func:`write_effective_params`).
+``tests/flows/test_dvc_yaml.py`` checks that ``dvc.yaml`` lists exactly the same.
 """
 
 from __future__ import annotations
@@ -19,145 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from components.config import Params, RunPaths, run_paths
-from components.config.schema import RlParams
+from components.config import Params, run_paths
+from components.stages import STAGES, StageSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The file DVC reads effective params from, relative to ``run_paths(params).root``.
 EFFECTIVE_PARAMS = "params.json"
-#: Numbers-only stage metrics (JSON) live here, relative to the run root; DVC lists them as metrics.
-METRICS_DIR = "metrics"
-#: The stages' full summaries (paths, run ids, messages), relative to the run root; not metrics.
-SUMMARIES_DIR = "summaries"
-#: Summary subtrees left out of the metrics file: descriptions of inputs, not measurements of the stage.
-METRICS_SKIP = frozenset({"manifest", "validation", "mlflow_run_id", "run_id"})
-
-# RL reads every rl.* key but the two that only choose *which* arms run:
-# one arm's model must not be retrained because another arm was added.
-# Where the vLLM server listens is deployment, not training: moving it must not retrain.
-RL_KEYS: tuple[str, ...] = tuple(
-    f"rl.{name}"
-    for name in RlParams.model_fields
-    if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
-)
-#: The process count sets the global batch (per-device batch x processes), so it is part of what trains.
-DISTRIBUTED_KEYS: tuple[str, ...] = ("orchestration.num_processes",)
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage: the keys, code and files that decide whether it must run again."""
-
-    name: str
-    params: tuple[str, ...]
-    code: tuple[str, ...]
-    inputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
-    #: What must exist for a stored result to be trusted (DVC's ``outs`` may be wider folders).
-    outputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
-    #: Talks to something outside the process (an LLM endpoint, a tracking server): worth retrying.
-    io_bound: bool = False
-    #: The name ``orchestration.gpu_stages`` uses for it, if it may run on a GPU pool.
-    gpu_name: str | None = None
-    #: Its result is state in the tracking server, so the tracking URI is part of its cache key.
-    keyed_on_tracking: bool = False
-
-
-STAGES: dict[str, StageSpec] = {
-    spec.name: spec
-    for spec in (
-        StageSpec(
-            name="models",
-            params=("models", "teacher.backend"),
-            code=("components/models",),
-        ),
-        StageSpec(
-            name="teacher",
-            params=("teacher", "tasks", "models.teacher", "models.dtype", "project.seed"),
-            code=("components/teacher", "components/tools"),
-            outputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
-            # Only the openai backend leaves the process; scripted and hf are deterministic local code.
-            io_bound=True,
-        ),
-        StageSpec(
-            name="validate",
-            params=("validation", "tasks"),
-            code=("components/validation",),
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
-            outputs=lambda paths, arm: [paths.validation_dir / "validated.jsonl"],
-        ),
-        StageSpec(
-            name="sft",
-            params=("sft", "models.student", "models.dtype", *DISTRIBUTED_KEYS),
-            code=(
-                "components/training/sft_stage.py",
-                "components/training/sft_data.py",
-                "components/training/callbacks.py",
-                "components/training/distributed.py",
-            ),
-            # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
-            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
-            outputs=lambda paths, arm: [paths.sft_model],
-            gpu_name="sft",
-        ),
-        StageSpec(
-            name="rl",
-            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
-            code=(
-                "components/training/distributed.py",
-                "components/training/rl_stage.py",
-                "components/training/rl_data.py",
-                "components/training/rl_env.py",
-                "components/training/rl_callbacks.py",
-                "components/training/rl_curves.py",
-                "components/training/rewards.py",
-                "components/training/callbacks.py",
-                "components/tools",
-            ),
-            inputs=lambda paths, arm: [
-                paths.teacher_dataset,
-                paths.validation_dir / "validated.jsonl",
-                paths.sft_model,
-            ],
-            outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
-            gpu_name="rl",
-        ),
-        StageSpec(
-            name="evaluate",
-            # Every arm whose model exists is evaluated; rl.arm / compare_arms only order them.
-            params=(
-                "eval",
-                "tasks",
-                "models.student",
-                "models.teacher",
-                "models.dtype",
-                "teacher.backend",
-                "rl.arm",
-                "rl.compare_arms",
-            ),
-            # rl_curves.py draws the arms' reward curves into the report.
-            code=("components/evaluation", "components/tools", "components/training/rl_curves.py"),
-            inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
-            outputs=lambda paths, arm: [paths.eval_dir],
-            gpu_name="eval",
-        ),
-        StageSpec(
-            name="register",
-            params=("registry", "models.dtype", "eval.max_new_tokens"),
-            code=("components/registry",),
-            inputs=lambda paths, arm: [paths.eval_dir, paths.root / "rl", paths.sft_model, paths.teacher_dataset],
-            io_bound=True,
-            # Its output lives in the MLflow registry: another tracking server means another registry.
-            keyed_on_tracking=True,
-        ),
-    )
-}
-
-ORDER: tuple[str, ...] = tuple(STAGES)
 
 
 # --------------------------------------------------------------------------- effective params
@@ -191,70 +57,6 @@ def write_effective_params(params: Params, path: Path | None = None) -> Path:
         tmp.write_text(text)
         tmp.replace(target)
     return target
-
-
-def metrics_path(params: Params, stage: str, arm: str | None = None) -> Path:
-    """Where a stage's numbers-only metrics go (the file DVC lists under ``metrics``)."""
-    name = f"{stage}-{arm}" if arm else stage
-    return run_paths(params).root / METRICS_DIR / f"{name}.json"
-
-
-def summary_path(params: Params, stage: str, arm: str | None = None) -> Path:
-    """Where a stage's full JSON summary goes (paths and run ids included; a DVC out, not a metric)."""
-    name = f"{stage}-{arm}" if arm else stage
-    return run_paths(params).root / SUMMARIES_DIR / f"{name}.json"
-
-
-def numeric_metrics(summary: Mapping[str, Any], max_depth: int = 4) -> dict[str, Any]:
-    """The numbers of a stage summary, nested as in the summary: what DVC may call metrics.
-
-    DVC compares metrics as numbers; a path, run id or message in a metrics
-    file only widens ``dvc metrics show`` and makes ``dvc metrics diff`` report
-    changes that are not measurements. Booleans become 0/1 (``success``,
-    ``promoted``); strings, lists and ``None`` are dropped, and so are the
-    subtrees in :data:`METRICS_SKIP`. Empty branches are left out.
-    """
-
-    def walk(node: Mapping[str, Any], depth: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in METRICS_SKIP:
-                continue
-            if isinstance(value, bool):
-                out[str(key)] = int(value)
-            elif isinstance(value, int | float):
-                if value == value and value not in (float("inf"), float("-inf")):  # DVC cannot diff NaN/inf
-                    out[str(key)] = value
-            elif isinstance(value, Mapping) and depth < max_depth:
-                child = walk(value, depth + 1)
-                if child:
-                    out[str(key)] = child
-        return out
-
-    return walk(summary, 1)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_stage_files(
-    summary: Mapping[str, Any] | None, metrics_file: Path | None, summary_file: Path | None
-) -> dict[str, Any]:
-    """Write a stage's numbers to ``metrics_file`` and its full summary to ``summary_file``; returns the summary.
-
-    Both ``mentor stage --metrics/--summary`` (DVC) and the Prefect flow call
-    this, so the two orchestrators leave the same files behind.
-    """
-    data: dict[str, Any] = json.loads(json.dumps(dict(summary or {}), default=str))
-    if summary_file is not None:
-        _write_text_atomic(summary_file, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    if metrics_file is not None:
-        _write_text_atomic(metrics_file, json.dumps(numeric_metrics(data), indent=2, sort_keys=True) + "\n")
-    return data
 
 
 # --------------------------------------------------------------------------- content digests

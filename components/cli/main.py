@@ -3,6 +3,12 @@
 Commands stay thin: they parse options into ``Params`` and call one function in
 ``components``. Stage implementations are imported lazily so ``mentor --help``
 is instant and a broken optional dependency only affects the stage using it.
+
+Layers: ``components`` never imports ``flows`` (the flows wire components, not
+the other way round). ``mentor run`` and ``mentor deploy`` start flows, so they
+reach the flows layer through :func:`flow_command` only, which imports
+:data:`FLOWS_ENTRY` when one of them runs; ``tests/test_layers.py`` holds every
+other components module to the rule.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from components.config import Params, ParamsError, load_params
+from components.stages import ORDER, run_stage, stage_options
 
 app = typer.Typer(
     name="mentor",
@@ -30,16 +37,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(params_app, name="params")
 
-# One stage = one function; DVC, Prefect and this CLI all call these.
-STAGES: dict[str, str] = {
-    "models": "components.models.stage:run_models_stage",
-    "teacher": "components.teacher.stage:run_teacher_stage",
-    "validate": "components.validation.stage:run_validate_stage",
-    "sft": "components.training.sft_stage:run_sft_stage",
-    "rl": "components.training.rl_stage:run_rl_stage",
-    "evaluate": "components.evaluation.stage:run_evaluate_stage",
-    "register": "components.registry.stage:run_register_stage",
-}
+#: The one module of the flows layer the CLI may use, imported by name only when a flow command runs.
+FLOWS_ENTRY = "flows.commands"
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Params file.")]
 ProfileOpt = Annotated[
@@ -75,27 +74,29 @@ def resolve_callable(target: str) -> Any:
     return getattr(module, attr)
 
 
+def flow_command(name: str) -> Any:
+    """A command of :data:`FLOWS_ENTRY`, imported now: the CLI's only way into the flows layer (module docstring)."""
+    return resolve_callable(f"{FLOWS_ENTRY}:{name}")
+
+
 def print_summary(summary: Any) -> None:
     if summary is not None:
         typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
-    """Run one stage here, or under ``accelerate launch`` when ``orchestration.num_processes`` > 1 (sft, rl)."""
+    """Run one stage as the flow does (:func:`components.stages.run_stage`); a failure exits 1 in one paragraph."""
     from components.errors import MentorError
-    from components.training.launch import run_stage_process, should_launch
 
     try:
-        if should_launch(params, name, options):
-            return run_stage_process(params, name, options)
-        return resolve_callable(STAGES[name])(params, **options)
+        return run_stage(params, name, options)
     except MentorError as exc:
         fail(f"stage '{name}' failed: {exc}", code=1)
 
 
 @app.command("stage")
 def stage(
-    name: Annotated[str, typer.Argument(help=f"Stage to run: {', '.join(STAGES)}.")],
+    name: Annotated[str, typer.Argument(help=f"Stage to run: {', '.join(ORDER)}.")],
     params_file: ParamsOpt = Path("params.yaml"),
     profile: ProfileOpt = None,
     set_: SetOpt = None,
@@ -109,21 +110,16 @@ def stage(
     ] = None,
 ) -> None:
     """Run one pipeline stage, exactly as DVC and the Prefect flow do."""
-    if name not in STAGES:
-        fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    if name not in ORDER:
+        fail(f"unknown stage '{name}'; stages: {', '.join(ORDER)}")
     params = get_params(params_file, profile, set_)
-    options: dict[str, Any] = {}
-    if name in {"sft", "rl"}:
-        options["resume"] = resume
-    if name == "rl" and arm:
-        options["arm"] = arm
-    result = run_stage_by_name(name, params, **options)
+    result = run_stage_by_name(name, params, **stage_options(name, arm, resume))
     from components.training.distributed import is_main_process
 
     if not is_main_process():  # under a user's own `accelerate launch`: rank 0 reports for all
         return
     if summary_file is not None or metrics_file is not None:
-        from flows.stages import write_stage_files
+        from components.stage_files import write_stage_files
 
         write_stage_files(result, metrics_file, summary_file)
     print_summary(result)
@@ -241,9 +237,9 @@ def run(
     params = get_params(params_file, profile, set_)
     from components.errors import MentorError
 
-    func = resolve_callable("flows.pipeline:run_pipeline")
+    func = flow_command("run_command")
     try:
-        result = func(
+        text = func(
             params,
             compare=compare,
             params_file=str(params_file),
@@ -252,13 +248,7 @@ def run(
         )
     except MentorError as exc:
         fail(str(exc), code=1)
-    if (result or {}).get("status") == "skipped":
-        typer.echo(f"mentor-pipeline skipped (profile {params.profile}): {result['reason']}")
-        return
-    from components.tracking import tracking_uri
-    from flows.console import render_run_report
-
-    typer.echo(render_run_report(params, result or {}, tracking_uri(params)))
+    typer.echo(text)
 
 
 @app.command("deploy")
@@ -304,7 +294,7 @@ def deploy(
             fail(f'--job-variables is not valid JSON ({exc}); e.g. --job-variables \'{{"env": {{"K": "V"}}}}\'')
         if not isinstance(variables, dict):
             fail('--job-variables must be a JSON object, e.g. \'{"image": "registry/mentor:1", "env": {}}\'')
-    func = resolve_callable("flows.deploy:create_deployment")
+    func = flow_command("create_deployment")
     try:
         print_summary(
             func(

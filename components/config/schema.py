@@ -275,7 +275,8 @@ class OrchestrationParams(_Section):
     experiment: str = "mentor-pipeline"
     #: A Prefect work pool name: the ``gpu_stages`` run there; ``None`` runs everything in the flow's process.
     gpu_pool: str | None = None
-    gpu_stages: list[Literal["sft", "rl", "eval"]] = Field(default_factory=lambda: ["sft", "rl", "eval"])
+    #: Stages (by their names in ``components.stages``) sent to ``gpu_pool``.
+    gpu_stages: list[Literal["sft", "rl", "evaluate"]] = Field(default_factory=lambda: ["sft", "rl", "evaluate"])
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
     #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever: the
@@ -292,6 +293,14 @@ class OrchestrationParams(_Section):
     #: worker's PREFECT_HOME (lost with the container); ``s3://bucket/prefix`` = the S3/MinIO store in infra,
     #: reached with the AWS_* variables and AWS_ENDPOINT_URL_S3 (or MLFLOW_S3_ENDPOINT_URL) for MinIO.
     result_storage: str | None = None
+
+    @field_validator("gpu_stages", mode="before")
+    @classmethod
+    def _gpu_stage_names(cls, value: object) -> object:
+        """Accept ``eval``, this list's name for ``evaluate`` before stages had one name each (old params files)."""
+        if isinstance(value, list | tuple):
+            return ["evaluate" if item == "eval" else item for item in value]
+        return value
 
     @field_validator("result_storage")
     @classmethod

@@ -30,13 +30,12 @@ from components.config import Params, model_cache_dir, params_hash, run_paths
 from components.errors import MentorError
 from components.files import sha256_file
 from components.redaction import public_params
+from components.stages import ORDER
 from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
 
 log = logging.getLogger(__name__)
 
 LINEAGE_ARTIFACT = "lineage/lineage.json"
-# Pipeline order, newest last; lineage prints newest first (the way back from the model).
-STAGE_ORDER = ("models", "teacher", "validate", "sft", "rl", "evaluate")
 LINKS = (
     "registry_version",
     "registration_run",
@@ -449,9 +448,8 @@ def build_lineage(
     gate = {k[len("mentor.gate.") :]: v for k, v in version_tags.items() if k.startswith("mentor.gate.")}
     stages = []
     stage_runs = base.get("stage_runs") or {}
-    order = [s for s in reversed(STAGE_ORDER) if s in stage_runs] + sorted(
-        s for s in stage_runs if s not in STAGE_ORDER
-    )
+    # The stage table's order, newest first: the way back from the model.
+    order = [s for s in reversed(ORDER) if s in stage_runs] + sorted(s for s in stage_runs if s not in ORDER)
     for stage in order:
         entry = dict(stage_runs[stage])
         live = (runs or {}).get(entry.get("run_id", ""))

@@ -39,19 +39,18 @@ from typing import Any
 
 from components.config import Params
 from components.errors import StageError
+from components.stages import STAGES, load_target, stage_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Stages that may run on several processes (the others have no distributed code path).
 TRAINING_STAGES = ("sft", "rl")
 #: CPU cores a launched process pins itself to (comma-separated), set from its :class:`Slot`.
 AFFINITY_ENV = "MENTOR_CPU_AFFINITY"
-#: Functions a launched process may run (``components.cli.main.STAGES`` names the same ones).
-STAGE_TARGETS = {
-    "sft": ("components.training.sft_stage", "run_sft_stage"),
-    "rl": ("components.training.rl_stage", "run_rl_stage"),
-    "evaluate": ("components.evaluation.stage", "run_evaluate_stage"),
+#: Functions a launched process may run: those stages of the stage table, and one helper.
+STAGE_TARGETS: dict[str, str] = {
+    **{name: STAGES[name].target for name in ("sft", "rl", "evaluate")},
     # The evaluate stage's parallel helper: writes eval/<arm>.json, opens no MLflow run.
-    "evaluate-arms": ("components.evaluation.stage", "evaluate_arm_files"),
+    "evaluate-arms": "components.evaluation.stage:evaluate_arm_files",
 }
 
 
@@ -365,21 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _apply_affinity()
 
-    import importlib
-
     from components.training.distributed import is_main_process, process_index
 
     params = Params.model_validate(json.loads(args.params_json.read_text()))
-    options: dict[str, Any] = {}
-    if args.stage in TRAINING_STAGES:
-        options["resume"] = args.resume
-    if args.stage == "rl" and args.arm:
-        options["arm"] = args.arm
+    options = stage_options(args.stage, args.arm, args.resume) if args.stage in STAGES else {}
     if args.stage in {"evaluate", "evaluate-arms"} and args.arms:
         options["arms"] = args.arms.split(",")
-    module_name, attr = STAGE_TARGETS[args.stage]
     try:
-        summary = getattr(importlib.import_module(module_name), attr)(params, **options)
+        summary = load_target(STAGE_TARGETS[args.stage])(params, **options)
     except BaseException as exc:
         report = {"type": type(exc).__name__, "message": str(exc)}
         (args.errors / f"rank-{process_index()}.json").write_text(json.dumps(report))

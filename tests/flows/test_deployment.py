@@ -97,7 +97,7 @@ def test_triggered_deployment_runs_the_pipeline_on_a_worker(
     overrides = [
         *fast_overrides(tmp_path, model_cache),
         f"orchestration.gpu_pool={pool}",
-        "orchestration.gpu_stages=[eval]",
+        "orchestration.gpu_stages=[evaluate]",
     ]
     params = load_params(REPO / "params.yaml", "smoke", overrides)
 

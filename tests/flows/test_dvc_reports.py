@@ -21,9 +21,10 @@ import yaml
 
 from components.config import load_params, run_paths
 from components.evaluation.stage import write_accuracy_table
+from components.stage_files import metrics_path, numeric_metrics, summary_path, write_stage_files
 from components.training.rl_callbacks import write_history
 from components.training.sft_stage import write_sft_curve
-from flows.stages import metrics_path, numeric_metrics, summary_path, write_effective_params, write_stage_files
+from flows.stages import write_effective_params
 from tests.flows.conftest import REPO, subprocess_env
 
 DVC = str(Path(sys.executable).parent / "dvc")

@@ -1,4 +1,4 @@
-"""dvc.yaml says the same as flows/stages.py, and DVC itself parses it into the expected DAG."""
+"""dvc.yaml says the same as the stage table (components/stages.py), and DVC parses it into the expected DAG."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.config.paths import RunPaths
-from flows.stages import STAGES
+from components.stages import ORDER, STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "outputs/${profile}"
@@ -42,6 +42,12 @@ def _paths(items: list[Any]) -> list[str]:
 
 def _covered(path: str, candidates: list[str]) -> bool:
     return any(path == c or path.startswith(c.rstrip("/") + "/") for c in candidates)
+
+
+def test_dvc_runs_exactly_the_table_stages_in_order(dvc_stages: dict[str, Any]) -> None:
+    # ``params`` is DVC's own first stage: it writes the effective params the others read.
+    assert list(dvc_stages) == ["params", *ORDER]
+    assert [name for name in ORDER if "foreach" in dvc_stages[name]] == [n for n, s in STAGES.items() if s.per_arm]
 
 
 @pytest.mark.parametrize("name", list(STAGES))

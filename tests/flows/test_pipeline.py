@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from components.config import load_params, run_paths
-from flows.console import render_run_report
 from flows.pipeline import PipelineStageError, run_pipeline
+from flows.report import render_run_report
 from tests.flows.conftest import REPO, fast_overrides
 
 pytestmark = pytest.mark.slow

@@ -1,32 +1,20 @@
-"""Small pieces of the flow that need no models: resume bookkeeping, retry policy, reporting, deploy checks."""
+"""Small pieces of the flow that need no models: retry policy, deploy checks."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from components.config import load_params
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from flows.pipeline import StepRecord, _Attempts, _no_retry_for_bad_input, eval_table, summary_markdown
+from flows.pipeline import _no_retry_for_bad_input
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path: Path, *overrides: str):
     return load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path / 'out'}", *overrides])
-
-
-def test_checkpoint_resume_only_for_the_same_key(tmp_path: Path) -> None:
-    params = _params(tmp_path)
-    attempts = _Attempts(params)
-    assert not attempts.resume("sft", "k1")
-    attempts.record("sft", "k1")  # a failed attempt with key k1
-    again = _Attempts(params)  # read back from disk, as the next run does
-    assert again.resume("sft", "k1") and not again.resume("sft", "k2")
-    again.record("sft", None)  # it succeeded
-    assert not _Attempts(params).resume("sft", "k1")
 
 
 class _State:
@@ -45,44 +33,6 @@ class _State:
 )
 def test_retry_policy(error: Exception, retry: bool) -> None:
     assert _no_retry_for_bad_input(None, None, _State(error)) is retry
-
-
-def test_eval_table_reads_each_arms_results(tmp_path: Path) -> None:
-    results = tmp_path / "mentor.json"
-    results.write_text(
-        json.dumps(
-            {
-                "suites": [
-                    {"suite": "arith", "accuracy": 0.5, "ci95_low": 0.25, "ci95_high": 0.75},
-                    {"suite": "units", "accuracy": 0.1},
-                ]
-            }
-        )
-    )
-    record = StepRecord(
-        "evaluate",
-        "evaluate",
-        None,
-        status="ran",
-        summary={
-            "arms": {
-                "mentor": {"results": str(results), "in_domain_accuracy": 0.5, "ood_accuracy": 0.1},
-                "sft": {"results": str(tmp_path / "missing.json"), "in_domain_accuracy": 0.2, "ood_accuracy": 0.0},
-            }
-        },
-    )
-    rows = eval_table([record])
-    assert rows[0] == {
-        "arm": "mentor",
-        "arith": "50.0 [25.0, 75.0]",
-        "units": "10.0",
-        "in-domain": 50.0,
-        "OOD": 10.0,
-        "n_suites": 2,
-    }
-    assert rows[1] == {"arm": "sft", "in-domain": 20.0, "OOD": 0.0, "n_suites": 0}
-    markdown = summary_markdown(_params(tmp_path), [record], "run123", "completed", rows)
-    assert "| evaluate | ran | local |" in markdown and "| mentor | 50.0 [25.0, 75.0] |" in markdown
 
 
 def test_deploy_needs_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

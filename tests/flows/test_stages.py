@@ -1,4 +1,4 @@
-"""The stage table both orchestrators share: cache keys move exactly when a stage's inputs move."""
+"""Cache keys from the stage table: they move exactly when a stage's inputs move."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from components.config import load_params, run_paths
+from components.stages import ORDER, STAGES
 from flows.effective_params import main as effective_params_main
 from flows.pipeline import plan_steps
 from flows.stages import (
-    ORDER,
-    STAGES,
     DigestCache,
     cache_key,
     effective_value,
@@ -32,12 +31,6 @@ def _params(tmp_path: Path, *overrides: str):
         "smoke",
         [f"project.output_dir={tmp_path / 'out'}", f"project.state_dir={tmp_path / 'state'}", *overrides],
     )
-
-
-def test_every_stage_of_the_cli_has_a_spec_in_pipeline_order() -> None:
-    from components.cli.main import STAGES as CLI_STAGES
-
-    assert list(ORDER) == list(CLI_STAGES)
 
 
 def test_every_listed_param_key_exists_in_the_schema(tmp_path: Path) -> None:

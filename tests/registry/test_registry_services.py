@@ -23,10 +23,12 @@ from components.config import load_params, params_hash, run_paths
 from components.models.sources import model_checksum, tool_chat_template
 from components.registry.gate import wilson_interval
 from components.registry.lineage import read_dvc_lock, sha256_path
+from components.stages import ORDER
 from components.tracking import PARENT_RUN_ENV, stage_run
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("models", "teacher", "validate", "sft", "rl", "evaluate")
+#: Every stage that runs before registration, in the stage table's order.
+STAGES = ORDER[: ORDER.index("register")]
 TOOLS = [
     {
         "type": "function",

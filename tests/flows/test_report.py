@@ -1,13 +1,15 @@
-"""The closing text of `mentor run`: timings, comparison table, where results are, how to open the UIs."""
+"""The run report: the flow's Markdown summary, and the closing text of `mentor run` (timings, comparison
+table, where results are, how to open the UIs)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from components.config import load_params
-from flows.console import render_run_report
+from flows.report import StepRecord, eval_table, render_run_report, summary_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,3 +73,47 @@ def test_report_points_at_servers_when_configured(tmp_path: Path, monkeypatch: p
     assert "Prefect UI: open http://prefect:4200/runs" in text
     assert "(no evaluation results)" in text
     assert "paired differences" not in text  # nothing to compare: no section
+
+
+def test_eval_table_reads_each_arms_results(tmp_path: Path) -> None:
+    results = tmp_path / "mentor.json"
+    results.write_text(
+        json.dumps(
+            {
+                "suites": [
+                    {"suite": "arith", "accuracy": 0.5, "ci95_low": 0.25, "ci95_high": 0.75},
+                    {"suite": "units", "accuracy": 0.1},
+                ]
+            }
+        )
+    )
+    record = StepRecord(
+        "evaluate",
+        "evaluate",
+        None,
+        status="ran",
+        summary={
+            "arms": {
+                "mentor": {"results": str(results), "in_domain_accuracy": 0.5, "ood_accuracy": 0.1},
+                "sft": {"results": str(tmp_path / "missing.json"), "in_domain_accuracy": 0.2, "ood_accuracy": 0.0},
+            }
+        },
+    )
+    rows = eval_table([record])
+    assert rows[0] == {
+        "arm": "mentor",
+        "arith": "50.0 [25.0, 75.0]",
+        "units": "10.0",
+        "in-domain": 50.0,
+        "OOD": 10.0,
+        "n_suites": 2,
+    }
+    assert rows[1] == {"arm": "sft", "in-domain": 20.0, "OOD": 0.0, "n_suites": 0}
+    markdown = summary_markdown(
+        load_params(REPO / "params.yaml", "smoke", [f"project.output_dir={tmp_path}"]),
+        [record],
+        "run123",
+        "completed",
+        rows,
+    )
+    assert "| evaluate | ran | local |" in markdown and "| mentor | 50.0 [25.0, 75.0] |" in markdown

@@ -1,0 +1,220 @@
+"""The stage table: every pipeline stage, once, with all that the CLI, the flow, lineage and DVC need to know.
+
+The stage list used to live in four places that drifted apart (the CLI's
+targets, the flow's cache table, lineage's order, ``dvc.yaml``). Now
+:data:`STAGES` is the only list: ``mentor stage`` and the Prefect flow call
+stages through :func:`run_stage` with options from :func:`stage_options`,
+lineage orders stage runs by :data:`ORDER`, the flow's cache keys
+(``flows/stages.py``) read ``params``/``code``/inputs/outputs from it, and
+``tests/flows/test_dvc_yaml.py`` fails when ``dvc.yaml`` says otherwise.
+Adding a stage is one :class:`StageSpec` here plus its function (CONTRIBUTING.md).
+
+DVC (``dvc.lock``) and Prefect (its result store) must agree on when a stage is
+out of date: the same change must rerun the same stages under either. Both
+decide from the same three things, listed here per stage:
+
+* ``params``: the dotted keys of the *effective* params (base + profile +
+  overrides) the stage reads. DVC tracks them in the generated
+  ``outputs/<profile>/params.json``; Prefect hashes their values into the cache key.
+* ``code``: the source files whose change must rerun the stage.
+* inputs and outputs: files and folders under ``outputs/<profile>``.
+
+Stage functions are named as ``module:function`` strings and imported only when
+the stage runs, so ``mentor --help`` stays instant and a broken optional
+dependency (vLLM, Great Expectations) only breaks the stage that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components.config import Params, RunPaths
+from components.config.schema import RlParams
+
+if TYPE_CHECKING:
+    from components.training.launch import Slot
+
+# RL reads every rl.* key but the two that only choose *which* arms run:
+# one arm's model must not be retrained because another arm was added.
+# Where the vLLM server listens is deployment, not training: moving it must not retrain.
+RL_KEYS: tuple[str, ...] = tuple(
+    f"rl.{name}"
+    for name in RlParams.model_fields
+    if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
+)
+#: The process count sets the global batch (per-device batch x processes), so it is part of what trains.
+DISTRIBUTED_KEYS: tuple[str, ...] = ("orchestration.num_processes",)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: the function that runs it and the keys, code and files that decide whether it must run again."""
+
+    name: str
+    #: ``module:function``, called as ``function(params, **stage_options(...))``.
+    target: str
+    params: tuple[str, ...]
+    code: tuple[str, ...]
+    inputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    #: What must exist for a stored result to be trusted (DVC's ``outs`` may be wider folders).
+    outputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    #: Takes ``resume``: it writes checkpoints it can continue from.
+    resumable: bool = False
+    #: Takes ``arm`` and runs once per RL arm (``rl-<arm>`` in the flow, ``rl@<arm>`` in DVC).
+    per_arm: bool = False
+    #: Talks to something outside the process (an LLM endpoint, a tracking server): worth retrying.
+    io_bound: bool = False
+    #: May run on the GPU pool when listed in ``orchestration.gpu_stages``.
+    gpu: bool = False
+    #: Its result is state in the tracking server, so the tracking URI is part of its cache key.
+    keyed_on_tracking: bool = False
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            name="models",
+            target="components.models.stage:run_models_stage",
+            params=("models", "teacher.backend"),
+            code=("components/models",),
+        ),
+        StageSpec(
+            name="teacher",
+            target="components.teacher.stage:run_teacher_stage",
+            params=("teacher", "tasks", "models.teacher", "models.dtype", "project.seed"),
+            code=("components/teacher", "components/tools"),
+            outputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
+            # Only the openai backend leaves the process; scripted and hf are deterministic local code.
+            io_bound=True,
+        ),
+        StageSpec(
+            name="validate",
+            target="components.validation.stage:run_validate_stage",
+            params=("validation", "tasks"),
+            code=("components/validation",),
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
+            outputs=lambda paths, arm: [paths.validation_dir / "validated.jsonl"],
+        ),
+        StageSpec(
+            name="sft",
+            target="components.training.sft_stage:run_sft_stage",
+            params=("sft", "models.student", "models.dtype", *DISTRIBUTED_KEYS),
+            code=(
+                "components/training/sft_stage.py",
+                "components/training/sft_data.py",
+                "components/training/callbacks.py",
+                "components/training/distributed.py",
+            ),
+            # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
+            inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
+            outputs=lambda paths, arm: [paths.sft_model],
+            resumable=True,
+            gpu=True,
+        ),
+        StageSpec(
+            name="rl",
+            target="components.training.rl_stage:run_rl_stage",
+            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
+            code=(
+                "components/training/distributed.py",
+                "components/training/rl_stage.py",
+                "components/training/rl_data.py",
+                "components/training/rl_env.py",
+                "components/training/rl_callbacks.py",
+                "components/training/rl_curves.py",
+                "components/training/rewards.py",
+                "components/training/callbacks.py",
+                "components/tools",
+            ),
+            inputs=lambda paths, arm: [
+                paths.teacher_dataset,
+                paths.validation_dir / "validated.jsonl",
+                paths.sft_model,
+            ],
+            outputs=lambda paths, arm: [paths.rl_model(arm or "mentor")],
+            resumable=True,
+            per_arm=True,
+            gpu=True,
+        ),
+        StageSpec(
+            name="evaluate",
+            target="components.evaluation.stage:run_evaluate_stage",
+            # Every arm whose model exists is evaluated; rl.arm / compare_arms only order them.
+            params=(
+                "eval",
+                "tasks",
+                "models.student",
+                "models.teacher",
+                "models.dtype",
+                "teacher.backend",
+                "rl.arm",
+                "rl.compare_arms",
+            ),
+            # rl_curves.py draws the arms' reward curves into the report.
+            code=("components/evaluation", "components/tools", "components/training/rl_curves.py"),
+            inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
+            outputs=lambda paths, arm: [paths.eval_dir],
+            gpu=True,
+        ),
+        StageSpec(
+            name="register",
+            target="components.registry.stage:run_register_stage",
+            params=("registry", "models.dtype", "eval.max_new_tokens"),
+            code=("components/registry",),
+            inputs=lambda paths, arm: [paths.eval_dir, paths.root / "rl", paths.sft_model, paths.teacher_dataset],
+            io_bound=True,
+            # Its output lives in the MLflow registry: another tracking server means another registry.
+            keyed_on_tracking=True,
+        ),
+    )
+}
+
+#: Pipeline order (each stage reads only what the ones before it wrote).
+ORDER: tuple[str, ...] = tuple(STAGES)
+
+
+def load_target(target: str) -> Callable[..., Any]:
+    """Import ``module:function`` now, not at start-up (a stage's heavy imports cost only when it runs)."""
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+
+def stage_function(stage: str) -> Callable[..., Any]:
+    """The function that runs ``stage`` in this process."""
+    return load_target(STAGES[stage].target)
+
+
+def stage_options(stage: str, arm: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """The keyword options of one stage call, built here only so every caller passes the same.
+
+    ``mentor stage``, the flow's tasks and launched processes all call stages;
+    building options in each drifted (one passed ``arm=None``, one left it out).
+    """
+    spec = STAGES[stage]
+    options: dict[str, Any] = {}
+    if spec.resumable:
+        options["resume"] = resume
+    if spec.per_arm and arm:
+        options["arm"] = arm
+    return options
+
+
+def run_stage(params: Params, stage: str, options: Mapping[str, Any] | None = None, slot: Slot | None = None) -> Any:
+    """Run one stage and return its summary: here, or in processes of its own when it must.
+
+    Its own processes when several are wanted (``orchestration.num_processes`` > 1:
+    ``accelerate launch``), or when a device ``slot`` is given because other arms
+    run beside it (:mod:`components.training.launch`). Both ``mentor stage`` and
+    the flow's tasks come through here, so the two cannot choose differently.
+    """
+    from components.training.launch import run_stage_process, should_launch
+
+    options = dict(options or {})
+    if slot is not None or should_launch(params, stage, options):
+        return run_stage_process(params, stage, options, slot=slot)
+    return stage_function(stage)(params, **options)
