@@ -3,7 +3,7 @@
 The stage list used to live in four places that drifted apart (the CLI's
 targets, the flow's cache table, lineage's order, ``dvc.yaml``). Now
 :data:`STAGES` is the only list: ``mentor stage`` and the Prefect flow call
-stages through :func:`run_stage` with options from :func:`stage_options`,
+stages through :func:`components.training.launch.run_stage` with options from :func:`stage_options`,
 lineage orders stage runs by :data:`ORDER`, the flow's cache keys
 (``flows/stages.py``) read ``params``/``code``/inputs/outputs from it, and
 ``tests/flows/test_dvc_yaml.py`` fails when ``dvc.yaml`` says otherwise.
@@ -27,16 +27,13 @@ dependency (vLLM, Great Expectations) only breaks the stage that uses it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from components.config import Params, RunPaths
+from components.config import RunPaths
 from components.config.schema import RlParams
-
-if TYPE_CHECKING:
-    from components.training.launch import Slot
 
 # RL reads every rl.* key but the two that only choose *which* arms run:
 # one arm's model must not be retrained because another arm was added.
@@ -202,19 +199,3 @@ def stage_options(stage: str, arm: str | None = None, resume: bool = False) -> d
     if spec.per_arm and arm:
         options["arm"] = arm
     return options
-
-
-def run_stage(params: Params, stage: str, options: Mapping[str, Any] | None = None, slot: Slot | None = None) -> Any:
-    """Run one stage and return its summary: here, or in processes of its own when it must.
-
-    Its own processes when several are wanted (``orchestration.num_processes`` > 1:
-    ``accelerate launch``), or when a device ``slot`` is given because other arms
-    run beside it (:mod:`components.training.launch`). Both ``mentor stage`` and
-    the flow's tasks come through here, so the two cannot choose differently.
-    """
-    from components.training.launch import run_stage_process, should_launch
-
-    options = dict(options or {})
-    if slot is not None or should_launch(params, stage, options):
-        return run_stage_process(params, stage, options, slot=slot)
-    return stage_function(stage)(params, **options)

@@ -8,7 +8,7 @@ MLflow store ``components.tracking`` resolves. Pointing ``PREFECT_API_URL`` and
 Why it is built this way:
 
 * **Same stage functions as DVC and the CLI.** Each task calls the stage
-  through :func:`components.stages.run_stage` (the table ``mentor stage`` uses
+  through :func:`components.training.launch.run_stage` (the table ``mentor stage`` uses
   too) and writes its summary to the file DVC lists as that stage's metrics.
 * **Caching by content, not by Python objects.** A task's cache key is
   :func:`flows.stages.stage_cache_key`: the stage's params values, code digest
@@ -46,7 +46,8 @@ from prefect.context import FlowRunContext
 from components.config import Params, load_params, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
 from components.stage_files import metrics_path, summary_path, write_stage_files
-from components.stages import STAGES, run_stage, stage_options
+from components.stages import STAGES, stage_options
+from components.training.launch import run_stage
 from flows.guardrails import (
     FINGERPRINT_TAG,
     INPUTS_ARTIFACT,

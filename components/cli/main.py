@@ -22,7 +22,8 @@ from typing import Annotated, Any
 import typer
 
 from components.config import Params, ParamsError, load_params
-from components.stages import ORDER, run_stage, stage_options
+from components.stages import ORDER, stage_options
+from components.training.launch import run_stage
 
 app = typer.Typer(
     name="mentor",
@@ -85,7 +86,7 @@ def print_summary(summary: Any) -> None:
 
 
 def run_stage_by_name(name: str, params: Params, **options: Any) -> Any:
-    """Run one stage as the flow does (:func:`components.stages.run_stage`); a failure exits 1 in one paragraph."""
+    """Run one stage as the flow does (:func:`components.training.launch.run_stage`); a failure exits 1 in one paragraph."""
     from components.errors import MentorError
 
     try:

@@ -39,7 +39,7 @@ from typing import Any
 
 from components.config import Params
 from components.errors import StageError
-from components.stages import STAGES, load_target, stage_options
+from components.stages import STAGES, load_target, stage_function, stage_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Stages that may run on several processes (the others have no distributed code path).
@@ -385,3 +385,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_stage(params: Params, stage: str, options: Mapping[str, Any] | None = None, slot: Slot | None = None) -> Any:
+    """Run one stage and return its summary: here, or in processes of its own when it must.
+
+    Its own processes when several are wanted (``orchestration.num_processes`` > 1:
+    ``accelerate launch``), or when a device ``slot`` is given because other arms
+    run beside it (below). Both ``mentor stage`` and
+    the flow's tasks come through here, so the two cannot choose differently.
+    """
+    options = dict(options or {})
+    if slot is not None or should_launch(params, stage, options):
+        return run_stage_process(params, stage, options, slot=slot)
+    return stage_function(stage)(params, **options)

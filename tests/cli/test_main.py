@@ -57,10 +57,10 @@ def test_any_project_error_from_a_stage_is_one_paragraph(monkeypatch: pytest.Mon
     from components.cli import main
     from components.registry.lineage import LineageError
 
-    def broken_stage(params, **options):  # type: ignore[no-untyped-def]
+    def broken_stage(params, name, options):  # type: ignore[no-untyped-def]
         raise LineageError("no such version; pass models:/name@alias")
 
-    monkeypatch.setattr(main, "resolve_callable", lambda target: broken_stage)
+    monkeypatch.setattr(main, "run_stage", broken_stage)
     result = runner.invoke(app, ["stage", "validate", "--profile", "smoke"])
     assert result.exit_code == 1, result.output
     assert "stage 'validate' failed: no such version" in result.output

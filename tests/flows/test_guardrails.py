@@ -62,7 +62,7 @@ def test_a_hung_stage_times_out_and_the_webhook_is_told(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import components.stages
+    import components.training.launch
     from flows.pipeline import PipelineStageError, run_pipeline
 
     url, received = webhook
@@ -81,7 +81,7 @@ def test_a_hung_stage_times_out_and_the_webhook_is_told(
             time.sleep(0.1)
         return {}
 
-    monkeypatch.setattr(components.stages, "stage_function", lambda stage: hangs)
+    monkeypatch.setattr(components.training.launch, "stage_function", lambda stage: hangs)
     started = time.monotonic()
     with pytest.raises(PipelineStageError) as failure:
         run_pipeline(params, overrides=overrides)
