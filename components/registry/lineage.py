@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
-from components.files import sha256_file
+from components.files import sha256_path
 from components.redaction import public_params
 from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
 
@@ -56,20 +56,6 @@ STORED_DATA = ("teacher_dataset", "eval_tasks", "eval_results")
 
 class LineageError(RuntimeError):
     """A lineage reference cannot be resolved; the message says what to pass instead."""
-
-
-def sha256_path(path: Path) -> str | None:
-    """sha256 of a file, or of a folder's files (names and contents, sorted); None when absent."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(child.relative_to(path)).encode())
-            digest.update((sha256_path(child) or "").encode())
-        return digest.hexdigest()
-    return None
 
 
 def count_lines(path: Path) -> int:
