@@ -28,6 +28,7 @@ import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
 from components.files import sha256_path
+from components.jsonl import iter_jsonl
 from components.redaction import public_params
 from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
 
@@ -69,15 +70,11 @@ def teacher_identity(dataset: Path) -> dict[str, Any]:
     settings: str | None = None
     if not Path(dataset).exists():
         return {}
-    with Path(dataset).open() as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            identities[(str(row.get("teacher_backend", "unknown")), str(row.get("teacher_model", "unknown")))] += 1
-            if settings is None and row.get("teacher_settings") is not None:
-                raw = row["teacher_settings"]
-                settings = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
+    for _, row in iter_jsonl(dataset):
+        identities[(str(row.get("teacher_backend", "unknown")), str(row.get("teacher_model", "unknown")))] += 1
+        if settings is None and row.get("teacher_settings") is not None:
+            raw = row["teacher_settings"]
+            settings = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
     if not identities:
         return {}
     (backend, model), _ = identities.most_common(1)[0]

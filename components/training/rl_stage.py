@@ -50,7 +50,6 @@ params, data or start model. They are deleted after a successful run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -63,7 +62,7 @@ from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
 from components.errors import StageError, TrainingDivergedError
-from components.files import sha256_file
+from components.files import sha256_file, sha256_json
 from components.training.rewards import REWARD_MODES
 from components.training.rl_curves import HISTORY_FILE
 
@@ -228,7 +227,7 @@ def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) ->
         "start_manifest": _manifest(start_dir),
         "dataset_sha256": dataset_sha,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return sha256_json(payload)
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:

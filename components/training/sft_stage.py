@@ -23,7 +23,6 @@ Loss is on assistant tokens only (see ``sft_data``); training is TRL's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -34,11 +33,11 @@ from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
 from components.errors import DataValidationError, StageError, TrainingDivergedError
+from components.files import sha256_file, sha256_json
 from components.training.sft_data import (
     SftDataStats,
     TokenizedExample,
     build_examples,
-    file_sha256,
     load_teacher_rows,
     render_masked_sample,
     to_hf_dataset,
@@ -85,7 +84,7 @@ def check_validation(validation_dir: Path, dataset_path: Path) -> str:
             "`mentor stage validate` until it passes."
         )
     expected = summary.get("dataset_sha256")
-    if isinstance(expected, str) and expected != file_sha256(dataset_path):
+    if isinstance(expected, str) and expected != sha256_file(dataset_path):
         raise DataValidationError(
             f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs): "
             "the dataset changed after validation. Rerun `mentor stage validate` before SFT."
@@ -126,16 +125,14 @@ def _remove_incomplete_checkpoints(checkpoints: Path) -> None:
 
 
 def _run_fingerprint(params: Params, dataset_sha: str, base_model: str) -> str:
-    payload = json.dumps(
+    return sha256_json(
         {
             "sft": params.sft.model_dump(mode="json"),
             "models": params.models.model_dump(mode="json"),
             "dataset_sha256": dataset_sha,
             "base_model": base_model,
-        },
-        sort_keys=True,
+        }
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _prepare_checkpoints(checkpoints: Path, fingerprint: str, resume: bool) -> Path | None:
@@ -177,7 +174,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     dataset_path = validated_dataset(params)
     rows = load_teacher_rows(dataset_path)
     validation = "passed"
-    dataset_sha = file_sha256(dataset_path)
+    dataset_sha = sha256_file(dataset_path)
 
     from components.models.chat_template import load_tokenizer
     from components.models.sources import model_checksum, resolve_model
