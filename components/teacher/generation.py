@@ -23,7 +23,7 @@ from typing import Any
 
 from components.config import Params, RunPaths, run_paths
 from components.errors import StageError
-from components.files import sha256_json, sha256_path
+from components.files import sha256_file, sha256_json
 from components.jsonl import JsonlAppender, read_jsonl, write_jsonl_atomic
 from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend, make_backend
@@ -224,7 +224,7 @@ def _finalise(paths: RunPaths, report: GenerationReport, order: list[str]) -> No
     write_jsonl_atomic(paths.teacher_dataset, rows)
     write_jsonl_atomic(paths.teacher_failures, failures)
     report.rows, report.failures = rows, failures
-    report.dataset_sha256 = sha256_path(paths.teacher_dataset)
+    report.dataset_sha256 = sha256_file(paths.teacher_dataset)
     manifest = {
         "fingerprint": report.fingerprint,
         "teacher": {
@@ -239,6 +239,6 @@ def _finalise(paths: RunPaths, report: GenerationReport, order: list[str]) -> No
         "dataset": str(paths.teacher_dataset),
         "dataset_sha256": report.dataset_sha256,
         "eval_tasks": str(paths.eval_tasks),
-        "eval_tasks_sha256": sha256_path(paths.eval_tasks),
+        "eval_tasks_sha256": sha256_file(paths.eval_tasks),
     }
     (paths.data / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
