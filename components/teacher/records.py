@@ -13,6 +13,7 @@ from typing import Any
 
 from components.files import sha256_json
 from components.tools.base import Task
+from components.tools.messages import normalise_messages
 from components.tools.parser import extract_boxed
 
 
@@ -80,24 +81,6 @@ def final_text(messages: Sequence[Mapping[str, Any]]) -> str:
         if message.get("role") == "assistant":
             return str(message.get("content") or "")
     return ""
-
-
-def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Dataset format: tool-call ``arguments`` as JSON strings, ``type: function`` on each call."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        copy = dict(message)
-        if copy.get("tool_calls"):
-            calls = []
-            for call in copy["tool_calls"]:
-                function = dict(call.get("function", call))
-                arguments = function.get("arguments", {})
-                if not isinstance(arguments, str):
-                    arguments = json.dumps(arguments, ensure_ascii=False)
-                calls.append({"type": "function", "function": {"name": function.get("name"), "arguments": arguments}})
-            copy["tool_calls"] = calls
-        out.append(copy)
-    return out
 
 
 def trajectory_row(
