@@ -185,7 +185,7 @@ def _packs(names: Sequence[str]) -> dict[str, Any]:
     return {name: get_pack(name) for name in names}
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- run fingerprint
 
 
 def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:

@@ -98,7 +98,7 @@ def _validation_summary_path(validation_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- run fingerprint
 
 
 def _run_fingerprint(params: Params, dataset_sha: str, base_model: str) -> str:
