@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from components.tools.messages import normalise_messages
 
-CALL = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
-MESSAGES = [
+CALL: dict[str, Any] = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+MESSAGES: list[dict[str, Any]] = [
     {"role": "user", "content": "1 + 1?"},
     {"role": "assistant", "content": None, "tool_calls": [CALL, {"name": "neg", "arguments": {"x": "°"}}]},
     {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}]},
