@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.config import load_params, model_cache_dir, run_paths  # noqa: E402
+from components.jsonl import read_jsonl  # noqa: E402
 
 
 def held_out_tasks(params: Any, n: int) -> list[Any]:
@@ -43,7 +44,7 @@ def held_out_tasks(params: Any, n: int) -> list[Any]:
 
     path = run_paths(params).eval_tasks
     if path.exists():
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(path)
         tasks = [Task.from_dict(r) for r in rows if r.get("pack") == "arith"][:n]
         if tasks:
             return tasks

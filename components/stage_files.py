@@ -8,12 +8,12 @@ the same files behind, at the paths ``dvc.yaml`` lists.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from components.config import Params, run_paths
+from components.files import write_text_atomic
 
 #: Numbers-only stage metrics (JSON) live here, relative to the run root; DVC lists them as metrics.
 METRICS_DIR = "metrics"
@@ -64,13 +64,6 @@ def numeric_metrics(summary: Mapping[str, Any], max_depth: int = 4) -> dict[str,
     return walk(summary, 1)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_stage_files(
     summary: Mapping[str, Any] | None, metrics_file: Path | None, summary_file: Path | None
 ) -> dict[str, Any]:
@@ -81,7 +74,7 @@ def write_stage_files(
     """
     data: dict[str, Any] = json.loads(json.dumps(dict(summary or {}), default=str))
     if summary_file is not None:
-        _write_text_atomic(summary_file, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(summary_file, json.dumps(data, indent=2, sort_keys=True) + "\n")
     if metrics_file is not None:
-        _write_text_atomic(metrics_file, json.dumps(numeric_metrics(data), indent=2, sort_keys=True) + "\n")
+        write_text_atomic(metrics_file, json.dumps(numeric_metrics(data), indent=2, sort_keys=True) + "\n")
     return data

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.config import Params, load_params, run_paths
+from components.files import sha256_json
 from components.stages import STAGES
 from flows.stages import DigestCache, code_digests, key_changes, stage_params
 
@@ -147,7 +147,7 @@ def run_inputs(params: Params, steps: Sequence[tuple[str, str | None]], digests:
 
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_json(payload, default=str)
 
 
 def last_successful_run(params: Params) -> Any | None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from components.config import Params, run_paths
+from components.files import folder_files, sha256_file, sha256_folder, write_text_atomic
 from components.stages import STAGES, StageSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +53,7 @@ def write_effective_params(params: Params, path: Path | None = None) -> Path:
     # Redacted: this file is what DVC copies into dvc.lock (and it lies in outputs/).
     text = json.dumps(public_params(params), indent=2, sort_keys=True) + "\n"
     if not target.exists() or target.read_text() != text:
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        write_text_atomic(target, text)
     return target
 
 
@@ -86,11 +84,7 @@ class DigestCache:
         hit = self._memo.get(key)
         if hit and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
             return str(hit[2])
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        value = digest.hexdigest()
+        value = sha256_file(path)
         self._memo[key] = [stat.st_size, stat.st_mtime_ns, value]
         self._dirty = True
         return value
@@ -101,18 +95,13 @@ class DigestCache:
             return self.file(path)
         if not path.is_dir():
             return "missing"
-        digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(f"{child.relative_to(path).as_posix()}\0{self.file(child)}\n".encode())
-        return digest.hexdigest()
+        files = [child for child in folder_files(path) if "__pycache__" not in child.parts]
+        return sha256_folder(path, files, file_digest=self.file, separated=True)
 
     def save(self) -> None:
         if self.memo_path is None or not self._dirty:
             return
-        self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.memo_path.with_name(f"{self.memo_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._memo))
-        tmp.replace(self.memo_path)
+        write_text_atomic(self.memo_path, json.dumps(self._memo))
         self._dirty = False
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: isolated state per test, one model cache per machine.
+"""Shared fixtures: isolated state per test, one model cache per machine, the real-server fixtures.
 
 Every test gets its own MLflow SQLite, Prefect home and output folder, so tests
 never see each other's runs; prepared models are shared (preparing is slow and
@@ -9,12 +9,28 @@ repository's ``.mentor/models``.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# `tests.services` (and `tests.<folder>.conftest` helpers) must import however pytest was started
+# (python -m pytest or the pytest script).
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# The real-server fixtures (MLflow on Postgres + S3) of the registry and orchestration tests, set up once here.
+from tests.services import (  # noqa: E402,F401  (fixtures are used by name)
+    mlflow_server,
+    mlflow_tracking,
+    moto_s3,
+    postgres_databases,
+    postgres_db,
+    service_log_dir,
+)
+
 MODEL_CACHE = Path(os.environ.get("MENTOR_TEST_MODEL_CACHE", REPO / ".mentor" / "models"))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

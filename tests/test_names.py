@@ -18,10 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "main": "console entry points of separate programs (cli, accelerate launch, effective_params)",
     "evaluate": "the `mentor eval` typer command is named after what it calls (evaluation.harness.evaluate)",
-    # Issue 21 part B merges these (checkpoint/model-save module, one template_messages):
-    "last_complete_checkpoint": "sft_stage and rl_stage copies, being merged",
-    "save_model_atomically": "models.save and rl_stage copies, being merged",
-    "template_messages": "evaluation.generation and teacher.hf_backend copies, being merged",
 }
 
 

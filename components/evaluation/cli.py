@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import EvaluationError
+from components.files import write_text_atomic
 
 if TYPE_CHECKING:
     from components.config import Params
@@ -24,12 +25,7 @@ def _echo(message: str) -> None:
 
 def write_json(document: dict[str, Any], output: Path) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves half a results file."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(output)
-    return output
+    return write_text_atomic(output, json.dumps(document, indent=2, default=str) + "\n")
 
 
 def run_eval(params: Params, model: str, suites: Sequence[str], limit: int | None = None) -> dict[str, Any]:

@@ -12,8 +12,6 @@ ChatML end of turn) or the tokenizer's EOS, whichever comes first.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -21,6 +19,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+
+from components.tools.messages import normalise_messages
 
 Messages = list[dict[str, Any]]
 Tools = list[dict[str, Any]]
@@ -81,37 +81,6 @@ class GenerationOutput:
     n_tokens: int
     finished: bool  # stopped at end-of-turn rather than at max_new_tokens
     token_ids: tuple[int, ...] = ()
-
-
-def template_messages(messages: Sequence[Mapping[str, Any]]) -> Messages:
-    """Copy messages into the shape the tool-aware chat template expects.
-
-    Datasets store tool-call ``arguments`` as JSON strings, but the Qwen2.5
-    template renders ``arguments | tojson``; a string would be double-encoded
-    into something the model never saw in training, so decode it to a dict.
-    """
-    out: Messages = []
-    for message in messages:
-        copied = dict(message)
-        calls = copied.get("tool_calls")
-        if calls:
-            fixed = []
-            for call in calls:
-                call = dict(call)
-                function = dict(call.get("function", call))
-                arguments = function.get("arguments")
-                if isinstance(arguments, str):
-                    # keep text the model wrote when it is not JSON: the template prints it as a string
-                    with contextlib.suppress(json.JSONDecodeError):
-                        function["arguments"] = json.loads(arguments)
-                call["function"] = function
-                call.setdefault("type", "function")
-                fixed.append(call)
-            copied["tool_calls"] = fixed
-        if copied.get("content") is None:
-            copied["content"] = ""
-        out.append(copied)
-    return out
 
 
 @dataclass
@@ -187,7 +156,7 @@ class ChatGenerator:
     def render(self, messages: Sequence[Mapping[str, Any]], tools: Tools | None) -> str:
         """The prompt text: conversation + tools through the chat template, ready for a reply."""
         return self.tokenizer.apply_chat_template(
-            template_messages(messages),
+            normalise_messages(messages, for_template=True),
             tools=tools or None,
             add_generation_prompt=True,
             tokenize=False,

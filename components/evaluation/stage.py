@@ -30,6 +30,7 @@ from components.evaluation.harness import evaluate
 from components.evaluation.report import paired_differences, write_paired, write_report
 from components.evaluation.responder import ModelResponder
 from components.evaluation.suites import build_suite
+from components.files import folder_files, update_from_file
 
 log = logging.getLogger(__name__)
 REPORT_STEM = "eval_comparison"
@@ -80,7 +81,7 @@ def user_bfcl_files_digest(suite: str) -> str:
     digest = hashlib.sha256()
     for part in (path, answer_path_for(path)):
         if part.is_file():
-            digest.update(part.read_bytes())
+            update_from_file(digest, part)
     return digest.hexdigest() if path.is_file() else ""
 
 
@@ -102,7 +103,7 @@ def harness_digest(params: Params) -> str:
     for folder in CODE_DIRS:
         for path in sorted((root / folder).rglob("*.py")):
             digest.update(f"code:{path.relative_to(root).as_posix()}\n".encode())
-            digest.update(path.read_bytes())
+            update_from_file(digest, path)
     return digest.hexdigest()
 
 
@@ -114,7 +115,7 @@ def arm_fingerprint(harness: str, model_dir: Path) -> str:
     new arms and reuses the others' ``eval/<arm>.json``.
     """
     digest = hashlib.sha256(harness.encode())
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+    for path in folder_files(model_dir):
         stat = path.stat()
         digest.update(f"model:{path.relative_to(model_dir).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from components.errors import EvaluationError
 from components.evaluation.generation import GenerationStats, Messages, Tools
 from components.evaluation.metrics import ItemResult
+from components.jsonl import JsonlError, read_jsonl
 
 if TYPE_CHECKING:
     from components.config import Params
@@ -139,19 +140,11 @@ def load_eval_tasks(pack: ToolPack, params: Params) -> list[Task]:
 
     path = run_paths(params).eval_tasks
     if path.exists():
-        tasks = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvaluationError(
-                        f"{path}:{number} is not valid JSON ({exc}); rerun `mentor stage teacher`"
-                    ) from exc
-                if row.get("pack") == pack.name:
-                    tasks.append(Task.from_dict(row))
+        try:
+            rows = read_jsonl(path)
+        except JsonlError as exc:
+            raise EvaluationError(f"{exc}; rerun `mentor stage teacher`") from exc
+        tasks = [Task.from_dict(row) for row in rows if row.get("pack") == pack.name]
         if tasks:
             return tasks
     # Same call as the teacher stage's task sets: the requested levels the pack has, else its own.

@@ -1,5 +1,8 @@
 """Save trained models so that a kill at any moment leaves a complete model or none, and tell them apart.
 
+Before saving, :func:`require_finite_weights` refuses weights that hold NaN/inf
+(a diverged run), so no stage ever writes a model that cannot generate.
+
 Saving (:func:`save_model_atomically`, used by the SFT and RL stages):
 
 1. leftovers of an earlier killed save (``.<name>.tmp-*``, ``.<name>.old-*``) are removed;
@@ -29,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from components.errors import StageError
+from components.errors import StageError, TrainingDivergedError
 from components.files import fsync_path, sha256_file
 
 MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
@@ -47,6 +50,21 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
             shutil.rmtree(child, ignore_errors=True)
             removed.append(child)
     return removed
+
+
+def require_finite_weights(model: Any, step: int, what: str, fix: str) -> None:
+    """Raise :class:`TrainingDivergedError` when a floating-point weight holds NaN/inf.
+
+    The message names the weight and the step, says ``what`` diverged and ends
+    with ``fix`` (which learning rate to lower).
+    """
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise TrainingDivergedError(
+                f"{what} diverged: weight {name} holds NaN/inf after step {step}; no model was written. {fix}"
+            )
 
 
 def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ prepare never leaves a half-written model that later looks valid.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.errors import MentorError
-from components.files import sha256_file
+from components.files import folder_files, sha256_file, sha256_folder
 from components.models.chat_template import install_tool_template, tool_chat_template  # noqa: F401 - re-exported
 
 MANIFEST = "mentor_model.json"
@@ -236,9 +235,10 @@ def resolve_model(name: str, cache_dir: Path | str, *, prepare: bool = True) -> 
 
 def model_checksum(directory: Path) -> str:
     """Digest of a model directory's weights and tokenizer files, for lineage."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(directory).glob("*")):
-        if path.is_file() and path.suffix in {".safetensors", ".json", ".jinja"} and path.name != MANIFEST:
-            digest.update(path.name.encode())
-            digest.update(sha256_file(path).encode())
-    return digest.hexdigest()
+    directory = Path(directory)
+    files = [
+        path
+        for path in folder_files(directory, recursive=False)
+        if path.suffix in {".safetensors", ".json", ".jinja"} and path.name != MANIFEST
+    ]
+    return sha256_folder(directory, files)

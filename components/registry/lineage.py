@@ -28,7 +28,8 @@ import yaml
 
 from components.config import Params, model_cache_dir, params_hash, run_paths
 from components.errors import MentorError
-from components.files import sha256_file
+from components.files import sha256_path
+from components.jsonl import iter_jsonl
 from components.redaction import public_params
 from components.stages import ORDER
 from components.tracking import PARENT_RUN_ENV, find_stored_data, git_state, store_data_file
@@ -58,20 +59,6 @@ class LineageError(MentorError, RuntimeError):
     """A lineage reference cannot be resolved; the message says what to pass instead."""
 
 
-def sha256_path(path: Path) -> str | None:
-    """sha256 of a file, or of a folder's files (names and contents, sorted); None when absent."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(child.relative_to(path)).encode())
-            digest.update((sha256_path(child) or "").encode())
-        return digest.hexdigest()
-    return None
-
-
 def count_lines(path: Path) -> int:
     with Path(path).open() as handle:
         return sum(1 for line in handle if line.strip())
@@ -83,15 +70,11 @@ def teacher_identity(dataset: Path) -> dict[str, Any]:
     settings: str | None = None
     if not Path(dataset).exists():
         return {}
-    with Path(dataset).open() as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            identities[(str(row.get("teacher_backend", "unknown")), str(row.get("teacher_model", "unknown")))] += 1
-            if settings is None and row.get("teacher_settings") is not None:
-                raw = row["teacher_settings"]
-                settings = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
+    for _, row in iter_jsonl(dataset):
+        identities[(str(row.get("teacher_backend", "unknown")), str(row.get("teacher_model", "unknown")))] += 1
+        if settings is None and row.get("teacher_settings") is not None:
+            raw = row["teacher_settings"]
+            settings = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
     if not identities:
         return {}
     (backend, model), _ = identities.most_common(1)[0]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import StageError
+from components.jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,13 @@ def example_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[d
 def example_from_dataset(dataset: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The first teacher row's system/user turns and tool schemas: a realistic input example."""
     if dataset.exists():
-        with dataset.open() as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                messages = [
-                    {"role": "system", "content": row.get("system", "")},
-                    {"role": "user", "content": row["prompt"]},
-                ]
-                tools = row.get("tools")
-                return messages, (json.loads(tools) if isinstance(tools, str) else tools)
+        for _, row in iter_jsonl(dataset):
+            messages = [
+                {"role": "system", "content": row.get("system", "")},
+                {"role": "user", "content": row["prompt"]},
+            ]
+            tools = row.get("tools")
+            return messages, (json.loads(tools) if isinstance(tools, str) else tools)
     messages = [
         {"role": "system", "content": "You can call tools. Put the final answer in \\boxed{}."},
         {"role": "user", "content": "What is 17 + 25?"},

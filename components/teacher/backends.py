@@ -28,8 +28,9 @@ from typing import Any
 from components.config import Params, model_cache_dir
 from components.errors import StageError
 from components.teacher.openai_client import ChatAPIError, ChatClient, redact_url, reply_text
-from components.teacher.records import TeacherIdentity, TrajectoryResult, boxed_answer, calls_of, normalise_messages
+from components.teacher.records import TeacherIdentity, TrajectoryResult, boxed_answer, calls_of
 from components.tools.base import Task, ToolPack
+from components.tools.messages import normalise_messages
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ task order, so the same inputs give byte-identical outputs (stable DVC hashes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -24,18 +23,16 @@ from typing import Any
 
 from components.config import Params, RunPaths, run_paths
 from components.errors import StageError
+from components.files import sha256_file, sha256_json
+from components.jsonl import JsonlAppender, read_jsonl, write_jsonl_atomic
 from components.redaction import redact_url
 from components.teacher.backends import TeacherBackend, make_backend
 from components.teacher.records import (
-    JsonlAppender,
     TeacherIdentity,
     TrajectoryResult,
     failure_row,
     has_lone_surrogate,
-    read_jsonl,
-    sha256_path,
     trajectory_row,
-    write_jsonl_atomic,
 )
 from components.teacher.tasksets import TaskSets, build_task_sets, configured_pack
 
@@ -75,7 +72,7 @@ def generation_fingerprint(params: Params, identity: TeacherIdentity) -> str:
         "tasks": params.tasks.model_dump(mode="json"),
         "max_turns": params.teacher.max_turns,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_json(payload)[:16]
 
 
 def _prepare_files(paths: RunPaths, fingerprint: str, fresh: bool) -> bool:
@@ -142,8 +139,8 @@ def generate_trajectories(
         dropped_duplicates=task_sets.dropped_duplicates,
     )
     _prepare_files(paths, fingerprint, fresh)
-    done = {row.get("id") for row in read_jsonl(paths.teacher_dataset)}
-    done |= {row.get("id") for row in read_jsonl(paths.teacher_failures) if not row.get("retryable")}
+    done = {row.get("id") for row in read_jsonl(paths.teacher_dataset, resume=True)}
+    done |= {row.get("id") for row in read_jsonl(paths.teacher_failures, resume=True) if not row.get("retryable")}
     all_tasks = task_sets.train_tasks
     report.n_tasks = len(all_tasks)
     todo = {name: [t for t in tasks if t.task_id not in done] for name, tasks in task_sets.train.items()}
@@ -217,17 +214,17 @@ def _finalise(paths: RunPaths, report: GenerationReport, order: list[str]) -> No
                 unique[task_id] = row
         return sorted(unique.values(), key=lambda row: position[row["id"]])
 
-    rows = ordered(read_jsonl(paths.teacher_dataset))
+    rows = ordered(read_jsonl(paths.teacher_dataset, resume=True))
     verified_ids = {row["id"] for row in rows}
     failures = [
         row
-        for row in ordered(read_jsonl(paths.teacher_failures))
+        for row in ordered(read_jsonl(paths.teacher_failures, resume=True))
         if row["id"] not in verified_ids and not row.get("retryable")
     ]
     write_jsonl_atomic(paths.teacher_dataset, rows)
     write_jsonl_atomic(paths.teacher_failures, failures)
     report.rows, report.failures = rows, failures
-    report.dataset_sha256 = sha256_path(paths.teacher_dataset)
+    report.dataset_sha256 = sha256_file(paths.teacher_dataset)
     manifest = {
         "fingerprint": report.fingerprint,
         "teacher": {
@@ -242,6 +239,6 @@ def _finalise(paths: RunPaths, report: GenerationReport, order: list[str]) -> No
         "dataset": str(paths.teacher_dataset),
         "dataset_sha256": report.dataset_sha256,
         "eval_tasks": str(paths.eval_tasks),
-        "eval_tasks_sha256": sha256_path(paths.eval_tasks),
+        "eval_tasks_sha256": sha256_file(paths.eval_tasks),
     }
     (paths.data / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

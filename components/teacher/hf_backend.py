@@ -7,34 +7,12 @@ back one raw text per conversation; tool calls stay in the model's own text
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of ``messages`` with tool-call arguments as dicts (chat templates ``tojson`` them)."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        copy = dict(message)
-        if copy.get("tool_calls"):
-            calls = []
-            for call in copy["tool_calls"]:
-                function = dict(call.get("function", call))
-                arguments = function.get("arguments", {})
-                if isinstance(arguments, str):
-                    try:
-                        arguments = json.loads(arguments)
-                    except ValueError:
-                        arguments = {}
-                function["arguments"] = arguments
-                calls.append({"type": "function", "function": function})
-            copy["tool_calls"] = calls
-            copy["content"] = copy.get("content") or ""
-        out.append(copy)
-    return out
+from components.tools.messages import normalise_messages
 
 
 class HFGenerator:
@@ -77,7 +55,7 @@ class HFGenerator:
     def render(self, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The prompt text for one conversation, ending with the assistant generation prompt."""
         text = self.tokenizer.apply_chat_template(
-            template_messages(conversation),
+            normalise_messages(conversation, for_template=True),
             tools=[dict(t) for t in tools] if tools else None,
             add_generation_prompt=True,
             tokenize=False,

@@ -1,28 +1,19 @@
-"""Trajectory rows, failure records, and the crash-safe JSONL files they live in.
+"""Trajectory rows and failure records: what one teacher attempt becomes in the dataset.
 
-Generation can take hours against a remote teacher, so every finished task is
-appended and flushed at once; a rerun reads what is there and skips those ids.
-A crash can at worst leave one half-written last line: :func:`read_jsonl`
-drops it (and :class:`JsonlAppender` cuts it off before appending) instead of
-failing, so nothing written completely is ever lost. Lines are decoded one by
-one, so a tail torn inside a multi-byte character ("°C") is dropped like any
-other torn tail. Rows are UTF-8 text; a row holding a lone UTF-16 surrogate
-(model output such as the JSON escape ``"\ud800"``) cannot be UTF-8 encoded, so
-:func:`jsonl_line` writes that row with ASCII escapes instead of raising.
+The crash-safe JSONL files they live in (append and fsync each row, drop a torn
+last line on resume) are :mod:`components.jsonl`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from components.files import sha256_file
+from components.files import sha256_json
 from components.tools.base import Task
+from components.tools.messages import normalise_messages
 from components.tools.parser import extract_boxed
 
 
@@ -60,8 +51,7 @@ class TeacherIdentity:
     settings: dict[str, Any]
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"backend": self.backend, "model": self.model, "settings": self.settings}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return sha256_json({"backend": self.backend, "model": self.model, "settings": self.settings})[:16]
 
 
 def _arguments_dict(arguments: Any) -> Any:
@@ -91,24 +81,6 @@ def final_text(messages: Sequence[Mapping[str, Any]]) -> str:
         if message.get("role") == "assistant":
             return str(message.get("content") or "")
     return ""
-
-
-def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Dataset format: tool-call ``arguments`` as JSON strings, ``type: function`` on each call."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        copy = dict(message)
-        if copy.get("tool_calls"):
-            calls = []
-            for call in copy["tool_calls"]:
-                function = dict(call.get("function", call))
-                arguments = function.get("arguments", {})
-                if not isinstance(arguments, str):
-                    arguments = json.dumps(arguments, ensure_ascii=False)
-                calls.append({"type": "function", "function": {"name": function.get("name"), "arguments": arguments}})
-            copy["tool_calls"] = calls
-        out.append(copy)
-    return out
 
 
 def trajectory_row(
@@ -165,20 +137,6 @@ def boxed_answer(messages: Sequence[Mapping[str, Any]]) -> str | None:
     return extract_boxed(final_text(messages))
 
 
-def jsonl_line(row: Mapping[str, Any]) -> str:
-    """One JSONL line for ``row``: readable UTF-8 normally, ASCII escapes when the row holds lone surrogates.
-
-    Both forms read back to the same value with ``json.loads``; only the
-    escaped form can be written to a UTF-8 file when a string holds a lone surrogate.
-    """
-    text = json.dumps(row, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(row, ensure_ascii=True)
-    return text + "\n"
-
-
 def has_lone_surrogate(value: Any) -> bool:
     """Does any string in ``value`` hold a lone UTF-16 surrogate (text no tokenizer can encode)?"""
     try:
@@ -186,88 +144,3 @@ def has_lone_surrogate(value: Any) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn (unterminated, unparsable or undecodable) last line is ignored.
-
-    Any other unreadable line is an error naming the line, because silently
-    skipping data in the middle of a file would hide corruption. Each line is
-    decoded on its own, so a write cut inside a multi-byte character only
-    costs the torn line.
-    """
-    if not path.exists():
-        return []
-    rows: list[dict[str, Any]] = []
-    lines = path.read_bytes().split(b"\n")
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except ValueError as exc:  # UnicodeDecodeError is a ValueError
-            is_last = all(not rest.strip() for rest in lines[number:])
-            if is_last:
-                break  # torn write from an interrupted run
-            raise ValueError(f"{path}: line {number} is not valid UTF-8 JSON ({exc})") from exc
-        if not isinstance(value, dict):
-            raise ValueError(f"{path}: line {number} is not a JSON object")
-        rows.append(value)
-    return rows
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Remove an unterminated last line so the next append starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        data_start = max(0, size - (1 << 20))
-        handle.seek(data_start)
-        tail = handle.read()
-        cut = tail.rfind(b"\n")
-        handle.truncate(data_start + cut + 1 if cut >= 0 else 0)
-
-
-class JsonlAppender:
-    """Append-only JSONL writer that flushes and fsyncs every row."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _cut_torn_tail(path)
-        self._handle: TextIO = path.open("a", encoding="utf-8")
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        self._handle.write(jsonl_line(row))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``rows`` to a temporary file and rename it over ``path`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(jsonl_line(row))
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-sha256_path = sha256_file  # one digest implementation: components.files

@@ -39,6 +39,7 @@ from typing import Any
 
 from components.config import Params
 from components.errors import StageError
+from components.files import write_text_atomic
 from components.stages import STAGES, load_target, stage_function, stage_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -377,9 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (args.errors / f"rank-{process_index()}.json").write_text(json.dumps(report))
         raise
     if is_main_process():
-        tmp = args.summary.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary if summary is not None else {}, default=str))
-        tmp.replace(args.summary)
+        write_text_atomic(args.summary, json.dumps(summary if summary is not None else {}, default=str))
     return 0
 
 

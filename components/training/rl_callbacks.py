@@ -23,6 +23,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from components.files import atomic_writer
 from components.training.rewards import RewardBreakdown, zero_variance_share
 
 log = logging.getLogger(__name__)
@@ -144,13 +145,10 @@ def write_history(history: Sequence[Mapping[str, Any]], path: Path, columns: Seq
     evaluation accuracy table that ``dvc plots`` draws all go through here.
     """
     columns = list(columns) if columns is not None else list(dict.fromkeys(key for row in history for key in row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_writer(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(path)
     return path
 
 

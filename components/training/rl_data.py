@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import DataValidationError, StageError
+from components.jsonl import JsonlError, iter_jsonl
 
 REQUIRED_COLUMNS = ("id", "pack", "difficulty", "prompt", "system", "tool_set", "calls", "answer", "verified", "task")
 
@@ -40,16 +41,8 @@ def read_teacher_rows(path: Path) -> list[dict[str, Any]]:
             "Run `mentor stage teacher` and `mentor stage validate` for this profile first."
         )
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataValidationError(
-                    f"{path}:{number} is not valid JSON ({exc}); regenerate it with `mentor stage teacher`"
-                ) from exc
+    try:
+        for number, row in iter_jsonl(path):
             missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing:
                 raise DataValidationError(
@@ -57,6 +50,8 @@ def read_teacher_rows(path: Path) -> list[dict[str, Any]]:
                     "damaged. Regenerate it with `mentor stage teacher`."
                 )
             rows.append(row)
+    except JsonlError as exc:
+        raise DataValidationError(f"{exc}; regenerate it with `mentor stage teacher`") from exc
     return rows
 
 

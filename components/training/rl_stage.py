@@ -50,7 +50,6 @@ params, data or start model. They are deleted after a successful run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -63,8 +62,10 @@ from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
 from components.config.schema import grpo_group_problem
-from components.errors import StageError, TrainingDivergedError
-from components.files import sha256_file
+from components.errors import StageError
+from components.files import sha256_file, sha256_json
+from components.models.save import MANIFEST, require_finite_weights, save_model_atomically
+from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
 from components.training.rewards import REWARD_MODES
 from components.training.rl_curves import HISTORY_FILE
 
@@ -73,7 +74,6 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 RUN_INFO = "mentor_rl_run.json"
 HISTORY = HISTORY_FILE
-MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 #: Curves whose first and last values go into the stage summary.
 SUMMARY_CURVES = (
     "rl/reward_mean",
@@ -186,25 +186,7 @@ def _packs(names: Sequence[str]) -> dict[str, Any]:
     return {name: get_pack(name) for name in names}
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _is_complete_checkpoint(path: Path) -> bool:
-    return path.is_dir() and (path / "trainer_state.json").exists()  # written last by the Trainer
-
-
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """Newest fully written ``checkpoint-N`` folder, or None."""
-    if not checkpoints.is_dir():
-        return None
-    found = [
-        (int(child.name.split("-", 1)[1]), child)
-        for child in checkpoints.iterdir()
-        if child.name.startswith("checkpoint-")
-        and child.name.split("-", 1)[1].isdigit()
-        and _is_complete_checkpoint(child)
-    ]
-    return max(found)[1] if found else None
+# --------------------------------------------------------------------------- run fingerprint
 
 
 def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) -> str:
@@ -229,7 +211,7 @@ def _fingerprint(params: Params, arm: str, start_dir: Path, dataset_sha: str) ->
         "start_manifest": _manifest(start_dir),
         "dataset_sha256": dataset_sha,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return sha256_json(payload)
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:
@@ -238,24 +220,6 @@ def _manifest(model_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
-
-
-def _prepare_checkpoints(checkpoints: Path, fingerprint: str, resume: bool) -> Path | None:
-    info = checkpoints / RUN_INFO
-    if not resume:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    elif info.exists() and json.loads(info.read_text()).get("fingerprint") != fingerprint:
-        raise StageError(
-            f"cannot resume: the checkpoints in {checkpoints} were made with different rl/models/tasks params, "
-            "another start model or other teacher data. Rerun without --resume to start this arm over."
-        )
-    if resume and checkpoints.is_dir():
-        for child in checkpoints.iterdir():
-            if child.name.startswith("checkpoint-") and not _is_complete_checkpoint(child):
-                shutil.rmtree(child, ignore_errors=True)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    info.write_text(json.dumps({"fingerprint": fingerprint}, indent=2))
-    return last_complete_checkpoint(checkpoints) if resume else None
 
 
 # --------------------------------------------------------------------------- trainer
@@ -398,24 +362,6 @@ def build_trainer(
 # --------------------------------------------------------------------------- saving and reporting
 
 
-def _check_finite(model: Any, step: int) -> None:
-    import torch
-
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise TrainingDivergedError(
-                f"RL diverged: weight {name} holds NaN/inf after step {step}; no model was written. "
-                "Lower rl.learning_rate and rerun without --resume."
-            )
-
-
-def save_model_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
-    """Complete model or none, even under kill -9; the manifest lists every file (components.models.save)."""
-    from components.models.save import save_model_atomically as save
-
-    save(model, tokenizer, target, manifest)
-
-
 def _sig(value: float) -> float:
     return float(f"{value:.4g}")
 
@@ -486,7 +432,14 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     # Multi-process launch: rank 0 alone touches shared folders and MLflow; the others wait for it.
     main = is_main_process()
     if main:
-        resume_from = _prepare_checkpoints(checkpoints, _fingerprint(params, arm, start_dir, dataset_sha), resume)
+        resume_from = prepare_checkpoints(
+            checkpoints,
+            RUN_INFO,
+            _fingerprint(params, arm, start_dir, dataset_sha),
+            resume,
+            made_with="different rl/models/tasks params, another start model or other teacher data",
+            fix="Rerun without --resume to start this arm over.",
+        )
         if resume and resume_from is None:
             print(
                 f"[rl-{arm}] --resume: no complete checkpoint in {checkpoints}; starting from the beginning",
@@ -517,7 +470,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         wall_s = time.perf_counter() - started
         final = trainer.model.merge_and_unload() if params.rl.use_lora else trainer.model
         step = int(trainer.state.global_step)
-        _check_finite(final, step)
+        require_finite_weights(final, step, "RL", "Lower rl.learning_rate and rerun without --resume.")
         timing = _timing(recorder)
         manifest = {
             "kind": "rl",

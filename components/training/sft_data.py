@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import DataValidationError, StageError
-from components.files import sha256_file
+from components.jsonl import JsonlError, iter_jsonl
 
 REQUIRED_COLUMNS = ("id", "messages", "tools")
 
@@ -81,9 +81,6 @@ class SftDataStats:
         }
 
 
-file_sha256 = sha256_file  # one digest implementation: components.files
-
-
 def load_teacher_rows(path: Path) -> list[dict[str, Any]]:
     """Read the teacher JSONL; a broken line is reported with its line number, nothing is skipped silently."""
     path = Path(path)
@@ -94,17 +91,8 @@ def load_teacher_rows(path: Path) -> list[dict[str, Any]]:
             "or set sft.enabled=false to start RL from the base model."
         )
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataValidationError(
-                    f"{path}, line {lineno}: not valid JSON ({exc.msg}). Regenerate the dataset with "
-                    "`mentor stage teacher` or fix that line."
-                ) from exc
+    try:
+        for lineno, row in iter_jsonl(path):
             missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing:
                 raise DataValidationError(
@@ -112,6 +100,11 @@ def load_teacher_rows(path: Path) -> list[dict[str, Any]]:
                     "(see the teacher dataset format)."
                 )
             rows.append(row)
+    except JsonlError as exc:
+        raise DataValidationError(
+            f"{path}, line {exc.line}: not valid JSON ({exc.detail or exc.problem}). Regenerate the dataset with "
+            "`mentor stage teacher` or fix that line."
+        ) from exc
     if not rows:
         raise DataValidationError(f"{path} holds no rows; rerun `mentor stage teacher`.")
     return rows

@@ -23,7 +23,6 @@ Loss is on assistant tokens only (see ``sft_data``); training is TRL's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -33,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
-from components.errors import DataValidationError, StageError, TrainingDivergedError
+from components.errors import DataValidationError
+from components.files import sha256_file, sha256_json
+from components.models.save import require_finite_weights, save_model_atomically
+from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
 from components.training.sft_data import (
     SftDataStats,
     TokenizedExample,
     build_examples,
-    file_sha256,
     load_teacher_rows,
     render_masked_sample,
     to_hf_dataset,
@@ -47,7 +48,6 @@ from components.training.sft_data import (
 
 CHECKPOINTS = "checkpoints"
 RUN_INFO = "mentor_sft_run.json"
-MANIFEST = "mentor_model.json"  # same name as components.models.sources.MANIFEST
 
 
 # --------------------------------------------------------------------------- validation gate
@@ -85,7 +85,7 @@ def check_validation(validation_dir: Path, dataset_path: Path) -> str:
             "`mentor stage validate` until it passes."
         )
     expected = summary.get("dataset_sha256")
-    if isinstance(expected, str) and expected != file_sha256(dataset_path):
+    if isinstance(expected, str) and expected != sha256_file(dataset_path):
         raise DataValidationError(
             f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs): "
             "the dataset changed after validation. Rerun `mentor stage validate` before SFT."
@@ -98,63 +98,18 @@ def _validation_summary_path(validation_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _is_complete_checkpoint(path: Path) -> bool:
-    # The Trainer writes trainer_state.json last, so its presence marks a finished checkpoint.
-    return path.is_dir() and (path / "trainer_state.json").exists()
-
-
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """Newest checkpoint that was fully written (a kill during saving leaves an incomplete one)."""
-    if not checkpoints.is_dir():
-        return None
-    found = []
-    for child in checkpoints.iterdir():
-        prefix, _, step = child.name.partition("-")
-        if prefix == "checkpoint" and step.isdigit() and _is_complete_checkpoint(child):
-            found.append((int(step), child))
-    return max(found)[1] if found else None
-
-
-def _remove_incomplete_checkpoints(checkpoints: Path) -> None:
-    if checkpoints.is_dir():
-        for child in checkpoints.iterdir():
-            if child.name.startswith("checkpoint-") and not _is_complete_checkpoint(child):
-                shutil.rmtree(child, ignore_errors=True)
+# --------------------------------------------------------------------------- run fingerprint
 
 
 def _run_fingerprint(params: Params, dataset_sha: str, base_model: str) -> str:
-    payload = json.dumps(
+    return sha256_json(
         {
             "sft": params.sft.model_dump(mode="json"),
             "models": params.models.model_dump(mode="json"),
             "dataset_sha256": dataset_sha,
             "base_model": base_model,
-        },
-        sort_keys=True,
+        }
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _prepare_checkpoints(checkpoints: Path, fingerprint: str, resume: bool) -> Path | None:
-    """Fresh run: clear old checkpoints. Resume: check they belong to this run; return the one to load."""
-    info_path = checkpoints / RUN_INFO
-    if not resume:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    else:
-        if info_path.exists():
-            recorded = json.loads(info_path.read_text()).get("fingerprint")
-            if recorded != fingerprint:
-                raise StageError(
-                    f"cannot resume: the checkpoints in {checkpoints} were made with different sft/models params or "
-                    "a different teacher dataset. Rerun without --resume to start over with the current settings."
-                )
-        _remove_incomplete_checkpoints(checkpoints)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    info_path.write_text(json.dumps({"fingerprint": fingerprint}, indent=2))
-    return last_complete_checkpoint(checkpoints) if resume else None
 
 
 # --------------------------------------------------------------------------- stage
@@ -177,7 +132,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     dataset_path = validated_dataset(params)
     rows = load_teacher_rows(dataset_path)
     validation = "passed"
-    dataset_sha = file_sha256(dataset_path)
+    dataset_sha = sha256_file(dataset_path)
 
     from components.models.chat_template import load_tokenizer
     from components.models.sources import model_checksum, resolve_model
@@ -193,7 +148,14 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
     # Multi-process launch: rank 0 alone touches shared folders and MLflow; the others wait for it.
     main = is_main_process()
     if main:
-        resume_from = _prepare_checkpoints(checkpoints, fingerprint, resume)
+        resume_from = prepare_checkpoints(
+            checkpoints,
+            RUN_INFO,
+            fingerprint,
+            resume,
+            made_with="different sft/models params or a different teacher dataset",
+            fix="Rerun without --resume to start over with the current settings.",
+        )
         if resume and resume_from is None:
             print(
                 f"[sft] --resume: no complete checkpoint in {checkpoints}; starting from the beginning", file=sys.stderr
@@ -213,7 +175,9 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - started
         model = _final_model(trainer, params)
-        _check_finite(model, trainer.state.global_step)
+        require_finite_weights(
+            model, trainer.state.global_step, "training", "Lower sft.learning_rate and rerun without --resume."
+        )
         write_sft_curve(trainer.state.log_history, paths.plots / "sft.csv")
         manifest = {
             "kind": "sft",
@@ -229,7 +193,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             "profile": params.profile,
         }
         if main:
-            _save_atomically(model, tokenizer, paths.sft_model, manifest)
+            save_model_atomically(model, tokenizer, paths.sft_model, manifest)
             import mlflow
 
             mlflow.log_metrics(
@@ -422,21 +386,3 @@ def _final_model(trainer: Any, params: Params):  # type: ignore[no-untyped-def]
     if params.sft.use_lora:
         model = model.merge_and_unload()
     return model
-
-
-def _check_finite(model: Any, step: int) -> None:
-    import torch
-
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise TrainingDivergedError(
-                f"training diverged: weight {name} holds NaN/inf after step {step}; no model was written. "
-                "Lower sft.learning_rate and rerun without --resume."
-            )
-
-
-def _save_atomically(model: Any, tokenizer: Any, target: Path, manifest: dict[str, Any]) -> None:
-    """Complete model or none, even under kill -9; the manifest lists every file (components.models.save)."""
-    from components.models.save import save_model_atomically
-
-    save_model_atomically(model, tokenizer, target, manifest)

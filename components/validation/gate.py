@@ -25,24 +25,12 @@ from typing import Any
 
 from components.config import Params, run_paths
 from components.errors import DataValidationError
-from components.files import fsync_path, sha256_file
+from components.files import sha256_file, write_json_atomic
 
 VALIDATED_FILE = "validated.jsonl"
 SUMMARY_FILE = "summary.json"
 RUNNING = "running"
 FINISHED = "finished"
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Replace ``path`` with ``payload`` so a reader sees the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(payload, indent=2, ensure_ascii=True))
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    fsync_path(path.parent)
 
 
 def mark_running(directory: Path, dataset: Path) -> None:

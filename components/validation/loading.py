@@ -7,11 +7,11 @@ message that names the file, the problem and (for JSONL) the line number.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from components.errors import DataValidationError
+from components.jsonl import JsonlError, read_jsonl
 
 LIST_COLUMNS = ("tool_names", "tool_set")
 
@@ -21,20 +21,10 @@ class DatasetLoadError(DataValidationError):
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    with path.open("r", encoding="utf-8", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                hint = " (the file looks truncated)" if not line.endswith("\n") else ""
-                raise DatasetLoadError(f"{path}: line {number} is not valid JSON{hint}: {exc}") from exc
-            if not isinstance(value, dict):
-                raise DatasetLoadError(f"{path}: line {number} is a JSON {type(value).__name__}, not an object")
-            rows.append(value)
-    return rows
+    try:
+        return read_jsonl(path)
+    except JsonlError as exc:
+        raise DatasetLoadError(str(exc)) from exc
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:

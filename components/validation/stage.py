@@ -22,10 +22,11 @@ from typing import Any
 
 from components.config import Params, params_hash, run_paths
 from components.errors import DataValidationError
-from components.teacher.records import sha256_path, write_jsonl_atomic
+from components.files import sha256_path, write_json_atomic
+from components.jsonl import write_jsonl_atomic
 from components.tracking import stage_run
 from components.validation.checks import eval_prompt_keys
-from components.validation.gate import SUMMARY_FILE, VALIDATED_FILE, mark_running, validated_dataset, write_json_atomic
+from components.validation.gate import SUMMARY_FILE, VALIDATED_FILE, mark_running, validated_dataset
 from components.validation.loading import DatasetLoadError, load_rows
 from components.validation.report import error_message, summary_text, write_reports
 from components.validation.suite import ValidationOutcome, run_expectations

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.evaluation.generation import ChatGenerator, template_messages
+from components.evaluation.generation import ChatGenerator
+from components.tools.messages import normalise_messages
 
 TOOLS = [
     {
@@ -111,7 +112,7 @@ def test_decode_stops_at_end_of_turn(generator: ChatGenerator) -> None:
 
 
 def test_tool_call_arguments_render_as_objects(generator: ChatGenerator) -> None:
-    messages = template_messages(CONVERSATIONS[2])
+    messages = normalise_messages(CONVERSATIONS[2], for_template=True)
     assert messages[1]["tool_calls"][0]["function"]["arguments"] == {"a": 1, "b": 2}
     assert CONVERSATIONS[2][1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'  # input untouched
     prompt = generator.render(CONVERSATIONS[2], TOOLS)

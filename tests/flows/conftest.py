@@ -5,6 +5,8 @@ workers before the server (a worker needs a second SIGINT to leave; its process
 group is killed if it lingers). Prefect reads its settings once, at import, so
 the test process switches server and home with ``temporary_settings`` rather
 than environment variables; subprocesses get them through their environment.
+The MLflow/Postgres/S3 fixtures these tests share with the registry tests live in
+``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -20,26 +22,9 @@ from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
+from tests.services import ServiceProcess, free_port, http_ok, start_process, venv_bin, wait_until
 
-from tests.services import (  # noqa: E402,F401  (fixtures are used by name)
-    ServiceProcess,
-    free_port,
-    http_ok,
-    mlflow_server,
-    mlflow_tracking,
-    moto_s3,
-    postgres_databases,
-    postgres_db,
-    service_log_dir,
-    start_process,
-    venv_bin,
-    wait_until,
-)
-
-REPO = Path(_REPO)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fast_overrides(root: Path, model_cache: Path) -> list[str]:
@@ -93,7 +78,7 @@ def prefect_home(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory, service_log_dir: Path) -> Iterator[ServiceProcess]:  # noqa: F811
+def prefect_server(tmp_path_factory: pytest.TempPathFactory, service_log_dir: Path) -> Iterator[ServiceProcess]:
     """``prefect server start`` on a free port with its own home and SQLite database."""
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()

@@ -119,3 +119,17 @@ def test_rl_and_evaluation_refuse_a_damaged_model(saved: Path, smoke_params) -> 
         start_model_dir(smoke_params)
     with pytest.raises(EvaluationError, match="model.safetensors"):
         discover_arms(smoke_params)
+
+
+def test_weights_holding_nan_are_refused_by_name_before_saving() -> None:
+    import torch
+
+    from components.errors import TrainingDivergedError
+    from components.models.save import require_finite_weights
+
+    model = torch.nn.Linear(2, 2)
+    require_finite_weights(model, 3, "RL", "Lower rl.learning_rate.")  # finite: no error
+    with torch.no_grad():
+        model.bias[1] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"RL diverged: weight bias holds NaN/inf after step 3; .*rl\.lear"):
+        require_finite_weights(model, 3, "RL", "Lower rl.learning_rate.")

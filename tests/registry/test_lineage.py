@@ -15,7 +15,6 @@ from components.registry.lineage import (
     parse_ref,
     read_dvc_lock,
     render_tree,
-    sha256_path,
     teacher_identity,
 )
 
@@ -79,16 +78,6 @@ def test_teacher_identity_counts_rows_per_teacher(tmp_path: Path):
     assert info["identities"][1] == {"backend": "scripted", "model": "expert", "rows": 1}
     assert info["settings"] == {"t": 0}
     assert teacher_identity(tmp_path / "none.jsonl") == {}
-
-
-def test_sha256_path_of_files_and_folders(tmp_path: Path):
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.txt").write_text("x")
-    first = sha256_path(tmp_path / "d")
-    (tmp_path / "d" / "a.txt").write_text("y")
-    assert sha256_path(tmp_path / "d") != first
-    assert sha256_path(tmp_path / "missing") is None
-    assert len(sha256_path(tmp_path / "d" / "a.txt")) == 64
 
 
 def full_doc() -> dict:

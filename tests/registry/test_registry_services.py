@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from components.config import load_params, params_hash, run_paths
+from components.files import sha256_path
 from components.models.sources import model_checksum, tool_chat_template
 from components.registry.gate import wilson_interval
-from components.registry.lineage import read_dvc_lock, sha256_path
+from components.registry.lineage import read_dvc_lock
 from components.stages import ORDER
 from components.tracking import PARENT_RUN_ENV, stage_run
 

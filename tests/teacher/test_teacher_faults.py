@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from components.config import load_params, run_paths
+from components.jsonl import read_jsonl
 from components.teacher.generation import generate_trajectories
-from components.teacher.records import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def test_a_tail_torn_inside_a_multibyte_character_is_dropped(isolated_env: Path)
     # The last row is being rewritten when the process dies, cut inside "°" (2 bytes in UTF-8).
     torn = b"".join(lines[:-1]) + lines[-1][:40] + "21 °C".encode()[:-2]
     dataset.write_bytes(torn)
-    assert len(read_jsonl(dataset)) == len(lines) - 1
+    assert len(read_jsonl(dataset, resume=True)) == len(lines) - 1
     report = generate_trajectories(params, progress=False)
     assert report.skipped == len(lines) - 1 and report.verified_new == 1
     assert dataset.read_bytes() == complete

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from components.config import Params, load_params, run_paths
+from components.jsonl import read_jsonl
 from components.teacher.backends import ScriptedBackend
 from components.teacher.generation import generate_trajectories
-from components.teacher.records import TrajectoryResult, read_jsonl
+from components.teacher.records import TrajectoryResult
 from components.teacher.tasksets import prompt_key
 from components.tools.base import Task, ToolPack
 from components.tools.registry import get_pack

@@ -9,10 +9,10 @@ import pytest
 
 from components.config import Params, load_params, run_paths
 from components.errors import StageError
+from components.jsonl import read_jsonl
 from components.teacher.backends import OpenAIBackend
 from components.teacher.generation import generate_trajectories
 from components.teacher.openai_client import ChatAPIError, ChatClient
-from components.teacher.records import read_jsonl
 from components.teacher.tasksets import build_task_sets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +143,9 @@ def test_endpoint_down_loses_nothing_and_a_rerun_finishes(expert_server, tmp_pat
     with pytest.raises(StageError, match="rerun"):
         generate_trajectories(params, fast_backend(params), progress=False)
     paths = run_paths(params)
-    assert read_jsonl(paths.teacher_dataset) == [] and read_jsonl(paths.teacher_failures) == []
+    assert (
+        read_jsonl(paths.teacher_dataset, resume=True) == [] and read_jsonl(paths.teacher_failures, resume=True) == []
+    )
 
     state.always_status = None  # the endpoint recovers
     report = generate_trajectories(params, fast_backend(params), progress=False)

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from components.config import Params, load_params, run_paths
+from components.jsonl import read_jsonl
 from components.teacher.generation import generate_trajectories
-from components.teacher.records import read_jsonl
 from components.validation.checks import PROBLEM_COLUMNS, derive_row
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,41 +1,12 @@
-"""Crash-safe JSONL files and the message conversions of the OpenAI client."""
+"""Message conversions of the OpenAI client and the tool calls of a trajectory."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from components.teacher.openai_client import ChatReply, redact_url, reply_text, to_api_messages
-from components.teacher.records import JsonlAppender, calls_of, read_jsonl, write_jsonl_atomic
+from components.teacher.records import calls_of
 from components.tools.parser import parse_tool_calls
-
-
-def test_read_jsonl_ignores_a_torn_last_line_but_not_a_broken_middle_line(tmp_path: Path) -> None:
-    path = tmp_path / "rows.jsonl"
-    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tex')
-    assert [row["id"] for row in read_jsonl(path)] == ["a", "b"]
-
-    path.write_text('{"id": "a"}\n{"id": \n{"id": "c"}\n')
-    with pytest.raises(ValueError, match="line 2"):
-        read_jsonl(path)
-
-
-def test_appender_cuts_a_torn_tail_before_appending(tmp_path: Path) -> None:
-    path = tmp_path / "rows.jsonl"
-    path.write_text('{"id": "a"}\n{"id": "b", "half')
-    with JsonlAppender(path) as out:
-        out.write({"id": "c"})
-    assert [row["id"] for row in read_jsonl(path)] == ["a", "c"]
-    assert path.read_text().endswith("\n")
-
-
-def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "out.jsonl"
-    write_jsonl_atomic(path, [{"x": 1}, {"x": 2}])
-    assert read_jsonl(path) == [{"x": 1}, {"x": 2}]
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 def test_api_messages_link_calls_and_results_by_id() -> None:

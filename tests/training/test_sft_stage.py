@@ -248,18 +248,3 @@ def test_disabled_sft_writes_nothing_and_removes_a_stale_model(smoke_params: Par
     run_paths(params).sft_model.mkdir(parents=True)
     summary = run_sft_stage(params)
     assert not run_paths(params).sft_model.exists() and "stale" in summary["message"]
-
-
-def test_resume_skips_a_checkpoint_that_was_cut_off_while_saving(tmp_path: Path) -> None:
-    from components.training.sft_stage import last_complete_checkpoint
-
-    checkpoints = tmp_path / "checkpoints"
-    for step, complete in ((2, True), (4, True), (6, False)):  # killed while writing checkpoint-6
-        folder = checkpoints / f"checkpoint-{step}"
-        folder.mkdir(parents=True)
-        (folder / "model.safetensors").write_bytes(b"")
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
-    (checkpoints / "checkpoint-final").mkdir()
-    assert last_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-4"
-    assert last_complete_checkpoint(tmp_path / "missing") is None

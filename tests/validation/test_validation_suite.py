@@ -12,8 +12,8 @@ import pytest
 
 from components.config import Params, load_params, run_paths
 from components.errors import DataValidationError
+from components.jsonl import read_jsonl, write_jsonl_atomic
 from components.teacher.generation import generate_trajectories
-from components.teacher.records import read_jsonl, write_jsonl_atomic
 from components.validation.loading import DatasetLoadError
 from components.validation.stage import validate_dataset
 

@@ -10,7 +10,6 @@ offer the categories that run offline.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from components.errors import MentorError
 from components.evaluation.bfcl.schema import build_tools
+from components.jsonl import JsonlError, iter_jsonl, parse_jsonl_text, read_jsonl
 
 #: Single-turn categories where the model must make exactly one call.
 SINGLE_CALL_CATEGORIES: tuple[str, ...] = (
@@ -129,11 +129,6 @@ def list_categories() -> list[str]:
     return [c for c in _CATEGORY_ORDER if _question_file(c).is_file()]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 @cache
 def _multi_turn_docs_text(class_name: str) -> str:
     """Cached raw text; callers parse it so nobody shares mutable docs."""
@@ -146,7 +141,7 @@ def multi_turn_docs(class_name: str) -> list[dict[str, Any]]:
     if class_name not in MULTI_TURN_DOC_FILES:
         raise ValueError(f"unknown multi-turn API class {class_name!r}")
     text = _multi_turn_docs_text(class_name)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return parse_jsonl_text(text, data_dir() / "multi_turn_func_doc" / MULTI_TURN_DOC_FILES[class_name])
 
 
 def load_cases(category: str, limit: int | None = None) -> list[BfclCase]:
@@ -154,12 +149,12 @@ def load_cases(category: str, limit: int | None = None) -> list[BfclCase]:
     available = list_categories()
     if category not in available:
         raise ValueError(f"unknown or unavailable BFCL category {category!r}; available: {', '.join(available)}")
-    rows = _read_jsonl(_question_file(category))
+    rows = read_jsonl(_question_file(category))
     if limit is not None:
         rows = rows[: max(limit, 0)]
     answers: dict[str, list[Any]] = {}
     if category not in IRRELEVANCE_CATEGORIES:
-        for answer in _read_jsonl(_answer_file(category)):
+        for answer in read_jsonl(_answer_file(category)):
             answers[answer["id"]] = answer["ground_truth"]
     return [_build_case(category, row, answers) for row in rows]
 
@@ -222,23 +217,16 @@ def answer_path_for(question_path: Path) -> Path:
 def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """JSON-lines rows with their line numbers; any bad line is a :class:`BfclFileError`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BfclFileError(f"{path} is not UTF-8 text ({exc})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BfclFileError(
-                f"{path}:{number}: not a JSON object on one line ({exc.msg}); BFCL files are JSON lines, "
-                "one case per line"
-            ) from None
-        if not isinstance(row, dict):
-            raise BfclFileError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((number, row))
+        rows = list(iter_jsonl(path))
+    except JsonlError as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            raise BfclFileError(f"{path} is not UTF-8 text ({exc.__cause__})") from None
+        if exc.found is not None:
+            raise BfclFileError(f"{path}:{exc.line}: expected a JSON object, got {exc.found}") from None
+        raise BfclFileError(
+            f"{path}:{exc.line}: not a JSON object on one line ({exc.detail}); BFCL files are JSON lines, "
+            "one case per line"
+        ) from None
     if not rows:
         raise BfclFileError(f"{path} holds no cases")
     return rows
