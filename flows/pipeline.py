@@ -126,6 +126,7 @@ def _run_on_pool(
     params: Params, stage: str, arm: str | None, resume: bool, parent_run_id: str | None
 ) -> dict[str, Any]:
     """Submit the stage to the GPU pool's ``mentor-stage`` deployment and wait for it."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     from components.training.launch import stage_processes
@@ -157,6 +158,10 @@ def _run_on_pool(
             f"`mentor deploy --pool <pipeline pool> ...` while orchestration.gpu_pool={pool} is set, point "
             "PREFECT_API_URL at the Prefect server, or unset orchestration.gpu_pool to run everything here."
         ) from exc
+    if not isinstance(flow_run, FlowRun):  # a coroutine only when called from async code, which this is not
+        raise StageError(
+            f"stage '{stage}' on the GPU pool '{pool}': Prefect returned {type(flow_run).__name__}, not a flow run"
+        )
     state = flow_run.state
     if state is None or not state.is_completed():
         raise StageError(
@@ -259,7 +264,7 @@ def _set_dotted(params: Params, dotted: str, value: Any) -> Params:
 def _fresh_data_seed() -> int:
     """Seed for new teacher data: the run's scheduled date, so a retried run reuses the same tasks."""
     context = FlowRunContext.get()
-    when = None
+    when: dt.datetime | None = None
     if context is not None and context.flow_run is not None:
         when = context.flow_run.expected_start_time
     when = when or dt.datetime.now(dt.UTC)
@@ -305,7 +310,7 @@ def stage_task_options(params: Params, stage: str, label: str, refresh: bool) ->
     options: dict[str, Any] = {
         "task_run_name": label,
         "refresh_cache": refresh,
-        "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage),
+        "timeout_seconds": params.orchestration.stage_timeout(stage),
     }
     storage = result_storage(params)
     if storage is not None:
@@ -425,7 +430,7 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
     done = [r.label for r in records if r.status in {"ran", "cached"}]
     cause = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
     if isinstance(cause, TimeoutError):
-        limit = params.orchestration.stage_timeouts_s.get(record.stage)
+        limit = params.orchestration.stage_timeout(record.stage)
         cause = TimeoutError(
             f"it ran longer than orchestration.stage_timeouts_s.{record.stage}={limit:g} s and was stopped "
             f"(hung, or slower than the limit allows: raise it with --set orchestration.stage_timeouts_s."

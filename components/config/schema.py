@@ -115,6 +115,7 @@ class SftParams(_Section):
 
 
 RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]
+DEFAULT_COMPARE_ARMS: tuple[RewardMode, ...] = ("mentor", "sparse", "strict")
 
 
 class RewardParams(_Section):
@@ -149,7 +150,7 @@ class RlParams(_Section):
     """
 
     arm: RewardMode = "mentor"
-    compare_arms: list[RewardMode] = Field(default_factory=lambda: ["mentor", "sparse", "strict"])
+    compare_arms: list[RewardMode] = Field(default_factory=lambda: list(DEFAULT_COMPARE_ARMS))
     reward: RewardParams = RewardParams()
     use_lora: bool = False
     lora: LoraParams = LoraParams()
@@ -255,8 +256,10 @@ class RegistryParams(_Section):
 
 
 StageName = Literal["models", "teacher", "validate", "sft", "rl", "evaluate", "register"]
+GpuStageName = Literal["sft", "rl", "evaluate"]
+DEFAULT_GPU_STAGES: tuple[GpuStageName, ...] = ("sft", "rl", "evaluate")
 #: Generous defaults: a GPU profile's RL arm or evaluation runs for hours; a hung one should not run for days.
-DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
+DEFAULT_STAGE_TIMEOUTS_S: dict[StageName, float] = {
     "models": 3600.0,
     "teacher": 14400.0,
     "validate": 1800.0,
@@ -276,7 +279,7 @@ class OrchestrationParams(_Section):
     #: A Prefect work pool name: the ``gpu_stages`` run there; ``None`` runs everything in the flow's process.
     gpu_pool: str | None = None
     #: Stages (by their names in ``components.stages``) sent to ``gpu_pool``.
-    gpu_stages: list[Literal["sft", "rl", "evaluate"]] = Field(default_factory=lambda: ["sft", "rl", "evaluate"])
+    gpu_stages: list[GpuStageName] = Field(default_factory=lambda: list(DEFAULT_GPU_STAGES))
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
     #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever: the
@@ -293,6 +296,10 @@ class OrchestrationParams(_Section):
     #: worker's PREFECT_HOME (lost with the container); ``s3://bucket/prefix`` = the S3/MinIO store in infra,
     #: reached with the AWS_* variables and AWS_ENDPOINT_URL_S3 (or MLFLOW_S3_ENDPOINT_URL) for MinIO.
     result_storage: str | None = None
+
+    def stage_timeout(self, stage: str) -> float | None:
+        """The wall-clock limit of ``stage`` (a stage table name), or ``None`` where none is set."""
+        return {str(name): limit for name, limit in self.stage_timeouts_s.items()}.get(stage)
 
     @field_validator("gpu_stages", mode="before")
     @classmethod

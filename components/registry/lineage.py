@@ -275,7 +275,7 @@ def collect_lineage(
     dvc_lock = root / "dvc.lock"
     teacher_rows = count_lines(paths.teacher_dataset) if paths.teacher_dataset.exists() else None
     git = git_state(root)
-    data = {
+    data: dict[str, dict[str, Any]] = {
         "teacher_dataset": {
             "path": str(paths.teacher_dataset),
             "sha256": sha256_path(paths.teacher_dataset),

@@ -107,6 +107,7 @@ SUMMARY_CURVES = (
 
 def resolve_arms(arm: str | None, params: Params) -> list[str]:
     """``None`` -> ``rl.arm``; ``"all"`` -> ``rl.compare_arms``; ``"a,b"`` -> both, in order."""
+    names: list[str]
     if arm is None or not arm.strip():
         names = [params.rl.arm]
     elif arm.strip() == "all":
