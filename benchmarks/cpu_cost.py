@@ -87,7 +87,7 @@ def token_table(model_dir: Path) -> None:
 
 def sft_rows(params: Any, n: int) -> list[dict[str, Any]]:
     from components.config import run_paths
-    from components.training.sft_data import load_teacher_rows
+    from components.training.sft.data import load_teacher_rows
 
     rows = [r for r in load_teacher_rows(run_paths(params).teacher_dataset) if r.get("verified")]
     return rows[:n]
@@ -99,8 +99,8 @@ def bench_sft(
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps."""
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.training.precision import train_bf16
-    from components.training.sft_data import build_examples
-    from components.training.sft_stage import _build_trainer
+    from components.training.sft.data import build_examples
+    from components.training.sft.stage import _build_trainer
 
     params = _params(
         [
@@ -146,8 +146,8 @@ def bench_grpo(
     """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools)."""
     from components.config import run_paths
     from components.models.chat_template import install_tool_template, legacy_json_template
-    from components.training.rl_data import load_rl_dataset
-    from components.training.rl_stage import build_trainer, load_student
+    from components.training.rl.data import load_rl_dataset
+    from components.training.rl.stage import build_trainer, load_student
 
     params = _params(
         [

@@ -38,8 +38,8 @@ def measure(params: Any, arm: str, rounds: int, checkpoints: Path) -> dict[str, 
     import torch
 
     from components.config import run_paths
-    from components.training.rl_data import load_rl_dataset
-    from components.training.rl_stage import build_trainer, load_student, start_model_dir
+    from components.training.rl.data import load_rl_dataset
+    from components.training.rl.stage import build_trainer, load_student, start_model_dir
 
     rl = params.rl
     dataset = load_rl_dataset(run_paths(params).teacher_dataset, params.tasks.train_packs, rl.n_train, rl.seed)

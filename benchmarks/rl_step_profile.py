@@ -75,8 +75,8 @@ def expert_rollout_costs(pack_name: str = "arith", n_tasks: int = 40, seed: int 
 
     from components.config.schema import RewardParams
     from components.tools.registry import get_pack
-    from components.training.rl_callbacks import RlRecorder
-    from components.training.rl_env import make_environment_class, make_reward_function
+    from components.training.rl.callbacks import RlRecorder
+    from components.training.rl.env import make_environment_class, make_reward_function
 
     pack = get_pack(pack_name)
     recorder = RlRecorder(group_size=1)
@@ -218,7 +218,7 @@ def main() -> int:
         prefix="rl-step-profile-",
     )
 
-    from components.training.rl_stage import train_rl
+    from components.training.rl.stage import train_rl
 
     started = time.perf_counter()
     summary = train_rl(params, args.arm)

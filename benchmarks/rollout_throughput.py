@@ -1,7 +1,7 @@
 """Throughput of GRPO rollout generation (multi-turn, real tools) against plain ``model.generate``.
 
 Builds the GRPOTrainer of one arm exactly as ``mentor stage rl`` does
-(``rl_stage.build_trainer``: same model, tokenizer, template, dataset,
+(``components.training.rl.stage.build_trainer``: same model, tokenizer, template, dataset,
 environment classes, reward and ``GRPOConfig``) and times what a training step
 spends producing its completions, on the transformers backend
 (``rl.use_vllm=false``, the CPU path):
@@ -186,8 +186,8 @@ def _run(args: argparse.Namespace, params: Any, tmp: Path) -> int:
     import torch
 
     from components.config import run_paths
-    from components.training.rl_data import load_rl_dataset
-    from components.training.rl_stage import build_trainer, load_student, resolve_arms, start_model_dir
+    from components.training.rl.data import load_rl_dataset
+    from components.training.rl.stage import build_trainer, load_student, resolve_arms, start_model_dir
 
     [arm] = resolve_arms(args.arm, params)
     rl = params.rl

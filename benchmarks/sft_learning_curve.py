@@ -3,7 +3,7 @@
 The cpu-demo SFT budget is chosen from this curve (README, *Measured figures*): the
 smallest budget whose held-out accuracy is within noise of the curve's plateau.
 
-Phase 1 (train) runs the SFT stage's own trainer (``components.training.sft_stage``:
+Phase 1 (train) runs the SFT stage's own trainer (``components.training.sft.stage``:
 compact tool listing, ``models.train_precision=auto``, length-grouped batches) for the
 largest budget and saves the model at every milestone (row-passes = steps x batch).
 Phase 2 (eval) evaluates every saved milestone on the same held-out arith tasks
@@ -45,8 +45,8 @@ def train(out: Path, milestones: list[int], batch: int, lr: float, seed: int) ->
 
     from components.config import run_paths
     from components.models.chat_template import load_tokenizer
-    from components.training.sft_data import build_examples, load_teacher_rows
-    from components.training.sft_stage import _build_trainer
+    from components.training.sft.data import build_examples, load_teacher_rows
+    from components.training.sft.stage import _build_trainer
 
     steps = max(milestones) // batch
     params = _params(

@@ -43,6 +43,16 @@ RL_KEYS: tuple[str, ...] = tuple(
     for name in RlParams.model_fields
     if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
 )
+#: Code both training stages run: callbacks, checkpoints, processes, precision, and the chat template that
+#: renders every prompt (a change to how prompts look changes what is trained).
+TRAINING_SHARED_CODE: tuple[str, ...] = (
+    "components/training/callbacks.py",
+    "components/training/checkpoints.py",
+    "components/training/distributed.py",
+    "components/training/precision.py",
+    "components/models/chat_template.py",
+    "components/models/tool_template.jinja",
+)
 #: The process count sets the global batch (per-device batch x processes), so it is part of what trains.
 DISTRIBUTED_KEYS: tuple[str, ...] = ("orchestration.num_processes",)
 
@@ -99,13 +109,11 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             name="sft",
-            target="components.training.sft_stage:run_sft_stage",
+            target="components.training.sft.stage:run_sft_stage",
             params=("sft", "models.student", "models.dtype", *DISTRIBUTED_KEYS),
             code=(
-                "components/training/sft_stage.py",
-                "components/training/sft_data.py",
-                "components/training/callbacks.py",
-                "components/training/distributed.py",
+                "components/training/sft",
+                *TRAINING_SHARED_CODE,
             ),
             # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
             inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
@@ -115,17 +123,11 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             name="rl",
-            target="components.training.rl_stage:run_rl_stage",
+            target="components.training.rl.stage:run_rl_stage",
             params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
             code=(
-                "components/training/distributed.py",
-                "components/training/rl_stage.py",
-                "components/training/rl_data.py",
-                "components/training/rl_env.py",
-                "components/training/rl_callbacks.py",
-                "components/training/rl_curves.py",
-                "components/training/rewards.py",
-                "components/training/callbacks.py",
+                "components/training/rl",
+                *TRAINING_SHARED_CODE,
                 "components/tools",
             ),
             inputs=lambda paths, arm: [
@@ -152,8 +154,8 @@ STAGES: dict[str, StageSpec] = {
                 "rl.arm",
                 "rl.compare_arms",
             ),
-            # rl_curves.py draws the arms' reward curves into the report.
-            code=("components/evaluation", "components/tools", "components/training/rl_curves.py"),
+            # rl/curves.py draws the arms' reward curves into the report.
+            code=("components/evaluation", "components/tools", "components/training/rl/curves.py"),
             inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
             outputs=lambda paths, arm: [paths.eval_dir],
             gpu=True,

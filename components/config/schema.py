@@ -119,7 +119,7 @@ DEFAULT_COMPARE_ARMS: tuple[RewardMode, ...] = ("mentor", "sparse", "strict")
 
 
 class RewardParams(_Section):
-    """Weights and gates of the rewards (README, "Fidelity to the authors' code"; pinned in tests/training/test_rewards.py); the mode is the RL arm."""
+    """Weights and gates of the rewards (README, "Fidelity to the authors' code"; pinned in tests/training/rl/test_rewards.py); the mode is the RL arm."""
 
     eos_gate: float = 0.0
     missing_box: float = 0.1

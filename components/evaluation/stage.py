@@ -197,7 +197,7 @@ def _log_arm_run(
 
 def write_accuracy_table(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """One row per (arm, suite) with its accuracy: the bar chart ``dvc plots show``/``diff`` draws."""
-    from components.training.rl_callbacks import write_history
+    from components.training.rl.callbacks import write_history
 
     rows = [
         {"arm_suite": f"{arm} {suite['suite']}", "arm": arm, "suite": suite["suite"], "accuracy": suite["accuracy"]}
@@ -361,7 +361,7 @@ def rl_reward_figure(params: Params, arms: list[str]) -> Path | None:
     None when no arm has a history (base/SFT only, or models trained elsewhere);
     a figure that cannot be drawn is logged and skipped, never a failed stage.
     """
-    from components.training.rl_curves import ARMS_FIGURE, HISTORY_FILE, plot_arms_reward, read_history
+    from components.training.rl.curves import ARMS_FIGURE, HISTORY_FILE, plot_arms_reward, read_history
 
     paths = run_paths(params)
     histories = {

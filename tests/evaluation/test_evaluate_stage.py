@@ -95,7 +95,7 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
 
     # A rerun that only adds an arm evaluates that arm and reuses the others' results.
     shutil.copytree(tiny_model_dir, paths.rl_model("strict"))
-    from components.training.rl_callbacks import write_history
+    from components.training.rl.callbacks import write_history
 
     write_history(
         [{"step": 1.0, "rl/reward_mean": 0.1}, {"step": 2.0, "rl/reward_mean": 0.4}],

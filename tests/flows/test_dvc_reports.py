@@ -22,8 +22,8 @@ import yaml
 from components.config import load_params, run_paths
 from components.evaluation.stage import write_accuracy_table
 from components.stage_files import metrics_path, numeric_metrics, summary_path, write_stage_files
-from components.training.rl_callbacks import write_history
-from components.training.sft_stage import write_sft_curve
+from components.training.rl.callbacks import write_history
+from components.training.sft.stage import write_sft_curve
 from flows.stages import write_effective_params
 from tests.flows.conftest import REPO, subprocess_env
 

@@ -11,7 +11,7 @@ import pytest
 
 from components.models.chat_template import legacy_json_template, load_tokenizer, tool_chat_template
 from components.tools.registry import get_pack
-from components.training.rl_env import make_environment_class
+from components.training.rl.env import make_environment_class
 
 PACKS = ["arith", "units", "calendar", "store"]
 
@@ -40,7 +40,7 @@ def _teacher_row(pack_name: str) -> dict:
 
 def _grpo_prompt(tokenizer, pack_name: str, row: dict) -> str:  # type: ignore[no-untyped-def]
     """What GRPOTrainer renders: the row's prompt with the environment's public methods as tools, in getmembers order."""
-    from components.training.rl_data import to_rl_row
+    from components.training.rl.data import to_rl_row
 
     env = make_environment_class(get_pack(pack_name))()
     tools = [
@@ -55,7 +55,7 @@ def _grpo_prompt(tokenizer, pack_name: str, row: dict) -> str:  # type: ignore[n
 @pytest.mark.parametrize("pack_name", PACKS)
 def test_sft_grpo_and_eval_render_the_same_prompt(tokenizer, tiny_model_dir: Path, pack_name: str) -> None:  # type: ignore[no-untyped-def]
     from components.evaluation.generation import ChatGenerator
-    from components.training.sft_data import render_segments, row_conversation
+    from components.training.sft.data import render_segments, row_conversation
 
     row = _teacher_row(pack_name)
     grpo = _grpo_prompt(tokenizer, pack_name, row)

@@ -108,7 +108,7 @@ def test_rl_and_evaluation_refuse_a_damaged_model(saved: Path, smoke_params) -> 
     from components.config import run_paths
     from components.errors import EvaluationError
     from components.evaluation.stage import discover_arms
-    from components.training.rl_stage import start_model_dir
+    from components.training.rl.stage import start_model_dir
 
     paths = run_paths(smoke_params)
     shutil.copytree(saved, paths.sft_model)

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.training.test_sft_stage import write_teacher_dataset
 
 from components.config import Params, load_params, run_paths
-from tests.training.test_sft_stage import write_teacher_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def _loss_curve(run_id: str) -> list[float]:
 
 
 def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path, tiny_model_dir: Path) -> None:
-    from components.training.sft_stage import train_sft
+    from components.training.sft.stage import train_sft
 
     steps = ["sft.max_steps=3", "sft.save_steps=2", "sft.logging_steps=1"]
     two = _params(isolated_env, model_cache, "two", *steps, "sft.batch_size=1", "sft.grad_accum=1")
@@ -124,7 +124,7 @@ def _history(params: Params, arm: str) -> list[dict[str, float]]:
 
 
 def test_grpo_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path, tiny_model_dir: Path) -> None:
-    from components.training.rl_stage import train_rl
+    from components.training.rl.stage import train_rl
     from flows.pipeline import execute_stage
 
     common = ["sft.enabled=false", "rl.max_steps=2", "rl.save_steps=1", "rl.num_generations=2", "rl.beta=0.0"]

@@ -26,7 +26,7 @@ def _smoke(tmp_path: Path, *overrides: str) -> Params:
 def test_vllm_modes_reach_grpo_config(tmp_path: Path) -> None:
     from trl import GRPOConfig
 
-    from components.training.rl_stage import vllm_kwargs_for
+    from components.training.rl.stage import vllm_kwargs_for
 
     server = _smoke(tmp_path, "rl.vllm_mode=server", "rl.vllm_server_host=10.0.0.7", "rl.vllm_server_port=8011")
     config = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, **vllm_kwargs_for(server))
@@ -38,7 +38,7 @@ def test_vllm_modes_reach_grpo_config(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without a GPU")
 def test_vllm_without_a_gpu_is_refused_with_the_fix(tmp_path: Path) -> None:
-    from components.training.rl_stage import grpo_config
+    from components.training.rl.stage import grpo_config
 
     with pytest.raises(StageError, match=r"needs a CUDA GPU and the vllm package \(server mode\).*use_vllm=false"):
         grpo_config(_smoke(tmp_path, "rl.use_vllm=true", "rl.vllm_mode=server"), tmp_path)
@@ -51,7 +51,7 @@ def test_vllm_without_a_gpu_is_refused_with_the_fix(tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: vLLM rollouts do not run on CPU")
 def test_one_grpo_step_with_colocated_vllm(smoke_params: Params) -> None:
     from components.teacher.stage import run_teacher_stage
-    from components.training.rl_stage import train_rl
+    from components.training.rl.stage import train_rl
 
     updates = {"enabled": False}
     params = smoke_params.model_copy(update={"sft": smoke_params.sft.model_copy(update=updates)})

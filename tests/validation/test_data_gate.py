@@ -63,7 +63,7 @@ def test_gate_refuses_unvalidated_failed_changed_and_garbled_data(taught: tuple[
 
 
 def test_rl_refuses_data_that_was_never_validated(taught: tuple[Params, list[str]]) -> None:
-    from components.training.rl_stage import train_rl
+    from components.training.rl.stage import train_rl
 
     params, _ = taught
     with pytest.raises(DataValidationError, match="has not been validated"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from components.config.schema import RewardParams
-from components.training.rewards import (
+from components.training.rl.rewards import (
     REWARD_MODES,
     CallAttempt,
     Rollout,

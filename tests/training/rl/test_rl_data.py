@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.errors import DataValidationError, StageError
-from components.training.rl_data import build_rl_rows, load_rl_dataset, read_teacher_rows
+from components.training.rl.data import build_rl_rows, load_rl_dataset, read_teacher_rows
 
 
 def teacher_row(i: int, pack: str = "arith", verified: bool = True, difficulty: int = 2) -> dict:
@@ -83,7 +83,7 @@ def test_difficulties_are_validated_in_params() -> None:
     from components.config import load_params
     from components.config.loader import ParamsError
 
-    params_file = Path(__file__).resolve().parents[2] / "params.yaml"
+    params_file = Path(__file__).resolve().parents[3] / "params.yaml"
     assert load_params(params_file, "smoke").rl.difficulties is None
     assert load_params(params_file, "smoke", ["rl.difficulties=[2]"]).rl.difficulties == [2]
     with pytest.raises(ParamsError, match=r"rl.difficulties: level\(s\) \[3\] are not in tasks.difficulties \[1, 2\]"):

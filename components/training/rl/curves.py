@@ -1,8 +1,8 @@
 """RL training curves as pictures: one figure per arm, and all arms' reward in one figure.
 
 The numbers come from each arm's ``history.csv`` (one row per logged step,
-written by :class:`~components.training.rl_callbacks.RlMetricsCallback`; the
-``rl/*`` names are :func:`~components.training.rl_callbacks._summarise`'s). A
+written by :class:`~components.training.rl.callbacks.RlMetricsCallback`; the
+``rl/*`` names are :func:`~components.training.rl.callbacks._summarise`'s). A
 curve is how one sees whether an arm learned at all: a flat reward with every
 group at zero variance means the arm saw no signal, whatever its evaluation says.
 """

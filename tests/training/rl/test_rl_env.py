@@ -14,13 +14,13 @@ import pytest
 
 from components.config.schema import RewardParams
 from components.tools.registry import get_pack
-from components.training.rewards import REWARD_MODES
-from components.training.rl_callbacks import RlRecorder
-from components.training.rl_env import (
+from components.training.rl.callbacks import RlRecorder
+from components.training.rl.env import (
     make_environment_class,
     make_reward_function,
     rollout_from_completion,
 )
+from components.training.rl.rewards import REWARD_MODES
 
 PACKS = ("arith", "units", "calendar", "store")
 EOS = 2  # any id works: the EOS rule only compares the last id with the EOS ids

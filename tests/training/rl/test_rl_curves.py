@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.training.rl_callbacks import write_history
-from components.training.rl_curves import (
+from components.training.rl.callbacks import write_history
+from components.training.rl.curves import (
     COMPONENTS,
     GROUPS,
     arm_figure,

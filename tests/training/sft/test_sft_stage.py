@@ -11,9 +11,9 @@ from transformers import TrainerCallback
 
 from components.config import Params, load_params, run_paths
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from components.training.sft_stage import run_sft_stage, train_sft
+from components.training.sft.stage import run_sft_stage, train_sft
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def write_teacher_dataset(params: Params, n: int = 8, seed: int = 0, validate: bool = True) -> Path:

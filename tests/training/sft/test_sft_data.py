@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components.errors import DataValidationError, StageError
-from components.training.sft_data import (
+from components.training.sft.data import (
     build_examples,
     load_teacher_rows,
     render_segments,

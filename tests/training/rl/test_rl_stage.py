@@ -46,7 +46,7 @@ def _runs(params: Params) -> dict:
 def test_two_arms_from_one_call_each_with_its_run_and_model(rl_params: Params) -> None:
     import mlflow
 
-    from components.training.rl_stage import run_rl_stage
+    from components.training.rl.stage import run_rl_stage
 
     params = _with(rl_params, rl={"max_steps": 1, "save_steps": 1})
     summary = run_rl_stage(params, arm="mentor,sparse")
@@ -109,7 +109,7 @@ class _StopAfterFirstSave(TrainerCallback):
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(rl_params: Params) -> None:
-    from components.training.rl_stage import run_rl_stage, train_rl
+    from components.training.rl.stage import run_rl_stage, train_rl
 
     params = _with(rl_params, rl={"max_steps": 2, "save_steps": 1})
     paths = run_paths(params)
@@ -132,7 +132,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(rl_params: Params) -> None:
 
 
 def test_configuration_errors_are_named(smoke_params: Params) -> None:
-    from components.training.rl_stage import grpo_config, resolve_arms, run_rl_stage
+    from components.training.rl.stage import grpo_config, resolve_arms, run_rl_stage
 
     with pytest.raises(StageError, match="unknown RL arm"):
         resolve_arms("dense", smoke_params)
@@ -152,7 +152,7 @@ def test_configuration_errors_are_named(smoke_params: Params) -> None:
 
 def test_grpo_config_carries_the_authors_objective_and_sampling(smoke_params: Params) -> None:
     """The rl params reach TRL as the authors' settings: turns, sampling, KL, entropy, dual clip, weight decay."""
-    from components.training.rl_stage import grpo_config
+    from components.training.rl.stage import grpo_config
 
     config = grpo_config(_with(smoke_params, rl={"max_turns": 5}), Path("unused"))
     assert config.max_tool_calling_iterations == 4  # 5 generation rounds = 4 tool rounds + the answer
@@ -167,7 +167,7 @@ def test_profiles_carry_the_authors_settings(profile: str) -> None:
     """Base and GPU profiles: the authors' group of 10 and KL 0.001; CPU profiles deviate only where params.yaml says why."""
     from components.config import load_params
 
-    rl = load_params(Path(__file__).resolve().parents[2] / "params.yaml", profile).rl
+    rl = load_params(Path(__file__).resolve().parents[3] / "params.yaml", profile).rl
     assert (rl.max_turns, rl.temperature, rl.top_p, rl.top_k) == (5 if profile != "smoke" else 3, 0.6, 0.99, 20)
     # cpu-demo drops the entropy bonus so zero-variance groups skip their backward exactly (params.yaml says why).
     assert (rl.entropy_coef, rl.dual_clip) == (0.0 if profile == "cpu-demo" else 0.001, 3.0)
@@ -180,7 +180,7 @@ def test_profiles_carry_the_authors_settings(profile: str) -> None:
 def test_rl_difficulties_reach_the_rl_rows(rl_params: Params) -> None:
     """The stage filters its prompts by rl.difficulties: a level the teacher data lacks stops it before training."""
     from components.errors import DataValidationError
-    from components.training.rl_stage import run_rl_stage
+    from components.training.rl.stage import run_rl_stage
 
     params = _with(rl_params, tasks={"difficulties": [1, 2, 3]}, rl={"difficulties": [3]})  # the data has 1 and 2
     with pytest.raises(DataValidationError, match=r"rl.difficulties \[3\] leaves no RL rows.*\[1, 2\]"):
@@ -189,7 +189,7 @@ def test_rl_difficulties_reach_the_rl_rows(rl_params: Params) -> None:
 
 
 def test_sft_on_without_an_sft_model_refuses(rl_params: Params) -> None:
-    from components.training.rl_stage import run_rl_stage
+    from components.training.rl.stage import run_rl_stage
 
     with pytest.raises(StageError, match="sft.enabled=false"):
         run_rl_stage(_with(rl_params, sft={"enabled": True}), arm="mentor")

@@ -14,8 +14,8 @@ tools through our safe executor, appends the results and lets the model go on
 and an answer, as the authors count them, within ``rl.max_completion_length``
 tokens for the whole rollout). Tool-result tokens
 are masked from the loss. The reward function of the arm scores every
-rollout (``components.training.rewards``) and records its components, which
-:class:`~components.training.rl_callbacks.RlMetricsCallback` logs per step.
+rollout (``components.training.rl.rewards``) and records its components, which
+:class:`~components.training.rl.callbacks.RlMetricsCallback` logs per step.
 
 Start model: the SFT model (``run_paths(params).sft_model``) when
 ``sft.enabled``, else the base student. Batch semantics are TRL's:
@@ -66,8 +66,8 @@ from components.errors import StageError
 from components.files import sha256_file, sha256_json
 from components.models.save import MANIFEST, require_finite_weights, save_model_atomically
 from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
-from components.training.rewards import REWARD_MODES
-from components.training.rl_curves import HISTORY_FILE
+from components.training.rl.curves import HISTORY_FILE
+from components.training.rl.rewards import REWARD_MODES
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +327,9 @@ def build_trainer(
     from transformers import set_seed
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
-    from components.training.grpo_trainer import MentorGRPOTrainer
-    from components.training.rl_callbacks import RlMetricsCallback, RlRecorder
-    from components.training.rl_env import make_environment_class, make_reward_function
+    from components.training.rl.callbacks import RlMetricsCallback, RlRecorder
+    from components.training.rl.env import make_environment_class, make_reward_function
+    from components.training.rl.grpo_trainer import MentorGRPOTrainer
 
     set_seed(params.rl.seed)
     recorder = RlRecorder(group_size=params.rl.num_generations)
@@ -384,7 +384,7 @@ def curve_ends(
 def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -> Path | None:
     """The per-step table (CSV) and the arm's curves (``curves.png``), as files and MLflow artifacts under ``rl/``.
 
-    The figure (``components.training.rl_curves``): mean reward, the reward
+    The figure (``components.training.rl.curves``): mean reward, the reward
     components' rates and the shares of zero-variance groups and skipped rows,
     per step. Returns the figure's path (None when it could not be drawn).
     """
@@ -398,7 +398,7 @@ def _log_history(history: Sequence[dict[str, float]], out_dir: Path, arm: str) -
         pd.DataFrame(history).to_csv(csv, index=False)
     mlflow.log_artifact(str(csv), artifact_path="rl")
     try:
-        from components.training.rl_curves import ARM_FIGURE, plot_arm_curves
+        from components.training.rl.curves import ARM_FIGURE, plot_arm_curves
 
         png = plot_arm_curves(history, out_dir / ARM_FIGURE, arm)
         mlflow.log_artifact(str(png), artifact_path="rl")
@@ -419,7 +419,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     target = paths.rl_model(arm)
     checkpoints = out_dir / CHECKPOINTS
 
-    from components.training.rl_data import load_rl_dataset
+    from components.training.rl.data import load_rl_dataset
     from components.validation.gate import validated_dataset
 
     data_path = validated_dataset(params)  # the data gate: refuses unvalidated, failed or changed data
@@ -491,7 +491,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             save_model_atomically(final, _clean_tokenizer(start_dir), target, manifest)
             figure = _log_history(metrics.history, out_dir, arm)
             # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
-            from components.training.rl_callbacks import write_history
+            from components.training.rl.callbacks import write_history
 
             write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
             mlflow.log_metrics(

@@ -24,7 +24,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from components.files import atomic_writer
-from components.training.rewards import RewardBreakdown, zero_variance_share
+from components.training.rl.rewards import RewardBreakdown, zero_variance_share
 
 log = logging.getLogger(__name__)
 

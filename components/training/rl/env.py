@@ -60,10 +60,10 @@ from components.config.schema import RewardParams
 from components.tools.base import Task, ToolEnv, ToolPack
 from components.tools.parser import CLOSE_TAG, OPEN_TAG, ParseError, ToolCall, extract_boxed, parse_tool_calls
 from components.tools.tool import Tool
-from components.training.rewards import CallAttempt, RewardBreakdown, Rollout, TeacherReference, compute_reward
+from components.training.rl.rewards import CallAttempt, RewardBreakdown, Rollout, TeacherReference, compute_reward
 
 if typing.TYPE_CHECKING:
-    from components.training.rl_callbacks import RlRecorder
+    from components.training.rl.callbacks import RlRecorder
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:
     if values is None:
         raise ValueError(
             f"the RL dataset has no '{name}' column, which the reward needs; build rows with "
-            "components.training.rl_data.build_rl_rows"
+            "components.training.rl.data.build_rl_rows"
         )
     if len(values) != n:
         raise ValueError(f"column '{name}' has {len(values)} values for {n} completions")

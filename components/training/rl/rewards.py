@@ -2,10 +2,10 @@
 
 Everything here is plain data in, ``RewardBreakdown`` out: no model, no TRL, no
 tool execution, so each mode can be pinned to a table of hand-computed cases
-(``tests/training/test_rewards.py``, the authors' numbers for every arm).
+(``tests/training/rl/test_rewards.py``, the authors' numbers for every arm).
 Turning a TRL completion into a :class:`Rollout` (parsing calls, verifying the
 answer, reading EOS and whether the rollout ended on an answer turn) lives in
-``components.training.rl_env``.
+``components.training.rl.env``.
 
 Gates, shared by every mode, in this order (the authors' ``compute_score_with_format``):
 
@@ -99,7 +99,7 @@ class Rollout:
     n_turns: int = 1
     #: False when the last assistant turn still calls tools (turn limit or length budget hit).
     final_answer: bool = True
-    #: The box was found in an earlier turn only, not in the last one (logged; see rl_env).
+    #: The box was found in an earlier turn only, not in the last one (logged; see components.training.rl.env).
     box_in_earlier_turn: bool = False
 
     @property

@@ -1,6 +1,6 @@
 """Stage 3: SFT warm start of the student on the teacher's verified trajectories.
 
-Loss is on assistant tokens only (see ``sft_data``); training is TRL's
+Loss is on assistant tokens only (see ``components.training.sft.data``); training is TRL's
 ``SFTTrainer`` on pre-tokenised rows. Guarantees this module keeps:
 
 * **No half model.** The final model is written to a temporary folder next to
@@ -36,7 +36,7 @@ from components.errors import DataValidationError
 from components.files import sha256_file, sha256_json
 from components.models.save import require_finite_weights, save_model_atomically
 from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
-from components.training.sft_data import (
+from components.training.sft.data import (
     SftDataStats,
     TokenizedExample,
     build_examples,
@@ -237,7 +237,7 @@ def write_sft_curve(log_history: Sequence[dict[str, Any]], path: Path) -> Path:
     Only the Trainer's step rows (those with ``loss``) are kept; the end-of-run
     row carries ``train_loss`` averages, not a point of the curve.
     """
-    from components.training.rl_callbacks import write_history
+    from components.training.rl.callbacks import write_history
 
     rows = [
         {key: float(row[key]) for key in SFT_CURVE_COLUMNS if isinstance(row.get(key), int | float)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from components.config import Params, run_paths
-from components.training.grpo_trainer import keep_rows, skip_is_exact
+from components.training.rl.grpo_trainer import keep_rows, skip_is_exact
 
 
 def _with(params: Params, **sections: dict) -> Params:
@@ -40,8 +40,8 @@ def trainer(smoke_params: Params):  # type: ignore[no-untyped-def]
     from components.config import model_cache_dir
     from components.models.sources import resolve_model
     from components.teacher.stage import run_teacher_stage
-    from components.training.rl_data import load_rl_dataset
-    from components.training.rl_stage import build_trainer, load_student
+    from components.training.rl.data import load_rl_dataset
+    from components.training.rl.stage import build_trainer, load_student
 
     params = _with(smoke_params, sft={"enabled": False}, rl={"beta": 0.0, "entropy_coef": 0.0, "max_steps": 1})
     run_teacher_stage(params)
@@ -110,7 +110,7 @@ def test_yaml_on_off_words_are_the_modes() -> None:
 
     from components.config import load_params
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     for word in ("off", "on", "auto"):
         assert (
             load_params(repo / "params.yaml", "smoke", [f"rl.skip_zero_advantage={word}"]).rl.skip_zero_advantage

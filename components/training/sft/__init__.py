@@ -1,0 +1,1 @@
+"""Stage ``sft``: the supervised warm start on verified teacher trajectories (TRL ``SFTTrainer``)."""
