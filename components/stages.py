@@ -180,7 +180,7 @@ ORDER: tuple[str, ...] = tuple(STAGES)
 def load_target(target: str) -> Callable[..., Any]:
     """Import ``module:function`` now, not at start-up (a stage's heavy imports cost only when it runs)."""
     module_name, attr = target.split(":")
-    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def stage_function(stage: str) -> Callable[..., Any]:

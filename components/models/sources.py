@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from components.errors import MentorError
 from components.files import folder_files, sha256_file, sha256_folder
@@ -104,12 +105,12 @@ def _assemble_gguf(source: GgufSource, workdir: Path) -> Path:
     return target
 
 
-def _finalise_tokenizer(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def _finalise_tokenizer(tokenizer: Any) -> None:
     """SmolLM2's own template drops tools; install the pipeline's compact tool template (same ChatML tokens)."""
     install_tool_template(tokenizer)
 
 
-def _load_gguf(source: GgufSource, workdir: Path):  # type: ignore[no-untyped-def]
+def _load_gguf(source: GgufSource, workdir: Path) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -129,7 +130,7 @@ def _load_gguf(source: GgufSource, workdir: Path):  # type: ignore[no-untyped-de
     return model, tokenizer, gguf
 
 
-def _build_tiny_random(workdir: Path):  # type: ignore[no-untyped-def]
+def _build_tiny_random(workdir: Path) -> Any:
     """A 2-layer Llama with SmolLM2's tokenizer: real code paths at test speed."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

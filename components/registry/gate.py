@@ -455,8 +455,8 @@ def evaluate_gate(
             f"its lower end must exceed the margin {100 * margin:+.1f} pts"
         )
     elif method == "non_overlapping":
-        ch_low = decision.challenger_ood_ci[0]  # type: ignore[index]
-        cp_high = decision.champion_ood_ci[1]  # type: ignore[index]
+        ch_low = decision.challenger_ood_ci[0]
+        cp_high = decision.champion_ood_ci[1]
         ood_ok = ch_low > cp_high + margin
         detail = (
             f"challenger lower bound {100 * ch_low:.1f}% must exceed champion upper bound "

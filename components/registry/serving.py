@@ -210,7 +210,7 @@ class ToolChatModel(PythonModel):
         # The web server may call predict from several threads; one generation at a time on one model.
         self.lock = threading.Lock()
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         """One chat completion per request (a dict for one request, a list for several).
 
         Left without type hints on purpose: MLflow reads ``predict``'s hints as a

@@ -259,7 +259,7 @@ class ChatClient:
         before = self.retries
         try:
             completion = self._api.chat.completions.create(
-                messages=_utf8_safe(to_api_messages(messages)),  # type: ignore[arg-type]
+                messages=_utf8_safe(to_api_messages(messages)),
                 # None: leave the name out and let a single-model server use the model it serves.
                 model=self.model or openai.omit,  # type: ignore[arg-type]
                 temperature=temperature,

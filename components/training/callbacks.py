@@ -47,7 +47,7 @@ class MlflowStepLogger(TrainerCallback):
     def __init__(self, prefix: str = "train/") -> None:
         self.prefix = prefix
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         import mlflow
 
         if mlflow.active_run() is None or not state.is_world_process_zero:
@@ -69,7 +69,7 @@ class DivergenceGuard(TrainerCallback):
         self.keys = tuple(keys)
         self.hint = hint
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         values = _numeric(logs)
         bad = {k: values[k] for k in self.keys if k in values and not math.isfinite(values[k])}
         if bad:
@@ -88,11 +88,11 @@ class ProgressLines(TrainerCallback):
         self._start = 0.0
         self._start_step = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._start = time.perf_counter()
         self._start_step = int(state.global_step)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         values = _numeric(logs)
         if ("loss" not in values and "train_loss" not in values) or not state.is_world_process_zero:
             return  # one line per step, not one per rank

@@ -240,7 +240,7 @@ class MultiTurnEnv:
             instance = load_api_class(class_name)()
             if class_name not in _STATELESS_CLASSES:
                 scenario = copy.deepcopy(config.get(class_name, {}))
-                instance._load_scenario(scenario, long_context=False)  # type: ignore[attr-defined]
+                instance._load_scenario(scenario, long_context=False)
             self.instances[class_name] = instance
             for doc in multi_turn_docs(class_name):
                 method_name = str(doc["name"])

@@ -13,6 +13,7 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 #: An arm's per-step table, in its folder ``run_paths(params).rl_dir(arm)``.
 HISTORY_FILE = "history.csv"
@@ -66,7 +67,7 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[floa
     return steps, values
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +76,7 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def arm_figure(history: Sequence[Mapping[str, float]], arm: str):  # type: ignore[no-untyped-def]
+def arm_figure(history: Sequence[Mapping[str, float]], arm: str) -> Any:
     """Three panels over the steps: mean reward; the reward components' rates; the groups without signal.
 
     Curves the history lacks (``rl/skipped_share`` when skipping is off) are

@@ -113,9 +113,9 @@ def build_rl_rows(
     return [to_rl_row(r, multi_pack=multi) for r in usable[:n]]
 
 
-def load_rl_dataset(  # type: ignore[no-untyped-def]
+def load_rl_dataset(
     path: Path, packs: Sequence[str], n: int, seed: int, difficulties: Sequence[int] | None = None
-):
+) -> Any:
     """A ``datasets.Dataset`` of GRPO rows (imported lazily: datasets is slow to import)."""
     from datasets import Dataset
 

@@ -84,7 +84,7 @@ _JSON_TYPES: dict[str, Any] = {
 def hint_for_schema(schema: Mapping[str, Any]) -> Any:
     """A Python type hint that ``transformers.get_json_schema`` turns back into ``schema``'s type."""
     if "enum" in schema and schema["enum"]:
-        return Literal[tuple(schema["enum"])]  # type: ignore[misc]
+        return Literal[tuple(schema["enum"])]
     if "anyOf" in schema:
         options = tuple(hint_for_schema(s) for s in schema["anyOf"])
         return typing.Union[options] if len(options) > 1 else options[0]  # noqa: UP007

@@ -160,7 +160,7 @@ def start_model_dir(params: Params) -> tuple[Path, str]:
     return resolve_model(params.models.student, model_cache_dir(params)), "base"
 
 
-def load_student(model_dir: Path, dtype_name: str):  # type: ignore[no-untyped-def]
+def load_student(model_dir: Path, dtype_name: str) -> Any:
     """Model and tokenizer, with the pipeline's tool template and TRL's Qwen response parser installed."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -226,7 +226,7 @@ def _manifest(model_dir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- trainer
 
 
-def grpo_config(params: Params, output_dir: Path):  # type: ignore[no-untyped-def]
+def grpo_config(params: Params, output_dir: Path) -> Any:
     """``GRPOConfig`` from ``params.rl`` (see the module docstring for batch and vLLM semantics)."""
     import torch
     from trl import GRPOConfig
@@ -304,7 +304,7 @@ def vllm_kwargs_for(params: Params) -> dict[str, Any]:
     return {"vllm_mode": "colocate", "vllm_gpu_memory_utilization": rl.vllm_gpu_memory_utilization}
 
 
-def _peft_config(params: Params):  # type: ignore[no-untyped-def]
+def _peft_config(params: Params) -> Any:
     if not params.rl.use_lora:
         return None
     from peft import LoraConfig
@@ -321,7 +321,7 @@ def _peft_config(params: Params):  # type: ignore[no-untyped-def]
 
 def build_trainer(
     params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path, callbacks: Sequence[Any] = ()
-):  # type: ignore[no-untyped-def]
+) -> Any:
     """The GRPOTrainer of one arm, plus the recorder and metrics callback it reports through."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from transformers import set_seed
@@ -529,7 +529,7 @@ def _previous_history(path: Path, resume_from: Path | None) -> list[dict[str, fl
     return [row for row in rows if row.get("step", 0.0) <= step]
 
 
-def _clean_tokenizer(start_dir: Path):  # type: ignore[no-untyped-def]
+def _clean_tokenizer(start_dir: Path) -> Any:
     """A fresh copy of the start tokenizer (the trainer's own one may carry TRL's state) to save with the model."""
     from components.models.chat_template import load_tokenizer
 

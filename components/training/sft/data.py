@@ -292,7 +292,7 @@ def build_examples(
     return examples, stats
 
 
-def to_hf_dataset(examples: Sequence[TokenizedExample]):  # type: ignore[no-untyped-def]
+def to_hf_dataset(examples: Sequence[TokenizedExample]) -> Any:
     """Pre-tokenised ``datasets.Dataset`` with ``input_ids`` + ``assistant_masks`` (TRL builds labels from the mask)."""
     from datasets import Dataset
 

@@ -310,7 +310,7 @@ def _build_trainer(
     examples: list[TokenizedExample],
     checkpoints: Path,
     callbacks: Sequence[Any],
-):  # type: ignore[no-untyped-def]
+) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -380,7 +380,7 @@ def _build_trainer(
     return trainer
 
 
-def _final_model(trainer: Any, params: Params):  # type: ignore[no-untyped-def]
+def _final_model(trainer: Any, params: Params) -> Any:
     """Plain transformers model to save; LoRA adapters are merged so later stages load one directory."""
     model = trainer.model
     if params.sft.use_lora:
