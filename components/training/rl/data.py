@@ -27,32 +27,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.errors import DataValidationError, StageError
-from components.jsonl import JsonlError, iter_jsonl
+from components.errors import DataValidationError
+from components.training import teacher_rows
 
 REQUIRED_COLUMNS = ("id", "pack", "difficulty", "prompt", "system", "tool_set", "calls", "answer", "verified", "task")
 
 
 def read_teacher_rows(path: Path) -> list[dict[str, Any]]:
-    """Read the teacher JSONL, naming the line of any unreadable or incomplete row."""
-    if not path.exists():
-        raise StageError(
-            f"The teacher dataset {path} does not exist, so RL has no prompts or references. "
-            "Run `mentor stage teacher` and `mentor stage validate` for this profile first."
-        )
-    rows: list[dict[str, Any]] = []
-    try:
-        for number, row in iter_jsonl(path):
-            missing = [c for c in REQUIRED_COLUMNS if c not in row]
-            if missing:
-                raise DataValidationError(
-                    f"{path}:{number} lacks columns {missing}; the teacher dataset format changed or the file is "
-                    "damaged. Regenerate it with `mentor stage teacher`."
-                )
-            rows.append(row)
-    except JsonlError as exc:
-        raise DataValidationError(f"{exc}; regenerate it with `mentor stage teacher`") from exc
-    return rows
+    """The teacher rows RL builds prompts and references from (:mod:`components.training.teacher_rows`)."""
+    return teacher_rows.read_rows(
+        path,
+        REQUIRED_COLUMNS,
+        "RL has no prompts or references. Run `mentor stage teacher` and `mentor stage validate` for this "
+        "profile first.",
+    )
 
 
 def _json_text(value: Any) -> str:

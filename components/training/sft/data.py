@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import DataValidationError, StageError
-from components.jsonl import JsonlError, iter_jsonl
+from components.training.teacher_rows import read_rows
 
 REQUIRED_COLUMNS = ("id", "messages", "tools")
 
@@ -82,32 +82,13 @@ class SftDataStats:
 
 
 def load_teacher_rows(path: Path) -> list[dict[str, Any]]:
-    """Read the teacher JSONL; a broken line is reported with its line number, nothing is skipped silently."""
-    path = Path(path)
-    if not path.exists():
-        raise StageError(
-            f"the teacher dataset {path} does not exist, so SFT has nothing to train on. "
-            "Run `mentor stage teacher` (and `mentor stage validate`) with the same profile first, "
-            "or set sft.enabled=false to start RL from the base model."
-        )
-    rows: list[dict[str, Any]] = []
-    try:
-        for lineno, row in iter_jsonl(path):
-            missing = [c for c in REQUIRED_COLUMNS if c not in row]
-            if missing:
-                raise DataValidationError(
-                    f"{path}, line {lineno}: missing column(s) {missing}; every row needs {list(REQUIRED_COLUMNS)} "
-                    "(see the teacher dataset format)."
-                )
-            rows.append(row)
-    except JsonlError as exc:
-        raise DataValidationError(
-            f"{path}, line {exc.line}: not valid JSON ({exc.detail or exc.problem}). Regenerate the dataset with "
-            "`mentor stage teacher` or fix that line."
-        ) from exc
-    if not rows:
-        raise DataValidationError(f"{path} holds no rows; rerun `mentor stage teacher`.")
-    return rows
+    """The teacher rows SFT trains on (:mod:`components.training.teacher_rows`)."""
+    return read_rows(
+        path,
+        REQUIRED_COLUMNS,
+        "SFT has nothing to train on. Run `mentor stage teacher` (and `mentor stage validate`) with the same "
+        "profile first, or set sft.enabled=false to start RL from the base model.",
+    )
 
 
 def _json_field(row: dict[str, Any], key: str) -> Any:
