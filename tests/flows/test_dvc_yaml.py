@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.config import Params
 from components.config.paths import RunPaths
 from components.stages import ORDER, STAGES
 
@@ -56,7 +57,7 @@ def test_stage_matches_the_shared_table(dvc_stages: dict[str, Any], name: str) -
     body = _body(dvc_stages, name)
     arm = "${item}" if name == "rl" else None
     assert body["cmd"].split()[:5] == ["mentor", "stage", name, "--profile", "${profile}"]
-    assert _listed_params(body) == list(spec.params)
+    assert _listed_params(body) == list(spec.param_keys(Params))
     deps = _paths(body.get("deps"))
     assert sorted(d for d in deps if d.startswith("components/")) == sorted(spec.code)
     paths = RunPaths(Path(ROOT))
