@@ -93,6 +93,13 @@ def test_schema_defaults_come_from_the_table(monkeypatch: pytest.MonkeyPatch) ->
     assert OrchestrationParams.model_validate({"gpu_stages": ["calibrate"]}).gpu_stages == ["calibrate"]
 
 
+def test_setting_one_timeout_keeps_the_other_stages_defaults() -> None:
+    params = load_params(REPO / "params.yaml", "smoke", ["orchestration.stage_timeouts_s.models=2"])
+    assert params.orchestration.stage_timeout("models") == 2.0
+    assert params.orchestration.stage_timeout("rl") == STAGES["rl"].timeout_s
+    assert list(params.orchestration.stage_timeouts_s) == list(ORDER)
+
+
 def test_an_unknown_stage_timeout_is_rejected_naming_the_stages() -> None:
     with pytest.raises(ParamsError) as error:
         load_params(REPO / "params.yaml", "smoke", ["orchestration.stage_timeouts_s.evaluation=60"])

@@ -280,7 +280,8 @@ class OrchestrationParams(_Section):
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
     #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever: the
-    #: guardrails of a schedule nobody watches (README, "Scheduled retraining"). Keyed by stage table name.
+    #: guardrails of a schedule nobody watches (README, "Scheduled retraining"). Keyed by stage table name;
+    #: a partial table (``--set orchestration.stage_timeouts_s.models=2``) keeps the other stages' defaults.
     stage_timeouts_s: dict[str, PositiveFloat] = Field(default_factory=default_stage_timeouts_s)
     #: Flow runs of the scheduled deployment that may run at once (they share outputs/<profile> and the aliases).
     concurrency_limit: PositiveInt = 1
@@ -321,12 +322,17 @@ class OrchestrationParams(_Section):
 
     @field_validator("stage_timeouts_s")
     @classmethod
-    def _timeouts_name_table_stages(cls, value: dict[str, float]) -> dict[str, float]:
-        """Only a table stage has a timeout: a misspelt name would otherwise be a limit nothing reads."""
+    def _timeouts_over_the_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        """Only table stages, each one's limit over its default: raising one limit must not drop the others.
+
+        ``--set orchestration.stage_timeouts_s.models=2`` used to replace the whole table, leaving
+        every other stage (a 12 h RL arm included) without a guardrail. A misspelt name is rejected,
+        since it would otherwise be a limit nothing reads.
+        """
         unknown = [name for name in value if name not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage {', '.join(map(repr, unknown))}; stages: {', '.join(STAGES)}")
-        return value
+        return {**default_stage_timeouts_s(), **value}
 
     @field_validator("result_storage")
     @classmethod
