@@ -32,9 +32,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
+
+from components.run_layout import RunPaths
 
 #: A ``params`` entry ``"<section>.*"`` stands for every key of that section, one by one (see
 #: :meth:`StageSpec.param_keys`): a key added to the section is read by the stage without an edit here.
@@ -54,29 +56,6 @@ TRAINING_SHARED_CODE: tuple[str, ...] = (
 DISTRIBUTED_KEYS: tuple[str, ...] = ("orchestration.num_processes",)
 
 
-class StagePaths(Protocol):
-    """The run layout the table's ``inputs``/``outputs`` read: ``components.config.RunPaths`` has it.
-
-    A protocol, not ``RunPaths`` itself, so this module imports nothing of ``components.config``:
-    the params schema takes its stage names, timeouts and GPU flags from here, and an import
-    back would be a circle (``tests/test_import_graph.py``).
-    """
-
-    @property
-    def root(self) -> Path: ...
-    @property
-    def teacher_dataset(self) -> Path: ...
-    @property
-    def eval_tasks(self) -> Path: ...
-    @property
-    def validation_dir(self) -> Path: ...
-    @property
-    def sft_model(self) -> Path: ...
-    @property
-    def eval_dir(self) -> Path: ...
-    def rl_model(self, arm: str) -> Path: ...
-
-
 @dataclass(frozen=True)
 class StageSpec:
     """One stage: the function that runs it and the keys, code and files that decide whether it must run again."""
@@ -91,9 +70,9 @@ class StageSpec:
     #: The default of ``orchestration.stage_timeouts_s.<name>`` (seconds). Generous: a GPU profile's RL arm
     #: or evaluation runs for hours; a hung one should fail rather than run for days.
     timeout_s: float
-    inputs: Callable[[StagePaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    inputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
     #: What must exist for a stored result to be trusted (DVC's ``outs`` may be wider folders).
-    outputs: Callable[[StagePaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
+    outputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
     #: Takes ``resume``: it writes checkpoints it can continue from.
     resumable: bool = False
     #: Takes ``arm`` and runs once per RL arm (``rl-<arm>`` in the flow, ``rl@<arm>`` in DVC).
@@ -110,8 +89,9 @@ class StageSpec:
     def param_keys(self, schema: type[BaseModel]) -> tuple[str, ...]:
         """The dotted keys the stage reads, each ``"<section>.*"`` expanded in ``schema``'s field order.
 
-        ``schema`` is ``components.config.Params``, passed in because this module may not import it
-        (see :class:`StagePaths`). The cache key and ``dvc.yaml`` both list these keys one by one.
+        ``schema`` is ``components.config.Params``, passed in because this module may not import it:
+        the schema reads its stage names, timeouts and GPU flags from here (``tests/test_import_graph.py``).
+        The cache key and ``dvc.yaml`` both list these keys one by one.
         """
         keys: list[str] = []
         for entry in self.params:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.config import Params
-from components.config.paths import RunPaths
+from components.run_layout import RunPaths
 from components.stages import ORDER, STAGES, StageSpec
 
 REPO = Path(__file__).resolve().parents[2]
