@@ -16,7 +16,8 @@ out of date: the same change must rerun the same stages under either. Both
 decide from the same three things, listed here per stage:
 
 * ``params``: the dotted keys of the *effective* params (base + profile +
-  overrides) the stage reads. DVC tracks them in the generated
+  overrides) the stage reads (``"rl.*"``: each key of a section, see
+  :meth:`StageSpec.param_keys`). DVC tracks them in the generated
   ``outputs/<profile>/params.json``; Prefect hashes their values into the cache key.
 * ``code``: the source files whose change must rerun the stage.
 * inputs and outputs: files and folders under ``outputs/<profile>``.
