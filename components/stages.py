@@ -6,15 +6,18 @@ targets, the flow's cache table, lineage's order, ``dvc.yaml``). Now
 stages through :func:`components.training.launch.run_stage` with options from :func:`stage_options`,
 lineage orders stage runs by :data:`ORDER`, the flow's cache keys
 (``flows/stages.py``) read ``params``/``code``/inputs/outputs from it, and
-``tests/flows/test_dvc_yaml.py`` fails when ``dvc.yaml`` says otherwise.
-Adding a stage is one :class:`StageSpec` here plus its function (CONTRIBUTING.md).
+``tests/flows/test_dvc_yaml.py`` fails when ``dvc.yaml`` says otherwise (and prints
+the stanza to paste), and the params schema takes the stage names, their default
+timeouts and which may run on the GPU pool from here. Adding a stage is one
+:class:`StageSpec` here plus its function and its ``dvc.yaml`` stanza (CONTRIBUTING.md).
 
 DVC (``dvc.lock``) and Prefect (its result store) must agree on when a stage is
 out of date: the same change must rerun the same stages under either. Both
 decide from the same three things, listed here per stage:
 
 * ``params``: the dotted keys of the *effective* params (base + profile +
-  overrides) the stage reads. DVC tracks them in the generated
+  overrides) the stage reads (``"rl.*"``: each key of a section, see
+  :meth:`StageSpec.param_keys`). DVC tracks them in the generated
   ``outputs/<profile>/params.json``; Prefect hashes their values into the cache key.
 * ``code``: the source files whose change must rerun the stage.
 * inputs and outputs: files and folders under ``outputs/<profile>``.
@@ -32,17 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import RunPaths
-from components.config.schema import RlParams
+from pydantic import BaseModel
 
-# RL reads every rl.* key but the two that only choose *which* arms run:
-# one arm's model must not be retrained because another arm was added.
-# Where the vLLM server listens is deployment, not training: moving it must not retrain.
-RL_KEYS: tuple[str, ...] = tuple(
-    f"rl.{name}"
-    for name in RlParams.model_fields
-    if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
-)
+from components.run_layout import RunPaths
+
+#: A ``params`` entry ``"<section>.*"`` stands for every key of that section, one by one (see
+#: :meth:`StageSpec.param_keys`): a key added to the section is read by the stage without an edit here.
+EVERY_KEY = ".*"
+HOUR_S = 3600.0
 #: Code both training stages run: callbacks, checkpoints, processes, precision, and the chat template that
 #: renders every prompt (a change to how prompts look changes what is trained).
 TRAINING_SHARED_CODE: tuple[str, ...] = (
@@ -64,8 +64,13 @@ class StageSpec:
     name: str
     #: ``module:function``, called as ``function(params, **stage_options(...))``.
     target: str
+    #: Dotted keys of the effective params; ``"<section>.*"`` is every key of the section but ``params_except``.
+    #: Read them through :meth:`param_keys`, which expands the ``.*`` entries.
     params: tuple[str, ...]
     code: tuple[str, ...]
+    #: The default of ``orchestration.stage_timeouts_s.<name>`` (seconds). Generous: a GPU profile's RL arm
+    #: or evaluation runs for hours; a hung one should fail rather than run for days.
+    timeout_s: float
     inputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
     #: What must exist for a stored result to be trusted (DVC's ``outs`` may be wider folders).
     outputs: Callable[[RunPaths, str | None], list[Path]] = field(default=lambda paths, arm: [])
@@ -79,6 +84,33 @@ class StageSpec:
     gpu: bool = False
     #: Its result is state in the tracking server, so the tracking URI is part of its cache key.
     keyed_on_tracking: bool = False
+    #: Keys a ``"<section>.*"`` entry of ``params`` leaves out.
+    params_except: tuple[str, ...] = ()
+
+    def param_keys(self, schema: type[BaseModel]) -> tuple[str, ...]:
+        """The dotted keys the stage reads, each ``"<section>.*"`` expanded in ``schema``'s field order.
+
+        ``schema`` is ``components.config.Params``, passed in because this module may not import it:
+        the schema reads its stage names, timeouts and GPU flags from here (``tests/test_import_graph.py``).
+        The cache key and ``dvc.yaml`` both list these keys one by one.
+        """
+        keys: list[str] = []
+        for entry in self.params:
+            if not entry.endswith(EVERY_KEY):
+                keys.append(entry)
+                continue
+            section = entry.removesuffix(EVERY_KEY)
+            field_info = schema.model_fields.get(section)
+            model = field_info.annotation if field_info is not None else None
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ValueError(
+                    f"stage '{self.name}': params entry '{entry}' needs '{section}' to be a section of "
+                    f"{schema.__name__} (sections: {', '.join(sorted(schema.model_fields))})"
+                )
+            keys += [
+                f"{section}.{name}" for name in model.model_fields if f"{section}.{name}" not in self.params_except
+            ]
+        return tuple(keys)
 
 
 STAGES: dict[str, StageSpec] = {
@@ -89,12 +121,14 @@ STAGES: dict[str, StageSpec] = {
             target="components.models.stage:run_models_stage",
             params=("models", "teacher.backend"),
             code=("components/models",),
+            timeout_s=1 * HOUR_S,
         ),
         StageSpec(
             name="teacher",
             target="components.teacher.stage:run_teacher_stage",
             params=("teacher", "tasks", "models.teacher", "models.dtype", "project.seed"),
             code=("components/teacher", "components/tools"),
+            timeout_s=4 * HOUR_S,
             outputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
             # Only the openai backend leaves the process; scripted and hf are deterministic local code.
             io_bound=True,
@@ -104,6 +138,7 @@ STAGES: dict[str, StageSpec] = {
             target="components.validation.stage:run_validate_stage",
             params=("validation", "tasks"),
             code=("components/validation",),
+            timeout_s=0.5 * HOUR_S,
             inputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
             outputs=lambda paths, arm: [paths.validation_dir / "validated.jsonl"],
         ),
@@ -115,6 +150,7 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/sft",
                 *TRAINING_SHARED_CODE,
             ),
+            timeout_s=6 * HOUR_S,
             # validated.jsonl, not the whole folder: its reports carry run ids and timestamps.
             inputs=lambda paths, arm: [paths.teacher_dataset, paths.validation_dir / "validated.jsonl"],
             outputs=lambda paths, arm: [paths.sft_model],
@@ -124,12 +160,16 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             name="rl",
             target="components.training.rl.stage:run_rl_stage",
-            params=(*RL_KEYS, "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
+            params=("rl.*", "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
+            # Every rl.* key but the two that only choose *which* arms run (one arm's model must not be
+            # retrained because another arm was added) and where the vLLM server listens (deployment, not training).
+            params_except=("rl.arm", "rl.compare_arms", "rl.vllm_server_host", "rl.vllm_server_port"),
             code=(
                 "components/training/rl",
                 *TRAINING_SHARED_CODE,
                 "components/tools",
             ),
+            timeout_s=12 * HOUR_S,
             inputs=lambda paths, arm: [
                 paths.teacher_dataset,
                 paths.validation_dir / "validated.jsonl",
@@ -156,6 +196,7 @@ STAGES: dict[str, StageSpec] = {
             ),
             # rl/curves.py draws the arms' reward curves into the report.
             code=("components/evaluation", "components/tools", "components/training/rl/curves.py"),
+            timeout_s=6 * HOUR_S,
             inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
             outputs=lambda paths, arm: [paths.eval_dir],
             gpu=True,
@@ -165,6 +206,7 @@ STAGES: dict[str, StageSpec] = {
             target="components.registry.stage:run_register_stage",
             params=("registry", "models.dtype", "eval.max_new_tokens"),
             code=("components/registry",),
+            timeout_s=1 * HOUR_S,
             inputs=lambda paths, arm: [paths.eval_dir, paths.root / "rl", paths.sft_model, paths.teacher_dataset],
             io_bound=True,
             # Its output lives in the MLflow registry: another tracking server means another registry.

@@ -41,7 +41,7 @@ def effective_value(params: Params, dotted: str) -> Any:
 
 def stage_params(params: Params, stage: str) -> dict[str, Any]:
     """The values a stage reads, keyed by dotted name: what its cache key and DVC's lock record."""
-    return {key: effective_value(params, key) for key in STAGES[stage].params}
+    return {key: effective_value(params, key) for key in STAGES[stage].param_keys(Params)}
 
 
 def write_effective_params(params: Params, path: Path | None = None) -> Path:

@@ -8,16 +8,15 @@ from __future__ import annotations
 import inspect
 import random
 from pathlib import Path
-from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
 from components.cli.main import app
-from components.config import load_params
-from components.config.schema import DEFAULT_STAGE_TIMEOUTS_S, OrchestrationParams, StageName
+from components.config import ParamsError, load_params
+from components.config.schema import OrchestrationParams, Params
 from components.registry.lineage import build_lineage
-from components.stages import ORDER, STAGES, stage_function, stage_options
+from components.stages import ORDER, STAGES, StageSpec, stage_function, stage_options
 from components.training.launch import STAGE_TARGETS
 from flows.pipeline import plan_steps
 
@@ -83,13 +82,52 @@ def test_launched_processes_call_the_table_functions() -> None:
             assert target == STAGES[name].target
 
 
-def test_schema_stage_names_follow_the_table() -> None:
-    # The schema cannot import the table (the table reads RlParams), so this test keeps them equal.
-    assert get_args(StageName) == ORDER
-    assert tuple(DEFAULT_STAGE_TIMEOUTS_S) == ORDER
-    gpu_names = get_args(get_args(OrchestrationParams.model_fields["gpu_stages"].annotation)[0])
-    assert set(gpu_names) == {name for name, spec in STAGES.items() if spec.gpu}
-    assert OrchestrationParams().gpu_stages == list(gpu_names)
+def test_schema_defaults_come_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The schema reads the table when it builds a default, so a stage added to the table needs no schema edit.
+    extra = StageSpec(name="calibrate", target="m:f", params=(), code=(), timeout_s=60.0, gpu=True)
+    monkeypatch.setitem(STAGES, "calibrate", extra)
+    orchestration = OrchestrationParams()
+    assert orchestration.stage_timeouts_s == {name: spec.timeout_s for name, spec in STAGES.items()}
+    assert orchestration.stage_timeout("calibrate") == 60.0
+    assert orchestration.gpu_stages == ["sft", "rl", "evaluate", "calibrate"]
+    assert OrchestrationParams.model_validate({"gpu_stages": ["calibrate"]}).gpu_stages == ["calibrate"]
+
+
+def test_setting_one_timeout_keeps_the_other_stages_defaults() -> None:
+    params = load_params(REPO / "params.yaml", "smoke", ["orchestration.stage_timeouts_s.models=2"])
+    assert params.orchestration.stage_timeout("models") == 2.0
+    assert params.orchestration.stage_timeout("rl") == STAGES["rl"].timeout_s
+    assert list(params.orchestration.stage_timeouts_s) == list(ORDER)
+
+
+def test_an_unknown_stage_timeout_is_rejected_naming_the_stages() -> None:
+    with pytest.raises(ParamsError) as error:
+        load_params(REPO / "params.yaml", "smoke", ["orchestration.stage_timeouts_s.evaluation=60"])
+    message = str(error.value)
+    assert "orchestration.stage_timeouts_s" in message and "'evaluation'" in message
+    assert f"stages: {', '.join(ORDER)}" in message
+
+
+def test_only_gpu_stages_may_go_to_the_gpu_pool() -> None:
+    with pytest.raises(ParamsError) as error:
+        load_params(REPO / "params.yaml", "smoke", ["orchestration.gpu_stages=[rl, models]"])
+    message = str(error.value)
+    assert "orchestration.gpu_stages" in message and "'models' cannot run on the GPU pool" in message
+    assert "sft, rl, evaluate" in message
+
+
+def test_the_rl_stage_reads_every_rl_key_but_the_arm_choice_and_the_server_address() -> None:
+    rl_keys = [key for key in STAGES["rl"].param_keys(Params) if key.startswith("rl.")]
+    # A key added to RlParams is read by RL (and in its cache key) with no edit to the table.
+    assert rl_keys == [
+        f"rl.{name}"
+        for name in Params.model_fields["rl"].annotation.model_fields
+        if name not in {"arm", "compare_arms", "vllm_server_host", "vllm_server_port"}
+    ]
+    assert "rl.max_steps" in rl_keys and "rl.arm" not in rl_keys
+    bad = StageSpec(name="x", target="m:f", params=("nosuch.*",), code=(), timeout_s=1.0)
+    with pytest.raises(ValueError, match="'nosuch' to be a section"):
+        bad.param_keys(Params)
 
 
 def test_gpu_stages_take_the_stage_names_and_the_old_eval() -> None:

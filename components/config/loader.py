@@ -86,6 +86,8 @@ def _format_error(err: Mapping[str, Any]) -> str:
         return f"{dotted}: unknown key in {section}; allowed keys: {', '.join(allowed)}"
     if not dotted and kind == "value_error":  # a cross-section check: its message names the keys itself
         return str(err.get("ctx", {}).get("error") or err.get("msg"))
+    if kind == "value_error":  # a field validator's own message, without pydantic's "Value error, " prefix
+        return f"{dotted}: {err.get('ctx', {}).get('error') or err.get('msg')} (got {err.get('input')!r})"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{dotted}: invalid value {err.get('input')!r}; allowed values: {expected}"

@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from components.stages import STAGES
+
 
 class _Section(BaseModel):
     """Base for every params section: immutable, strict about unknown keys."""
@@ -255,19 +257,14 @@ class RegistryParams(_Section):
     arm: str = "mentor"
 
 
-StageName = Literal["models", "teacher", "validate", "sft", "rl", "evaluate", "register"]
-GpuStageName = Literal["sft", "rl", "evaluate"]
-DEFAULT_GPU_STAGES: tuple[GpuStageName, ...] = ("sft", "rl", "evaluate")
-#: Generous defaults: a GPU profile's RL arm or evaluation runs for hours; a hung one should not run for days.
-DEFAULT_STAGE_TIMEOUTS_S: dict[StageName, float] = {
-    "models": 3600.0,
-    "teacher": 14400.0,
-    "validate": 1800.0,
-    "sft": 21600.0,
-    "rl": 43200.0,
-    "evaluate": 21600.0,
-    "register": 3600.0,
-}
+def default_stage_timeouts_s() -> dict[str, float]:
+    """Each stage's default wall-clock limit, from its ``timeout_s`` in the stage table (the one place it is written)."""
+    return {name: spec.timeout_s for name, spec in STAGES.items()}
+
+
+def gpu_stage_names() -> list[str]:
+    """The stages that may run on the GPU pool (``gpu=True`` in the stage table), in pipeline order."""
+    return [name for name, spec in STAGES.items() if spec.gpu]
 
 
 class OrchestrationParams(_Section):
@@ -278,13 +275,14 @@ class OrchestrationParams(_Section):
     experiment: str = "mentor-pipeline"
     #: A Prefect work pool name: the ``gpu_stages`` run there; ``None`` runs everything in the flow's process.
     gpu_pool: str | None = None
-    #: Stages (by their names in ``components.stages``) sent to ``gpu_pool``.
-    gpu_stages: list[GpuStageName] = Field(default_factory=lambda: list(DEFAULT_GPU_STAGES))
+    #: Stages (by their names in ``components.stages``, those with ``gpu=True``) sent to ``gpu_pool``.
+    gpu_stages: list[str] = Field(default_factory=gpu_stage_names)
     task_retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=5.0, ge=0.0)
     #: Wall-clock limit per stage task (one RL arm each), so a hung job fails instead of waiting forever: the
-    #: guardrails of a schedule nobody watches (README, "Scheduled retraining").
-    stage_timeouts_s: dict[StageName, PositiveFloat] = Field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS_S))
+    #: guardrails of a schedule nobody watches (README, "Scheduled retraining"). Keyed by stage table name;
+    #: a partial table (``--set orchestration.stage_timeouts_s.models=2``) keeps the other stages' defaults.
+    stage_timeouts_s: dict[str, PositiveFloat] = Field(default_factory=default_stage_timeouts_s)
     #: Flow runs of the scheduled deployment that may run at once (they share outputs/<profile> and the aliases).
     concurrency_limit: PositiveInt = 1
     #: What a deployment run does when the limit is reached: wait its turn, or be cancelled.
@@ -299,15 +297,42 @@ class OrchestrationParams(_Section):
 
     def stage_timeout(self, stage: str) -> float | None:
         """The wall-clock limit of ``stage`` (a stage table name), or ``None`` where none is set."""
-        return {str(name): limit for name, limit in self.stage_timeouts_s.items()}.get(stage)
+        return self.stage_timeouts_s.get(stage)
 
     @field_validator("gpu_stages", mode="before")
     @classmethod
-    def _gpu_stage_names(cls, value: object) -> object:
+    def _gpu_stage_aliases(cls, value: object) -> object:
         """Accept ``eval``, this list's name for ``evaluate`` before stages had one name each (old params files)."""
         if isinstance(value, list | tuple):
             return ["evaluate" if item == "eval" else item for item in value]
         return value
+
+    @field_validator("gpu_stages")
+    @classmethod
+    def _gpu_stages_are_gpu_stages(cls, value: list[str]) -> list[str]:
+        """Only a table stage with ``gpu=True`` can run on the pool: the others have no pool entry point."""
+        allowed = gpu_stage_names()
+        wrong = [name for name in value if name not in allowed]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(map(repr, wrong))} cannot run on the GPU pool; "
+                f"stages that can (gpu=True in components/stages.py): {', '.join(allowed)}"
+            )
+        return value
+
+    @field_validator("stage_timeouts_s")
+    @classmethod
+    def _timeouts_over_the_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        """Only table stages, each one's limit over its default: raising one limit must not drop the others.
+
+        ``--set orchestration.stage_timeouts_s.models=2`` used to replace the whole table, leaving
+        every other stage (a 12 h RL arm included) without a guardrail. A misspelt name is rejected,
+        since it would otherwise be a limit nothing reads.
+        """
+        unknown = [name for name in value if name not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage {', '.join(map(repr, unknown))}; stages: {', '.join(STAGES)}")
+        return {**default_stage_timeouts_s(), **value}
 
     @field_validator("result_storage")
     @classmethod

@@ -73,11 +73,14 @@ def test_the_check_finds_a_restated_default_even_nested_or_retyped() -> None:
     raw = {
         "profile": "smoke",
         "rl": {"max_steps": 20, "beta": 0.5, "reward": {"correct": 0.7}, "arm": "mentor"},
-        "orchestration": {"retry_delay_s": 5, "stage_timeouts_s": {"models": 3600}},
+        "orchestration": {"retry_delay_s": 5, "stage_timeouts_s": {"models": 7200}},
         "profiles": {"smoke": {"rl": {"max_steps": 20}}},
     }
-    # beta differs, arm is a choice, a partial timeout table is not the default table, profiles are overlays.
+    # beta differs, arm is a choice, a changed timeout is not the default table, profiles are overlays.
     assert restated_defaults(raw) == ["rl.max_steps", "rl.reward.correct", "orchestration.retry_delay_s"]
+    # A partial timeout table merges over the defaults, so restating one stage's default restates the table.
+    restated_timeout = {"orchestration": {"stage_timeouts_s": {"models": 3600}}}
+    assert restated_defaults(restated_timeout) == ["orchestration.stage_timeouts_s"]
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config.paths import RunPaths
-from components.stages import ORDER, STAGES
+from components.config import Params
+from components.run_layout import RunPaths
+from components.stages import ORDER, STAGES, StageSpec
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "outputs/${profile}"
@@ -44,19 +45,87 @@ def _covered(path: str, candidates: list[str]) -> bool:
     return any(path == c or path.startswith(c.rstrip("/") + "/") for c in candidates)
 
 
+def dvc_stanza(spec: StageSpec) -> str:
+    """The ``dvc.yaml`` stage that agrees with ``spec``, written as the file's stanzas are, to paste.
+
+    Adding a stage is its table entry, its function and this stanza; building it here
+    means nobody retypes the table's key list or paths by hand. It is a start, not the
+    last word: a stage whose output is a folder may prefer that folder as its ``outs``.
+    """
+    arm = "${item}" if spec.per_arm else None
+    file = f"{spec.name}-${{item}}.json" if arm else f"{spec.name}.json"
+    paths = RunPaths(Path(ROOT))
+    option = " --arm ${item}" if arm else ""
+    lines = [
+        "cmd: >-",
+        f"  mentor stage {spec.name} --profile ${{profile}}{option}",
+        f"  --metrics {ROOT}/metrics/{file} --summary {ROOT}/summaries/{file}",
+        "deps:",
+        *[f"  - {dep}" for dep in [*spec.code, *map(str, spec.inputs(paths, arm))]],
+        "params:",
+        f"  - {PARAMS_FILE}:",
+        *[f"      - {key}" for key in spec.param_keys(Params)],
+        "outs:",
+        *[f"  - {out}" for out in map(str, spec.outputs(paths, arm))],
+        f"  - {ROOT}/summaries/{file}:",
+        "      cache: false",
+        "metrics:",
+        f"  - {ROOT}/metrics/{file}:",
+        "      cache: false",
+    ]
+    if arm:
+        lines = ["foreach: ${rl.compare_arms}", "do:", *[f"  {line}" for line in lines]]
+    return "\n".join([f"  {spec.name}:", *[f"    {line}" for line in lines]]) + "\n"
+
+
+def _missing_stanzas(dvc_stages: dict[str, Any]) -> str:
+    """What to paste into ``dvc.yaml`` for each table stage it lacks, with where it goes."""
+    missing = [name for name in ORDER if name not in dvc_stages]
+    return "\n".join(
+        f"dvc.yaml has no stage '{name}'; paste this under 'stages:', after '{(['params', *ORDER])[ORDER.index(name)]}':"
+        f"\n\n{dvc_stanza(STAGES[name])}"
+        for name in missing
+    )
+
+
 def test_dvc_runs_exactly_the_table_stages_in_order(dvc_stages: dict[str, Any]) -> None:
     # ``params`` is DVC's own first stage: it writes the effective params the others read.
+    if missing := _missing_stanzas(dvc_stages):
+        pytest.fail(missing, pytrace=False)  # no traceback, no 'E' prefixes: the stanza pastes as printed
     assert list(dvc_stages) == ["params", *ORDER]
     assert [name for name in ORDER if "foreach" in dvc_stages[name]] == [n for n, s in STAGES.items() if s.per_arm]
 
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_matches_the_shared_table(dvc_stages: dict[str, Any], name: str) -> None:
+    if name not in dvc_stages:
+        pytest.fail(_missing_stanzas(dvc_stages), pytrace=False)
+    _check_stage(_body(dvc_stages, name), name)
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_the_printed_stanza_passes_the_table_check(name: str) -> None:
+    # The stanza the failure above prints must itself agree with the table, or pasting it would not help.
+    stanza = yaml.safe_load(dvc_stanza(STAGES[name]))
+    assert list(stanza) == [name]
+    assert ("foreach" in stanza[name]) == STAGES[name].per_arm
+    _check_stage(_body(stanza, name), name)
+
+
+def test_a_stage_missing_from_dvc_yaml_fails_with_its_stanza(dvc_stages: dict[str, Any]) -> None:
+    without = {n: body for n, body in dvc_stages.items() if n != "validate"}
+    message = _missing_stanzas(without)
+    assert message.startswith("dvc.yaml has no stage 'validate'; paste this under 'stages:', after 'teacher':")
+    assert "    cmd: >-\n      mentor stage validate --profile ${profile}\n" in message
+    assert _missing_stanzas(dvc_stages) == ""
+
+
+def _check_stage(body: dict[str, Any], name: str) -> None:
+    """Assert that one ``dvc.yaml`` stage body runs, reads and writes what the table says."""
     spec = STAGES[name]
-    body = _body(dvc_stages, name)
-    arm = "${item}" if name == "rl" else None
+    arm = "${item}" if spec.per_arm else None
     assert body["cmd"].split()[:5] == ["mentor", "stage", name, "--profile", "${profile}"]
-    assert _listed_params(body) == list(spec.params)
+    assert _listed_params(body) == list(spec.param_keys(Params))
     deps = _paths(body.get("deps"))
     assert sorted(d for d in deps if d.startswith("components/")) == sorted(spec.code)
     paths = RunPaths(Path(ROOT))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_params, run_paths
+from components.config import Params, load_params, run_paths
 from components.stages import ORDER, STAGES
 from flows.effective_params import main as effective_params_main
 from flows.pipeline import plan_steps
@@ -36,7 +36,7 @@ def _params(tmp_path: Path, *overrides: str):
 def test_every_listed_param_key_exists_in_the_schema(tmp_path: Path) -> None:
     params = _params(tmp_path)
     for spec in STAGES.values():
-        for key in spec.params:
+        for key in spec.param_keys(Params):
             effective_value(params, key)  # raises KeyError on a typo
         for rel in spec.code:
             assert (REPO / rel).exists(), f"{spec.name}: code path {rel} does not exist"
