@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.training.test_sft_stage import write_teacher_dataset
+from tests.training.sft.test_sft_stage import write_teacher_dataset
 
 from components.config import Params, load_params, run_paths
 
