@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,20 @@ def arms_flow(params_data: dict[str, Any]) -> list[dict[str, Any]]:
     params = Params.model_validate(params_data)
     records = _run_steps(params, STEPS, set(), None)
     return [{"label": r.label, "status": r.status, "where": r.where, "summary": r.summary} for r in records]
+
+
+@contextmanager
+def _one_core() -> Iterator[None]:
+    """This thread (and the threads it starts) on one core, then as before."""
+    import torch
+
+    cores, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
+        torch.set_num_threads(threads)
 
 
 def _run(root: Path, model_cache: Path, out: str, parallel: int) -> tuple[Params, list[dict[str, Any]]]:
@@ -94,7 +111,11 @@ def test_parallel_arms_equal_sequential(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MENTOR_PARENT_RUN_ID", raising=False)
-    seq_params, seq = _run(tmp_path, model_cache, "seq", parallel=1)
+    # One core for the sequential run too: each parallel arm gets one core (its slot), and
+    # matmul kernels (oneDNN/AMX bf16 here) may sum in another order with another thread count,
+    # which is float noise, not an orchestration difference.
+    with _one_core():
+        seq_params, seq = _run(tmp_path, model_cache, "seq", parallel=1)
     capfd.readouterr()
     par_params, par = _run(tmp_path, model_cache, "par", parallel=2)
     launched = capfd.readouterr().err
