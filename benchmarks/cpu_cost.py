@@ -149,6 +149,36 @@ def bench_sft(
     }
 
 
+def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: int, pairs: int) -> dict[str, float]:
+    """Median seconds of one training step (forward + backward, no optimizer) per head variant, interleaved.
+
+    Why: on a shared machine the load drifts over minutes, so two back-to-back runs can
+    differ by more than the effect; alternating stock / loss-positions steps on the same
+    batch puts both under the same drift.
+    """
+    from components.models.chat_template import load_tokenizer
+    from components.training.sft.data import build_examples
+    from components.training.sft.stage import _build_trainer
+
+    tok = load_tokenizer(model_dir)
+    trainers = {}
+    for name, compact in (("stock", False), ("loss-positions", True)):
+        params = _params([f"sft.batch_size={batch}", f"sft.loss_positions_only={str(compact).lower()}"])
+        examples, _ = build_examples(rows, tok, params.sft.max_length)
+        trainers[name] = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / name, [])
+        trainers[name].current_gradient_accumulation_steps = 1  # set by train(); training_step reads it
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(pairs):
+        for name, trainer in trainers.items():
+            batch_inputs = next(iter(trainer.get_train_dataloader()))
+            trainer.model.train()
+            started = time.perf_counter()
+            trainer.training_step(trainer.model, batch_inputs, None)
+            times[name].append(time.perf_counter() - started)
+            trainer.model.zero_grad()
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def bench_grpo(
     model_dir: Path,
     steps: int,
@@ -238,6 +268,12 @@ def main() -> int:
         help="SFT before/after: JSON listing + fp32 + stock head vs compact + auto precision + head at loss "
         "positions only (default), or only sft.loss_positions_only false vs true (compact listing, auto precision)",
     )
+    parser.add_argument(
+        "--sft-interleave",
+        type=int,
+        default=0,
+        help="with --sft-compare loss-positions: also N interleaved stock/loss-positions step pairs (median)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -274,6 +310,11 @@ def main() -> int:
                 f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |"
             )
         print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
+        if args.sft_compare == "loss-positions" and args.sft_interleave:
+            med = bench_sft_interleaved(args.model, rows[: args.sft_batch], args.sft_batch, args.sft_interleave)
+            print(f"interleaved ({args.sft_interleave} pairs, median s/step, batch {args.sft_batch}): ", end="")
+            print(f"stock {med['stock']:.2f}, loss-positions {med['loss-positions']:.2f}, ", end="")
+            print(f"speed-up {med['stock'] / med['loss-positions']:.2f}x")
     if "grpo" not in args.skip:
         common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
         results["grpo"] = {
