@@ -7,9 +7,12 @@ absolute CPU timings move with load. It prints:
    mean SFT row with how many of its tokens carry loss;
 2. peak: a large fp32 and bf16 matmul, the machine's own FLOP/s ceiling per dtype;
 3. SFT seconds per row: a real ``SFTTrainer`` (the stage's own builder) on the same
-   teacher rows, ``before`` = JSON listing + fp32, ``after`` = compact listing +
-   ``models.train_precision=auto`` + length-grouped batches; achieved training FLOP/s
-   (6 x parameters x tokens / time) as a share of the matmul peak of the dtype used;
+   teacher rows, ``before`` = JSON listing + fp32 + TRL's stock LM head, ``after`` = compact
+   listing + ``models.train_precision=auto`` + length-grouped batches + the LM head at the
+   loss positions only; ``--sft-compare loss-positions`` isolates the last one
+   (``sft.loss_positions_only`` false vs true, all else equal); achieved training FLOP/s
+   (nominal 6 x parameters x tokens / time, the same count for every variant) as a share
+   of the matmul peak of the dtype used;
 4. GRPO seconds per rollout: the RL stage's own ``GRPOTrainer`` (real tool execution),
    ``before`` = JSON listing + fp32 + gradient checkpointing + every row trained (main's
    cpu-demo settings), ``after`` = compact + auto precision, no checkpointing, zero-advantage
@@ -18,6 +21,7 @@ absolute CPU timings move with load. It prints:
    generator, JSON vs compact listing (decoding stays fp32 in both).
 
     python benchmarks/cpu_cost.py --model outputs/cpu-demo/sft/model --sft-steps 4 --grpo-steps 2 --eval-items 16
+    python benchmarks/cpu_cost.py --sft-compare loss-positions --skip grpo --skip eval
 
 ``--model`` should be a tool-calling student (an SFT model) so GRPO and eval rollouts
 really call tools; the base SmolLM2 works but never calls one.
@@ -94,9 +98,21 @@ def sft_rows(params: Any, n: int) -> list[dict[str, Any]]:
 
 
 def bench_sft(
-    model_dir: Path, rows: list[dict[str, Any]], steps: int, batch: int, *, legacy: bool, precision: str
+    model_dir: Path,
+    rows: list[dict[str, Any]],
+    steps: int,
+    batch: int,
+    *,
+    legacy: bool,
+    precision: str,
+    loss_positions_only: bool = True,
 ) -> dict[str, float]:
-    """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps."""
+    """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps.
+
+    FLOP/s is the nominal 6 x parameters x tokens / time for every variant, also when
+    ``loss_positions_only`` skips most of the LM head: the same nominal work done
+    sooner, so the share of peak moves with the speed-up, not with a recount.
+    """
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.training.precision import train_bf16
     from components.training.sft.data import build_examples
@@ -109,6 +125,7 @@ def bench_sft(
             f"sft.batch_size={batch}",
             "sft.save_steps=100000",
             "sft.logging_steps=1",
+            f"sft.loss_positions_only={str(loss_positions_only).lower()}",
         ]
     )
     tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
@@ -130,6 +147,36 @@ def bench_sft(
         "flops": 6 * n_params * tokens / seconds,
         "bf16": float(train_bf16(params.models.train_precision, params.models.dtype)),
     }
+
+
+def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: int, pairs: int) -> dict[str, float]:
+    """Median seconds of one training step (forward + backward, no optimizer) per head variant, interleaved.
+
+    Why: on a shared machine the load drifts over minutes, so two back-to-back runs can
+    differ by more than the effect; alternating stock / loss-positions steps on the same
+    batch puts both under the same drift.
+    """
+    from components.models.chat_template import load_tokenizer
+    from components.training.sft.data import build_examples
+    from components.training.sft.stage import _build_trainer
+
+    tok = load_tokenizer(model_dir)
+    trainers = {}
+    for name, compact in (("stock", False), ("loss-positions", True)):
+        params = _params([f"sft.batch_size={batch}", f"sft.loss_positions_only={str(compact).lower()}"])
+        examples, _ = build_examples(rows, tok, params.sft.max_length)
+        trainers[name] = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / name, [])
+        trainers[name].current_gradient_accumulation_steps = 1  # set by train(); training_step reads it
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(pairs):
+        for name, trainer in trainers.items():
+            batch_inputs = next(iter(trainer.get_train_dataloader()))
+            trainer.model.train()
+            started = time.perf_counter()
+            trainer.training_step(trainer.model, batch_inputs, None)
+            times[name].append(time.perf_counter() - started)
+            trainer.model.zero_grad()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_grpo(
@@ -214,6 +261,19 @@ def main() -> int:
     parser.add_argument("--grpo-completion", type=int, default=256)
     parser.add_argument("--eval-items", type=int, default=16)
     parser.add_argument("--skip", action="append", default=[], choices=["sft", "grpo", "eval"])
+    parser.add_argument(
+        "--sft-compare",
+        choices=["listing-precision", "loss-positions"],
+        default="listing-precision",
+        help="SFT before/after: JSON listing + fp32 + stock head vs compact + auto precision + head at loss "
+        "positions only (default), or only sft.loss_positions_only false vs true (compact listing, auto precision)",
+    )
+    parser.add_argument(
+        "--sft-interleave",
+        type=int,
+        default=0,
+        help="with --sft-compare loss-positions: also N interleaved stock/loss-positions step pairs (median)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -228,11 +288,20 @@ def main() -> int:
     rows = sft_rows(_params([]), args.sft_steps * args.sft_batch)
     results: dict[str, dict[str, dict[str, float]]] = {}
     if "sft" not in args.skip:
+        before: dict[str, Any]
+        after: dict[str, Any]
+        if args.sft_compare == "loss-positions":
+            same = {"legacy": False, "precision": "auto"}
+            before = {**same, "loss_positions_only": False}
+            after = {**same, "loss_positions_only": True}
+        else:
+            before = {"legacy": True, "precision": "fp32", "loss_positions_only": False}
+            after = {"legacy": False, "precision": "auto", "loss_positions_only": True}
         results["sft"] = {
-            "before": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=True, precision="fp32"),
-            "after": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto"),
+            "before": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **before),
+            "after": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **after),
         }
-        print("\n## SFT (same rows, real SFTTrainer)")
+        print(f"\n## SFT (same rows, real SFTTrainer; {args.sft_compare}: before {before}, after {after})")
         print("| variant | s/row | tokens/row | loss tokens/row | FLOP/s | share of peak |\n|---|---|---|---|---|---|")
         for name, r in results["sft"].items():
             ceiling = peak["bf16" if r["bf16"] else "fp32"]
@@ -241,6 +310,11 @@ def main() -> int:
                 f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |"
             )
         print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
+        if args.sft_compare == "loss-positions" and args.sft_interleave:
+            med = bench_sft_interleaved(args.model, rows[: args.sft_batch], args.sft_batch, args.sft_interleave)
+            print(f"interleaved ({args.sft_interleave} pairs, median s/step, batch {args.sft_batch}): ", end="")
+            print(f"stock {med['stock']:.2f}, loss-positions {med['loss-positions']:.2f}, ", end="")
+            print(f"speed-up {med['stock'] / med['loss-positions']:.2f}x")
     if "grpo" not in args.skip:
         common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
         results["grpo"] = {

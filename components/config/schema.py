@@ -114,6 +114,9 @@ class SftParams(_Section):
     save_steps: PositiveInt = 50
     logging_steps: PositiveInt = 5
     seed: int = 0
+    #: LM head only at the ~10% of positions whose label is not -100 (same loss and gradients,
+    #: components.training.sft.trainer); false = TRL's stock head over every position.
+    loss_positions_only: bool = True
 
 
 RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]

@@ -317,6 +317,7 @@ def _build_trainer(
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
     from components.training.precision import set_cpu_threads, train_bf16
+    from components.training.sft.trainer import LossPositionsSFTTrainer
 
     sft = params.sft
     set_cpu_threads()
@@ -365,7 +366,8 @@ def _build_trainer(
     trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint)]
     if not interactive:
         trainer_callbacks.append(ProgressLines("sft"))
-    trainer = SFTTrainer(
+    trainer_class = LossPositionsSFTTrainer if sft.loss_positions_only else SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=config,
         train_dataset=to_hf_dataset(examples),

@@ -1,0 +1,145 @@
+"""SFT trainer that projects through the LM head only at the positions that carry loss.
+
+Why: an SFT row is ~800 tokens of which ~90 are assistant tokens (labels ``-100``
+elsewhere, ``components.training.sft.data``). TRL's ``SFTTrainer`` (1.16) scores its
+fused LM head on *every* position when the device has no Triton (``compact`` is
+CUDA/XPU only, ``trl.trainer.utils.add_fused_lm_head``), so on CPU the 576 x 49,152
+head runs forward, recomputed and backward over ~9x more rows than the loss reads:
+about a fifth of a step's FLOPs spent on logits nobody uses.
+
+:class:`LossPositionsSFTTrainer` runs the decoder body, keeps the hidden states whose
+*shifted* label is not ``-100``, applies the head module there only, and reduces
+exactly as TRL does: ``sum(-log p) / num_items_in_batch`` (gradient accumulation: the
+Trainer counts the shifted labels of the whole accumulated batch) or, without it, over
+this micro-batch's kept positions (clamped to 1, so a batch without loss tokens is a
+finite, differentiable zero). ``tests/training/sft/test_sft_trainer.py`` pins loss and
+gradients to the stock trainer's.
+
+Anything the shortcut cannot reproduce exactly goes through the stock path instead:
+a model wrapped for distribution (DDP/FSDP/DeepSpeed hooks live in the wrapper's
+forward), prompt-learning PEFT (virtual tokens shift the labels), heads that scale or
+soft-cap the logits, MoE aux loss, label smoothing, a custom ``compute_loss_func``,
+``loss_type != "nll"``, pre-shifted ``shift_labels``, and ``return_outputs`` (eval
+wants full logits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+#: Config fields that make the head more than ``lm_head(hidden)`` (TRL's fused head reads the same ones).
+_LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)
+
+
+def split_body_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(decoder body, LM head) of a causal LM whose logits are exactly ``head(body(...).last_hidden_state)``.
+
+    LoRA leaves the module tree in place (its layers are swapped in), so the body of
+    ``get_base_model()`` carries the adapters; the head is called as a module (not its
+    bare weight) so any wrapper on it still applies. ``None`` means "take the stock path".
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if model.active_peft_config.is_prompt_learning:
+            return None
+        model = model.get_base_model()
+    config = getattr(model, "config", None)
+    if config is None or config.get_text_config() is not config:  # VLMs route hidden states differently
+        return None
+    if any(getattr(config, name, None) is not None for name in _LOGIT_TRANSFORMS):
+        return None
+    get_decoder = getattr(model, "get_decoder", None)
+    body = get_decoder() if callable(get_decoder) else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(body, torch.nn.Module) or not isinstance(head, torch.nn.Module) or body is model:
+        return None
+    return body, head
+
+
+class LossPositionsSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` whose training loss computes logits only where a label is not ``-100``.
+
+    Logged metrics keep TRL's meaning: ``mean_token_accuracy`` and ``entropy`` were
+    already averages over the loss positions only (TRL zeroes them elsewhere), so
+    computing them on the kept rows gives the same numbers; ``num_tokens`` still counts
+    every attended token.
+    """
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        parts = None if return_outputs or not self._shortcut_allowed(model, inputs) else split_body_and_head(model)
+        if parts is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        body, head = parts
+        mode = "train" if model.training else "eval"  # `model` is the trainer's own (unwrapped) model here
+        body_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        body_inputs["use_cache"] = False
+        hidden = body(**body_inputs).last_hidden_state[:, :-1]
+        labels = inputs["labels"][:, 1:].to(hidden.device)
+        mask = labels != -100
+        kept = hidden[mask]  # [N_kept, H]: the only rows the head sees
+        targets = labels[mask]
+        logits = head(kept).float()  # under autocast the matmul runs in bf16, the softmax in fp32 as TRL's kernel
+        log_probs = torch.log_softmax(logits, dim=-1)
+        token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = -token_log_probs.sum() / torch.as_tensor(denominator, device=hidden.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        with torch.no_grad():
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+            correct = logits.argmax(-1) == targets
+        self._log_metrics(mode, inputs, mask.sum(), entropy.sum(), correct.sum())
+        return loss
+
+    def _shortcut_allowed(self, model: Any, inputs: dict[str, Any]) -> bool:
+        """Whether the stock loss is plain next-token NLL on ``inputs["labels"]`` with the model called directly."""
+        if "labels" not in inputs or "shift_labels" in inputs:
+            return False
+        if self.compute_loss_func is not None or self.label_smoother is not None or self.aux_loss_enabled:
+            return False
+        if getattr(self.args, "loss_type", "nll") != "nll":
+            return False
+        parallelism = getattr(self.accelerator, "parallelism_config", None)
+        if parallelism is not None and getattr(parallelism, "sp_enabled", False):
+            return False
+        # A distributed wrapper's forward does work (gradient sync, sharding) that calling its insides would skip.
+        return self.accelerator.unwrap_model(model) is model
+
+    def _log_metrics(
+        self,
+        mode: str,
+        inputs: dict[str, Any],
+        num_valid: torch.Tensor,
+        entropy_sum: torch.Tensor,
+        num_correct: torch.Tensor,
+    ) -> None:
+        """TRL's ``entropy``, ``mean_token_accuracy`` and ``num_tokens`` bookkeeping, fed from the kept positions."""
+        gather = self.accelerator.gather_for_metrics
+        valid = gather(num_valid).sum()
+        entropy = gather(entropy_sum).sum()
+        correct = gather(num_correct).sum()
+        self._metrics[mode]["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                tokens = gather(inputs["attention_mask"].sum()).sum().item()
+            else:
+                tokens = gather(torch.tensor(inputs["position_ids"].size(1))).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
