@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.training.sft.test_sft_stage import write_teacher_dataset
 
 from components.config import Params, load_params, run_paths
+from tests.training.sft.test_sft_stage import write_teacher_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,10 @@ def _loss_curve(run_id: str) -> list[float]:
 def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cache: Path, tiny_model_dir: Path) -> None:
     from components.training.sft.stage import train_sft
 
-    steps = ["sft.max_steps=3", "sft.save_steps=2", "sft.logging_steps=1"]
+    # The stock LM head on both sides: under DDP the trainer keeps TRL's full-logits path (the
+    # reducer's hooks need DDP's own forward), so the head-only-at-loss-positions shortcut would
+    # compare two numerical paths (bf16 here), not one and two processes.
+    steps = ["sft.max_steps=3", "sft.save_steps=2", "sft.logging_steps=1", "sft.loss_positions_only=false"]
     two = _params(isolated_env, model_cache, "two", *steps, "sft.batch_size=1", "sft.grad_accum=1")
     write_teacher_dataset(two)
     summary_file = isolated_env / "sft-summary.json"
