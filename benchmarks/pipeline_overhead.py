@@ -74,8 +74,8 @@ def main() -> None:
 
     from components.config import load_params, state_dir
     from components.models.stage import run_models_stage
+    from flows.cache_keys import DigestCache, stage_cache_key
     from flows.pipeline import plan_steps, run_pipeline
-    from flows.stages import DigestCache, stage_cache_key
 
     overrides = overrides_for(work)
     params = load_params(REPO / "params.yaml", "smoke", overrides)

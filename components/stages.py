@@ -5,7 +5,7 @@ targets, the flow's cache table, lineage's order, ``dvc.yaml``). Now
 :data:`STAGES` is the only list: ``mentor stage`` and the Prefect flow call
 stages through :func:`components.training.launch.run_stage` with options from :func:`stage_options`,
 lineage orders stage runs by :data:`ORDER`, the flow's cache keys
-(``flows/stages.py``) read ``params``/``code``/inputs/outputs from it, and
+(``flows/cache_keys.py``) read ``params``/``code``/inputs/outputs from it, and
 ``tests/flows/test_dvc_yaml.py`` fails when ``dvc.yaml`` says otherwise (and prints
 the stanza to paste), and the params schema takes the stage names, their default
 timeouts and which may run on the GPU pool from here. Adding a stage is one

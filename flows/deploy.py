@@ -21,7 +21,7 @@ from typing import Any
 
 from components.config import Params
 from components.errors import StageError
-from flows.stages import REPO_ROOT
+from flows.cache_keys import REPO_ROOT
 
 PIPELINE_ENTRYPOINT = "flows/pipeline.py:mentor_pipeline"
 STAGE_ENTRYPOINT = "flows/pipeline.py:mentor_stage"

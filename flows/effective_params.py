@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from components.config import ParamsError, load_params
-from flows.stages import write_effective_params
+from flows.cache_keys import write_effective_params
 
 
 def main(argv: list[str] | None = None) -> int:

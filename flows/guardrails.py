@@ -8,7 +8,7 @@
 * **Skip when nothing changed.** :func:`run_inputs` is everything a pipeline
   run's results depend on (each planned stage's params values and code
   digests, the profile, the output folder and the tracking server), in the
-  payload format of :func:`flows.stages.key_changes`. A successful run records
+  payload format of :func:`flows.cache_keys.key_changes`. A successful run records
   its fingerprint as a tag of its MLflow parent run (the tracking server
   outlives workers, unlike a local state file); with ``only_if_changed`` a run
   whose fingerprint equals the latest successful one of its profile is skipped
@@ -29,7 +29,7 @@ from typing import Any
 from components.config import Params, load_params, run_paths
 from components.files import sha256_json
 from components.stages import STAGES
-from flows.stages import DigestCache, code_digests, key_changes, stage_params
+from flows.cache_keys import DigestCache, code_digests, key_changes, stage_params
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Why it is built this way:
   through :func:`components.training.launch.run_stage` (the table ``mentor stage`` uses
   too) and writes its summary to the file DVC lists as that stage's metrics.
 * **Caching by content, not by Python objects.** A task's cache key is
-  :func:`flows.stages.stage_cache_key`: the stage's params values, code digest
+  :func:`flows.cache_keys.stage_cache_key`: the stage's params values, code digest
   and input file digests. A stored result is trusted only while the stage's
   outputs still exist (otherwise the task is refreshed).
 * **Failures stop the flow and lose nothing.** A failed stage raises
@@ -48,6 +48,13 @@ from components.errors import DataValidationError, StageError, TrainingDivergedE
 from components.stage_files import metrics_path, summary_path, write_stage_files
 from components.stages import STAGES, stage_options
 from components.training.launch import run_stage
+from flows.cache_keys import (
+    DigestCache,
+    cache_key,
+    outputs_present,
+    stage_key_payload,
+    write_effective_params,
+)
 from flows.guardrails import (
     FINGERPRINT_TAG,
     INPUTS_ARTIFACT,
@@ -58,13 +65,6 @@ from flows.guardrails import (
 )
 from flows.report import StepRecord, publish_report
 from flows.run_state import Attempts, changes_since, record_key, step_key_path
-from flows.stages import (
-    DigestCache,
-    cache_key,
-    outputs_present,
-    stage_key_payload,
-    write_effective_params,
-)
 
 #: Deployment of :func:`mentor_stage` on a GPU pool is named after the pool.
 STAGE_FLOW_NAME = "mentor-stage"
@@ -194,7 +194,7 @@ def stage_task(
     parent_run_id: str | None = None,
     parallel: bool = False,
 ) -> dict[str, Any]:
-    """One stage; its result is stored under ``cache_key`` (see :func:`flows.stages.stage_cache_key`).
+    """One stage; its result is stored under ``cache_key`` (see :func:`flows.cache_keys.stage_cache_key`).
 
     ``parallel``: one of several arms running at once; it waits for a free slot of
     ``orchestration.max_parallel_arms`` (its own GPUs or CPU cores here, or a

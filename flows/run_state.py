@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params, run_paths
-from flows.stages import key_changes
+from flows.cache_keys import key_changes
 
 ATTEMPTS_FILE = ".pipeline/attempts.json"
 KEYS_DIR = ".pipeline/keys"

@@ -24,7 +24,7 @@ from components.evaluation.stage import write_accuracy_table
 from components.stage_files import metrics_path, numeric_metrics, summary_path, write_stage_files
 from components.training.rl.callbacks import write_history
 from components.training.sft.stage import write_sft_curve
-from flows.stages import write_effective_params
+from flows.cache_keys import write_effective_params
 from tests.flows.conftest import REPO, subprocess_env
 
 DVC = str(Path(sys.executable).parent / "dvc")

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from components.config import load_params
+from flows.cache_keys import DigestCache
 from flows.guardrails import FINGERPRINT_TAG, INPUTS_ARTIFACT, fingerprint, run_inputs, unchanged_since, webhook_url
 from flows.pipeline import plan_steps
-from flows.stages import DigestCache
 from tests.flows.conftest import REPO, fast_overrides
 from tests.flows.test_pipeline import _stop_ephemeral_api  # noqa: F401  (autouse: stops Prefect's ephemeral API)
 

@@ -46,7 +46,7 @@ def test_a_credential_in_base_url_reaches_the_server_and_no_file_or_log(
     from components.teacher.tasksets import build_task_sets
     from components.tracking import flat_params
     from components.validation.stage import run_validate_stage
-    from flows.stages import write_effective_params
+    from flows.cache_keys import write_effective_params
 
     url, state = expert_server
     base_url = url.replace("http://", f"http://mentor:{TOKEN}@")

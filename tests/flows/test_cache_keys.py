@@ -9,9 +9,7 @@ import pytest
 
 from components.config import Params, load_params, run_paths
 from components.stages import ORDER, STAGES
-from flows.effective_params import main as effective_params_main
-from flows.pipeline import plan_steps
-from flows.stages import (
+from flows.cache_keys import (
     DigestCache,
     cache_key,
     effective_value,
@@ -21,6 +19,8 @@ from flows.stages import (
     stage_key_payload,
     write_effective_params,
 )
+from flows.effective_params import main as effective_params_main
+from flows.pipeline import plan_steps
 
 REPO = Path(__file__).resolve().parents[2]
 
