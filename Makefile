@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml requirements.lock requirements-assets.txt
 run: $(STAMP)
 	$(VENV)/bin/mentor run --profile $(PROFILE)
 
+# Two workers (pytest-xdist), one test file each at a time: end-to-end files keep their order,
+# and the 2-core machine stays busy while a server-backed test waits on I/O.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Style the tools enforce (CI runs this before the tests): formatting, lint, types.
 CHECKED := components flows tests benchmarks
