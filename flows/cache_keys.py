@@ -11,14 +11,13 @@ params file DVC compares per key (:func:`write_effective_params`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from components.config import Params, run_paths
-from components.files import folder_files, sha256_file, sha256_folder, write_text_atomic
+from components.files import folder_files, sha256_file, sha256_folder, sha256_json, write_text_atomic
 from components.stages import STAGES, StageSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -136,9 +135,8 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     Two runs with the same key would produce the same outputs, so Prefect may
     return the stored summary instead of running the stage again.
     """
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
     stage, arm = payload["stage"], payload.get("arm")
-    return f"mentor-{stage}{'-' + arm if arm else ''}-{hashlib.sha256(blob).hexdigest()[:32]}"
+    return f"mentor-{stage}{'-' + arm if arm else ''}-{sha256_json(payload, default=str)[:32]}"
 
 
 def stage_cache_key(params: Params, stage: str, arm: str | None, digests: DigestCache) -> str:

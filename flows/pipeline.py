@@ -310,7 +310,7 @@ def stage_task_options(params: Params, stage: str, label: str, refresh: bool) ->
     options: dict[str, Any] = {
         "task_run_name": label,
         "refresh_cache": refresh,
-        "timeout_seconds": params.orchestration.stage_timeout(stage),
+        "timeout_seconds": params.orchestration.stage_timeouts_s.get(stage),
     }
     storage = result_storage(params)
     if storage is not None:
@@ -430,7 +430,7 @@ def _stage_failure(params: Params, record: StepRecord, records: list[StepRecord]
     done = [r.label for r in records if r.status in {"ran", "cached"}]
     cause = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
     if isinstance(cause, TimeoutError):
-        limit = params.orchestration.stage_timeout(record.stage)
+        limit = params.orchestration.stage_timeouts_s.get(record.stage)
         cause = TimeoutError(
             f"it ran longer than orchestration.stage_timeouts_s.{record.stage}={limit:g} s and was stopped "
             f"(hung, or slower than the limit allows: raise it with --set orchestration.stage_timeouts_s."

@@ -88,15 +88,15 @@ def test_schema_defaults_come_from_the_table(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(STAGES, "calibrate", extra)
     orchestration = OrchestrationParams()
     assert orchestration.stage_timeouts_s == {name: spec.timeout_s for name, spec in STAGES.items()}
-    assert orchestration.stage_timeout("calibrate") == 60.0
+    assert orchestration.stage_timeouts_s["calibrate"] == 60.0
     assert orchestration.gpu_stages == ["sft", "rl", "evaluate", "calibrate"]
     assert OrchestrationParams.model_validate({"gpu_stages": ["calibrate"]}).gpu_stages == ["calibrate"]
 
 
 def test_setting_one_timeout_keeps_the_other_stages_defaults() -> None:
     params = load_params(REPO / "params.yaml", "smoke", ["orchestration.stage_timeouts_s.models=2"])
-    assert params.orchestration.stage_timeout("models") == 2.0
-    assert params.orchestration.stage_timeout("rl") == STAGES["rl"].timeout_s
+    assert params.orchestration.stage_timeouts_s["models"] == 2.0
+    assert params.orchestration.stage_timeouts_s["rl"] == STAGES["rl"].timeout_s
     assert list(params.orchestration.stage_timeouts_s) == list(ORDER)
 
 

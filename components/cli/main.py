@@ -13,7 +13,6 @@ other components module to the rule.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from components.config import Params, ParamsError, load_params
-from components.stages import ORDER, stage_options
+from components.stages import ORDER, load_target, stage_options
 from components.training.launch import run_stage
 
 app = typer.Typer(
@@ -65,14 +64,12 @@ def get_params(params_file: Path, profile: str | None, overrides: list[str] | No
 
 
 def resolve_callable(target: str) -> Any:
-    module_name, attr = target.split(":")
     try:
-        module = importlib.import_module(module_name)
+        return load_target(target)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("components"):
             fail(f"'{target}' is not available in this version ({exc.name} is missing)")
         raise
-    return getattr(module, attr)
 
 
 def flow_command(name: str) -> Any:

@@ -9,8 +9,6 @@ parsed as YAML, so ``rl.max_steps=5`` is an int and ``sft.enabled=false`` a bool
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from components.config.schema import Params
 from components.errors import MentorError
+from components.files import sha256_json
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
@@ -147,8 +146,7 @@ def load_params(
 
 def params_hash(params: Params) -> str:
     """Stable digest of the effective params, for lineage and cache keys."""
-    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return sha256_json(params.model_dump(mode="json"))[:16]
 
 
 def literal_values(annotation: Any) -> tuple[Any, ...]:

@@ -298,10 +298,6 @@ class OrchestrationParams(_Section):
     #: reached with the AWS_* variables and AWS_ENDPOINT_URL_S3 (or MLFLOW_S3_ENDPOINT_URL) for MinIO.
     result_storage: str | None = None
 
-    def stage_timeout(self, stage: str) -> float | None:
-        """The wall-clock limit of ``stage`` (a stage table name), or ``None`` where none is set."""
-        return self.stage_timeouts_s.get(stage)
-
     @field_validator("gpu_stages", mode="before")
     @classmethod
     def _gpu_stage_aliases(cls, value: object) -> object:

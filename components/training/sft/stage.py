@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
-from components.errors import DataValidationError
 from components.files import sha256_file, sha256_json
 from components.models.save import require_finite_weights, save_model_atomically
 from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
@@ -48,54 +47,6 @@ from components.training.sft.data import (
 
 CHECKPOINTS = "checkpoints"
 RUN_INFO = "mentor_sft_run.json"
-
-
-# --------------------------------------------------------------------------- validation gate
-
-
-def check_validation(validation_dir: Path, dataset_path: Path) -> str:
-    """Refuse to train on data that failed validation; returns a one-word status for the summary.
-
-    Reads ``summary.json`` written by the validate stage (``success``,
-    ``dataset_sha256``, ``failed_checks``, ``report``). A summary for another
-    version of the dataset (sha256 differs) is stale, and refused too. No
-    summary at all means the validate stage was not run: refused as well (the
-    stage itself goes through ``components.validation.gate.validated_dataset``).
-    """
-    summary_path = _validation_summary_path(validation_dir)
-    if summary_path is None:
-        raise DataValidationError(
-            f"no validation summary in {validation_dir}: the dataset was never validated. "
-            "Run `mentor stage validate` first."
-        )
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataValidationError(
-            f"the validation summary {summary_path} cannot be read ({exc}); rerun `mentor stage validate`."
-        ) from exc
-    passed = next((summary[k] for k in ("success", "passed") if k in summary), None)
-    if passed is not True:
-        failed = summary.get("failed_checks") or []
-        reason = summary.get("message") or (f"failed checks: {', '.join(map(str, failed))}" if failed else "")
-        report = summary.get("report") or summary_path
-        raise DataValidationError(
-            f"the teacher dataset failed validation ({reason or 'see the report'}; report: {report}); "
-            "SFT will not train on it. Fix the data (rerun `mentor stage teacher`) and rerun "
-            "`mentor stage validate` until it passes."
-        )
-    expected = summary.get("dataset_sha256")
-    if isinstance(expected, str) and expected != sha256_file(dataset_path):
-        raise DataValidationError(
-            f"the validation summary {summary_path} is for another version of {dataset_path} (sha256 differs): "
-            "the dataset changed after validation. Rerun `mentor stage validate` before SFT."
-        )
-    return "passed"
-
-
-def _validation_summary_path(validation_dir: Path) -> Path | None:
-    path = Path(validation_dir) / "summary.json"  # components.validation.stage.SUMMARY_FILE
-    return path if path.exists() else None
 
 
 # --------------------------------------------------------------------------- run fingerprint
