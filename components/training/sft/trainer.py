@@ -89,12 +89,16 @@ class LossPositionsSFTTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"  # `model` is the trainer's own (unwrapped) model here
         body_inputs = {k: v for k, v in inputs.items() if k != "labels"}
         body_inputs["use_cache"] = False
-        hidden = body(**body_inputs).last_hidden_state[:, :-1]
-        labels = inputs["labels"][:, 1:].to(hidden.device)
-        mask = labels != -100
-        kept = hidden[mask]  # [N_kept, H]: the only rows the head sees
-        targets = labels[mask]
-        logits = head(kept).float()  # under autocast the matmul runs in bf16, the softmax in fp32 as TRL's kernel
+        # Accelerate puts mixed precision on the *model's* forward only (prepare_model wraps
+        # model.forward in autocast); calling its body and head directly would run them in
+        # fp32, so the same autocast is entered here (a no-op without mixed precision).
+        with self.accelerator.autocast():
+            hidden = body(**body_inputs).last_hidden_state[:, :-1]
+            labels = inputs["labels"][:, 1:].to(hidden.device)
+            mask = labels != -100
+            kept = hidden[mask]  # [N_kept, H]: the only rows the head sees
+            targets = labels[mask]
+            logits = head(kept).float()  # the matmul in the autocast dtype, the softmax in fp32 as TRL's kernel
         log_probs = torch.log_softmax(logits, dim=-1)
         token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch

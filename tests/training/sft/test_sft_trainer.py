@@ -23,7 +23,9 @@ ROWS = [
 ]
 
 
-def make_trainer(model_dir: Path, tmp_path: Path, compact: bool, lora: bool = False) -> Any:
+def make_trainer(
+    model_dir: Path, tmp_path: Path, compact: bool, lora: bool = False, bf16: bool = False, max_steps: int = -1
+) -> Any:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -40,9 +42,13 @@ def make_trainer(model_dir: Path, tmp_path: Path, compact: bool, lora: bool = Fa
         output_dir=str(tmp_path / ("compact" if compact else "stock")),
         report_to="none",
         use_cpu=True,
-        bf16=False,
+        bf16=bf16,
         activation_checkpointing=False,
         max_length=64,
+        max_steps=max_steps,
+        per_device_train_batch_size=2,
+        save_strategy="no",
+        disable_tqdm=True,
     )
     trainer_class = LossPositionsSFTTrainer if compact else SFTTrainer
     trainer = trainer_class(
@@ -165,3 +171,26 @@ def test_heads_that_transform_logits_take_the_stock_path(tiny_model_dir: Path) -
     assert split_body_and_head(model) is not None
     model.config.final_logit_softcapping = 30.0
     assert split_body_and_head(model) is None
+
+
+def test_mixed_precision_reaches_the_body_and_head(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With bf16 the shortcut's matmuls run in bf16 as the stock forward's do, during a real train().
+
+    Accelerate enters autocast in the wrapped ``model.forward`` only; the shortcut calls the
+    decoder body and the head itself, so without its own autocast it trained in fp32 (2x slower
+    on a bf16 CPU, and not what ``bf16=True`` asks for).
+    """
+    seen: dict[str, dict[str, set[torch.dtype]]] = {}
+    losses = {}
+    for compact in (False, True):
+        trainer = make_trainer(tiny_model_dir, tmp_path, compact=compact, bf16=True, max_steps=1)
+        dtypes: dict[str, set[torch.dtype]] = {"q_proj": set(), "lm_head": set()}
+        for name, module in trainer.model.named_modules():
+            kind = name.rsplit(".", 1)[-1]
+            if kind in dtypes:
+                module.register_forward_hook(lambda _m, _i, out, seen=dtypes[kind]: seen.add(out.dtype))
+        losses[compact] = trainer.train().training_loss
+        seen["compact" if compact else "stock"] = dtypes
+    assert seen["stock"]["q_proj"] == {torch.bfloat16}  # (TRL's fused head reads lm_head's weight, not the module)
+    assert seen["compact"] == {"q_proj": {torch.bfloat16}, "lm_head": {torch.bfloat16}}
+    assert losses[True] == pytest.approx(losses[False], rel=0.02)  # same loss up to bf16 rounding
