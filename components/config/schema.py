@@ -109,6 +109,11 @@ class SftParams(_Section):
     max_steps: int = -1
     batch_size: PositiveInt = 4
     grad_accum: PositiveInt = 1
+    #: Rows per forward pass; the optimizer still steps every ``batch_size x grad_accum`` rows with
+    #: the same loss (TRL divides by the loss tokens of the whole accumulated batch). ``null`` = 1
+    #: on a CPU: no padding and no attention mask, so attention takes the causal kernel
+    #: (components.training.sft.stage.micro_batching); ``batch_size`` on a GPU. Must divide batch_size.
+    micro_batch_size: PositiveInt | None = None
     #: The prompt alone (system + 12 tool schemas) is ~1.5k tokens.
     max_length: PositiveInt = 2048
     save_steps: PositiveInt = 50
@@ -378,6 +383,7 @@ class Params(_Section):
                 _rl_levels_problem(self),
                 grpo_group_problem(self.rl, self.orchestration.num_processes, "orchestration.num_processes"),
                 _seeds_problem(self.tasks),
+                _sft_micro_batch_problem(self.sft),
             )
             if problem
         ]
@@ -395,6 +401,16 @@ def _rl_levels_problem(params: Params) -> str | None:
     return (
         f"rl.difficulties: level(s) {missing} are not in tasks.difficulties {params.tasks.difficulties}, "
         "so the teacher data has no such rows; choose from tasks.difficulties or null for all levels"
+    )
+
+
+def _sft_micro_batch_problem(sft: SftParams) -> str | None:
+    """A micro-batch that does not divide the batch would change how many rows one optimizer step sees."""
+    if sft.micro_batch_size is None or sft.batch_size % sft.micro_batch_size == 0:
+        return None
+    return (
+        f"sft.micro_batch_size {sft.micro_batch_size} does not divide sft.batch_size {sft.batch_size}; "
+        f"choose a divisor of it (e.g. --set sft.micro_batch_size=1) or null for the device's default"
     )
 
 

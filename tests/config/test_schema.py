@@ -59,6 +59,11 @@ def test_equal_task_seeds_fail_at_load() -> None:
     assert "tasks.seed and tasks.eval_seed are both 7" in text and "--set tasks.eval_seed=10007" in text
 
 
+def test_sft_micro_batch_must_divide_the_batch() -> None:
+    text = _error("sft.batch_size=4", "sft.micro_batch_size=3")
+    assert "sft.micro_batch_size 3 does not divide sft.batch_size 4" in text and "--set sft.micro_batch_size=1" in text
+
+
 def test_every_broken_rule_is_reported_at_once() -> None:
     text = _error("rl.batch_size=3", "tasks.eval_seed=0", "rl.difficulties=[5]")
     assert "rl.difficulties: level(s) [5]" in text

@@ -24,7 +24,15 @@ ROWS = [
 
 
 def make_trainer(
-    model_dir: Path, tmp_path: Path, compact: bool, lora: bool = False, bf16: bool = False, max_steps: int = -1
+    model_dir: Path,
+    tmp_path: Path,
+    compact: bool,
+    lora: bool = False,
+    bf16: bool = False,
+    max_steps: int = -1,
+    micro_batch: int = 2,
+    accumulation: int = 1,
+    optim: str = "adamw_torch_fused",
 ) -> Any:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
@@ -46,7 +54,10 @@ def make_trainer(
         activation_checkpointing=False,
         max_length=64,
         max_steps=max_steps,
-        per_device_train_batch_size=2,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=1e-3,
+        optim=optim,
         save_strategy="no",
         disable_tqdm=True,
     )
@@ -188,9 +199,38 @@ def test_mixed_precision_reaches_the_body_and_head(tiny_model_dir: Path, tmp_pat
         for name, module in trainer.model.named_modules():
             kind = name.rsplit(".", 1)[-1]
             if kind in dtypes:
-                module.register_forward_hook(lambda _m, _i, out, seen=dtypes[kind]: seen.add(out.dtype))
+                module.register_forward_hook(lambda _m, _i, out, bucket=dtypes[kind]: bucket.add(out.dtype))
         losses[compact] = trainer.train().training_loss
         seen["compact" if compact else "stock"] = dtypes
     assert seen["stock"]["q_proj"] == {torch.bfloat16}  # (TRL's fused head reads lm_head's weight, not the module)
     assert seen["compact"] == {"q_proj": {torch.bfloat16}, "lm_head": {torch.bfloat16}}
     assert losses[True] == pytest.approx(losses[False], rel=0.02)  # same loss up to bf16 rounding
+
+
+def test_one_row_micro_batches_make_the_same_step_as_a_padded_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """sft.micro_batch_size 1 (the CPU default): two passes of one row step the weights as one padded pass of two."""
+    from components.config.schema import SftParams
+    from components.training.sft.stage import micro_batching
+
+    assert micro_batching(SftParams(batch_size=2, grad_accum=3), cuda=False) == (1, 6)
+    assert micro_batching(SftParams(batch_size=2, grad_accum=3), cuda=True) == (2, 3)
+    assert micro_batching(SftParams(batch_size=4, micro_batch_size=2), cuda=False) == (2, 2)
+    steps = []
+    for micro, accumulation in ((2, 1), (1, 2)):
+        trainer = make_trainer(
+            tiny_model_dir,
+            tmp_path / str(micro),
+            compact=True,
+            max_steps=1,
+            micro_batch=micro,
+            accumulation=accumulation,
+            optim="sgd",  # the step is lr x gradient: Adam's first step is sign(gradient), blind to its size
+        )
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer.train()
+        steps.append({n: p.detach() - before[n] for n, p in trainer.model.named_parameters()})
+    padded, rows = steps
+    largest = max(float(d.abs().max()) for d in padded.values())
+    assert largest > 1e-5  # the step moved the weights well beyond the tolerance below
+    for name, update in padded.items():
+        torch.testing.assert_close(rows[name], update, atol=largest * 1e-2, rtol=1e-2, msg=name)
