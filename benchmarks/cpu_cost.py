@@ -66,6 +66,32 @@ def matmul_peak(n: int = 2048, repeats: int = 6) -> dict[str, float]:
     return out
 
 
+def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 5) -> dict[str, float]:
+    """Seconds of SmolLM2's 30 layers of SDPA forward+backward (bf16) for ``rows`` rows: causal kernel vs padding mask.
+
+    Why: a padded batch needs an explicit mask, which PyTorch's CPU attention serves on a
+    slower path than ``is_causal``; this is the figure behind ``sft.micro_batch_size``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out: dict[str, float] = {}
+    for name in ("causal", "masked"):
+        q = torch.randn(rows, 9, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+        k = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+        v = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+        mask = None if name == "causal" else torch.ones(seq, seq, dtype=torch.bool).tril().expand(rows, 1, seq, seq)
+        times = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+            ).sum().backward()
+            times.append(time.perf_counter() - started)
+        out[name] = 30 * statistics.median(times[1:])  # the first call sets the kernel up
+    return out
+
+
 def token_table(model_dir: Path) -> None:
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.tools.registry import get_pack
@@ -97,6 +123,20 @@ def sft_rows(params: Any, n: int) -> list[dict[str, Any]]:
     return rows[:n]
 
 
+def _step_ends() -> Any:
+    """A Trainer callback recording (time, non-padding tokens trained so far) at the end of every optimizer step."""
+    from transformers import TrainerCallback
+
+    class StepEnds(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[tuple[float, int]] = []
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+
+    return StepEnds()
+
+
 def bench_sft(
     model_dir: Path,
     rows: list[dict[str, Any]],
@@ -106,12 +146,17 @@ def bench_sft(
     legacy: bool,
     precision: str,
     loss_positions_only: bool = True,
+    micro_batch: int | None = None,
 ) -> dict[str, float]:
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps.
 
     FLOP/s is the nominal 6 x parameters x tokens / time for every variant, also when
     ``loss_positions_only`` skips most of the LM head: the same nominal work done
-    sooner, so the share of peak moves with the speed-up, not with a recount.
+    sooner, so the share of peak moves with the speed-up, not with a recount. Two
+    figures: over the whole ``train()`` (start-up and the first step's one-off costs
+    included) and *steady*, from the end of step 1 to the end of the last step with the
+    non-padding tokens those steps trained on (the Trainer's own count), which is how
+    a training job's throughput is usually quoted.
     """
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.training.precision import train_bf16
@@ -126,6 +171,7 @@ def bench_sft(
             "sft.save_steps=100000",
             "sft.logging_steps=1",
             f"sft.loss_positions_only={str(loss_positions_only).lower()}",
+            f"sft.micro_batch_size={'null' if micro_batch is None else micro_batch}",
         ]
     )
     tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
@@ -133,9 +179,13 @@ def bench_sft(
     out_dir = Path(params.project.output_dir) / "bench-sft"
     trainer = _build_trainer(params, model_dir, tok, examples, out_dir, [])
     n_params = sum(p.numel() for p in trainer.model.parameters())
+    trainer.args.include_num_input_tokens_seen = "non_padding"
+    ends = _step_ends()
+    trainer.add_callback(ends)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
+    (t1, tokens1), (tn, tokens_n) = ends.marks[0], ends.marks[-1]
     rows_seen = steps * batch
     mean_tokens = statistics.mean(len(e.input_ids) for e in examples)
     loss_tokens = statistics.mean(sum(e.assistant_masks) for e in examples)
@@ -145,6 +195,8 @@ def bench_sft(
         "tokens_per_row": mean_tokens,
         "loss_tokens_per_row": loss_tokens,
         "flops": 6 * n_params * tokens / seconds,
+        "steady_flops": 6 * n_params * (tokens_n - tokens1) / (tn - t1) if len(ends.marks) > 1 else float("nan"),
+        "steady_s_per_step": (tn - t1) / max(len(ends.marks) - 1, 1),
         "bf16": float(train_bf16(params.models.train_precision, params.models.dtype)),
     }
 
@@ -163,10 +215,18 @@ def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: in
     tok = load_tokenizer(model_dir)
     trainers = {}
     for name, compact in (("stock", False), ("loss-positions", True)):
-        params = _params([f"sft.batch_size={batch}", f"sft.loss_positions_only={str(compact).lower()}"])
+        params = _params(
+            [
+                f"sft.batch_size={batch}",
+                f"sft.micro_batch_size={batch}",
+                f"sft.loss_positions_only={str(compact).lower()}",
+            ]
+        )
         examples, _ = build_examples(rows, tok, params.sft.max_length)
         trainers[name] = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / name, [])
         trainers[name].current_gradient_accumulation_steps = 1  # set by train(); training_step reads it
+        # As train() does: accelerate wraps model.forward in the mixed-precision autocast (the stock path's bf16).
+        trainers[name].model = trainers[name].accelerator.prepare_model(trainers[name].model)
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for _ in range(pairs):
         for name, trainer in trainers.items():
@@ -274,6 +334,13 @@ def main() -> int:
         default=0,
         help="with --sft-compare loss-positions: also N interleaved stock/loss-positions step pairs (median)",
     )
+    parser.add_argument(
+        "--flops-repeats",
+        type=int,
+        default=0,
+        help="also run today's SFT settings N more times, each with its own matmul peak, and print the steady "
+        "share of peak per run and its median (CPU timings drift between runs on a shared machine)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -285,6 +352,11 @@ def main() -> int:
     token_table(args.model)
     peak = matmul_peak()
     print(f"\n## peak (2048^3 matmul): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    attention = attention_cost(rows=args.sft_batch)
+    print(
+        f"\n## attention, 30 layers fwd+bwd, bf16, {args.sft_batch} rows x 805 tokens: causal kernel "
+        f"{attention['causal']:.2f} s, padding mask {attention['masked']:.2f} s"
+    )
     rows = sft_rows(_params([]), args.sft_steps * args.sft_batch)
     results: dict[str, dict[str, dict[str, float]]] = {}
     if "sft" not in args.skip:
@@ -295,19 +367,24 @@ def main() -> int:
             before = {**same, "loss_positions_only": False}
             after = {**same, "loss_positions_only": True}
         else:
-            before = {"legacy": True, "precision": "fp32", "loss_positions_only": False}
+            before = {"legacy": True, "precision": "fp32", "loss_positions_only": False, "micro_batch": args.sft_batch}
             after = {"legacy": False, "precision": "auto", "loss_positions_only": True}
         results["sft"] = {
             "before": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **before),
             "after": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **after),
         }
         print(f"\n## SFT (same rows, real SFTTrainer; {args.sft_compare}: before {before}, after {after})")
-        print("| variant | s/row | tokens/row | loss tokens/row | FLOP/s | share of peak |\n|---|---|---|---|---|---|")
+        print(
+            "| variant | s/row | tokens/row | loss tokens/row | FLOP/s (whole run) | steady s/step | steady FLOP/s "
+            "| steady share of peak |\n|---|---|---|---|---|---|---|---|"
+        )
         for name, r in results["sft"].items():
-            ceiling = peak["bf16" if r["bf16"] else "fp32"]
+            dtype = "bf16" if r["bf16"] else "fp32"
+            ceiling = peak[dtype]
             print(
                 f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
-                f"{r['flops'] / 1e9:.1f} G | {r['flops'] / ceiling:.0%} of {'bf16' if r['bf16'] else 'fp32'} |"
+                f"{r['flops'] / 1e9:.1f} G = {r['flops'] / ceiling:.0%} | {r['steady_s_per_step']:.2f} | "
+                f"{r['steady_flops'] / 1e9:.1f} G | {r['steady_flops'] / ceiling:.0%} of {dtype} |"
             )
         print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
         if args.sft_compare == "loss-positions" and args.sft_interleave:
@@ -315,6 +392,21 @@ def main() -> int:
             print(f"interleaved ({args.sft_interleave} pairs, median s/step, batch {args.sft_batch}): ", end="")
             print(f"stock {med['stock']:.2f}, loss-positions {med['loss-positions']:.2f}, ", end="")
             print(f"speed-up {med['stock'] / med['loss-positions']:.2f}x")
+    if args.flops_repeats:
+        shares = []
+        print(f"\n## SFT steady FLOP/s, today's settings, {args.flops_repeats} runs")
+        print("| run | bf16 peak | steady s/step | steady FLOP/s | share of peak |\n|---|---|---|---|---|")
+        for run in range(args.flops_repeats):
+            run_peak = matmul_peak()
+            r = bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto")
+            ceiling = run_peak["bf16" if r["bf16"] else "fp32"]
+            shares.append(r["steady_flops"] / ceiling)
+            print(
+                f"| {run + 1} | {ceiling / 1e9:.1f} G | {r['steady_s_per_step']:.2f} | {r['steady_flops'] / 1e9:.1f} G "
+                f"| {shares[-1]:.0%} |",
+                flush=True,
+            )
+        print(f"median share of peak: {statistics.median(shares):.0%} (min {min(shares):.0%}, max {max(shares):.0%})")
     if "grpo" not in args.skip:
         common = {"generations": args.grpo_generations, "completion": args.grpo_completion}
         results["grpo"] = {
