@@ -66,7 +66,9 @@ def promotion_lock(
 
     lock_name = f"{name}{LOCK_SUFFIX}"
     deadline = time.monotonic() + wait_s
+    holder: str | None = None
     while True:
+        released = False
         try:
             client.create_registered_model(
                 lock_name,
@@ -75,25 +77,33 @@ def promotion_lock(
             )
             break
         except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            # RESOURCE_DOES_NOT_EXIST: MLflow's SQL store answers a lost create race by reading the
+            # model it collided with (to tell prompts from models); the holder can release it in between.
+            released = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+            if not released and exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        try:
-            held = client.get_registered_model(lock_name)
-            expires = float(held.tags.get("mentor.lock.expires_at", "0"))
-        except (MlflowException, ValueError):
-            continue  # released (or garbled) in between: try again at once
-        if time.time() > expires:
-            log.warning(
-                "breaking the stale promotion lock %s held by %s", lock_name, held.tags.get("mentor.lock.owner")
-            )
-            _delete_quietly(client, lock_name)
-            continue
+        if not released:
+            try:
+                held = client.get_registered_model(lock_name)
+            except MlflowException:
+                released = True  # released in between
+            else:
+                holder = held.tags.get("mentor.lock.owner")
+                try:
+                    expires = float(held.tags.get("mentor.lock.expires_at", "0"))
+                except ValueError:
+                    expires = float("inf")  # unreadable: never broken automatically; the timeout says what to delete
+                if time.time() > expires:
+                    log.warning("breaking the stale promotion lock %s held by %s", lock_name, holder)
+                    _delete_quietly(client, lock_name)
+                    released = True
         if time.monotonic() > deadline:
             raise StageError(
-                f"another promotion of {name} ({held.tags.get('mentor.lock.owner')}) has held the lock for more than "
+                f"another promotion of {name} ({holder}) has held the lock for more than "
                 f"{wait_s:.0f}s; retry later, or delete the registered model '{lock_name}' if no promotion is running"
             )
-        time.sleep(random.uniform(0.05, 0.25))
+        # Released: try again almost at once; held: back off.
+        time.sleep(random.uniform(0.005, 0.02) if released else random.uniform(0.05, 0.25))
     try:
         yield
     finally:

@@ -98,3 +98,69 @@ def test_a_negative_ood_margin_is_refused() -> None:
     """``registry.ood_margin=-0.1`` silently promoted models that are worse out of domain."""
     with pytest.raises(ParamsError, match="registry.ood_margin"):
         load_params(REPO / "params.yaml", "smoke", ["registry.ood_margin=-0.1"])
+
+
+def test_the_lock_survives_the_holder_releasing_while_a_create_loses_the_race(mlflow_tracking: str) -> None:
+    """MLflow's SQL store answers a duplicate create by reading the model it collided with; when the
+    holder deletes the lock in between, the create fails with RESOURCE_DOES_NOT_EXIST (seen once in
+    CI as a failed concurrent promotion). The waiter must take that as "released" and try again.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from components.registry.promote import promotion_lock
+
+    class HolderReleasesMidCreate:
+        """The real client; its first create of the lock hits the window the SQL store leaves open."""
+
+        def __init__(self, client: MlflowClient) -> None:
+            self.client = client
+            self.creates = 0
+
+        def create_registered_model(self, name: str, **kwargs: object) -> object:
+            self.creates += 1
+            if self.creates == 1:
+                raise MlflowException(f"Registered Model with name={name} not found", RESOURCE_DOES_NOT_EXIST)
+            return self.client.create_registered_model(name, **kwargs)
+
+        def __getattr__(self, attr: str) -> object:
+            return getattr(self.client, attr)
+
+    client = MlflowClient(tracking_uri=mlflow_tracking)
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    racing = HolderReleasesMidCreate(client)
+    with promotion_lock(racing, name, "test", wait_s=30):
+        assert client.get_registered_model(name + LOCK_SUFFIX).tags["mentor.lock.owner"] == "test"
+    assert racing.creates == 2
+    with pytest.raises(MlflowException):
+        client.get_registered_model(name + LOCK_SUFFIX)  # released
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "outcome"),
+    [("1.0", "broken"), ("not-a-time", "refused"), ("9999999999", "refused")],
+    ids=["stale", "unreadable", "held"],
+)
+def test_a_left_lock_is_broken_only_when_it_has_expired(mlflow_tracking: str, expires_at: str, outcome: str) -> None:
+    """A dead holder's lock is broken after its expiry; an unreadable or live one makes the waiter give up
+    with the lock's name and holder (an unreadable expiry used to spin the waiter forever)."""
+    from mlflow import MlflowClient
+
+    from components.errors import StageError
+    from components.registry.promote import promotion_lock
+
+    client = MlflowClient(tracking_uri=mlflow_tracking)
+    name = f"left-{uuid.uuid4().hex[:8]}"
+    lock = name + LOCK_SUFFIX
+    client.create_registered_model(
+        lock, tags={"mentor.lock.owner": "dead@host:1", "mentor.lock.expires_at": expires_at}
+    )
+    if outcome == "broken":
+        with promotion_lock(client, name, "me", wait_s=30):
+            assert client.get_registered_model(lock).tags["mentor.lock.owner"] == "me"
+        return
+    refused = pytest.raises(StageError, match=rf"dead@host:1.*delete the registered model '{lock}'")
+    with refused, promotion_lock(client, name, "me", wait_s=1):
+        pass
+    assert client.get_registered_model(lock).tags["mentor.lock.owner"] == "dead@host:1"  # left in place
