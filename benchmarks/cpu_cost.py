@@ -92,6 +92,38 @@ def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 5) -> dict[str,
     return out
 
 
+def bare_loop_flops(model_dir: Path, *, bf16_weights: bool, seq: int = 805, steps: int = 4) -> float:
+    """Nominal training FLOP/s of a bare PyTorch loop on one random row: no Trainer, no clipping, no callbacks.
+
+    Why: it bounds what the Trainer could reach on this CPU. ``bf16_weights`` trains the
+    bf16-cast model without autocast (no fp32<->bf16 casts at all), the upper bound of
+    keeping bf16 compute weights beside fp32 master weights. Loss on the last 90 positions
+    through the head only there, as ``sft.loss_positions_only`` does; fused AdamW.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if bf16_weights:
+        model.to(torch.bfloat16)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    ids = torch.randint(0, model.config.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
+    times = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not bf16_weights):
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[0, -91:-1]
+            loss = torch.nn.functional.cross_entropy(head(hidden).float(), ids[0, -90:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return 6 * n_params * seq / statistics.median(times[1:])
+
+
 def token_table(model_dir: Path) -> None:
     from components.models.chat_template import legacy_json_template, load_tokenizer
     from components.tools.registry import get_pack
@@ -341,6 +373,11 @@ def main() -> int:
         help="also run today's SFT settings N more times, each with its own matmul peak, and print the steady "
         "share of peak per run and its median (CPU timings drift between runs on a shared machine)",
     )
+    parser.add_argument(
+        "--bare-loop",
+        action="store_true",
+        help="also time a bare PyTorch training loop (no Trainer): bf16 autocast and bf16 weights without casts",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -392,6 +429,13 @@ def main() -> int:
             print(f"interleaved ({args.sft_interleave} pairs, median s/step, batch {args.sft_batch}): ", end="")
             print(f"stock {med['stock']:.2f}, loss-positions {med['loss-positions']:.2f}, ", end="")
             print(f"speed-up {med['stock'] / med['loss-positions']:.2f}x")
+    if args.bare_loop:
+        autocast, bf16w = (bare_loop_flops(args.model, bf16_weights=w) for w in (False, True))
+        print(
+            f"\n## bare PyTorch loop, one 805-token row, median of 4 steps: bf16 autocast {autocast / 1e9:.1f} G = "
+            f"{autocast / peak['bf16']:.0%}, bf16 weights (no casts) {bf16w / 1e9:.1f} G = {bf16w / peak['bf16']:.0%} "
+            "of the bf16 peak"
+        )
     if args.flops_repeats:
         shares = []
         print(f"\n## SFT steady FLOP/s, today's settings, {args.flops_repeats} runs")
