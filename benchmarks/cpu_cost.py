@@ -10,7 +10,8 @@ absolute CPU timings move with load. It prints:
    teacher rows, ``before`` = JSON listing + fp32 + TRL's stock LM head, ``after`` = compact
    listing + ``models.train_precision=auto`` + length-grouped batches + the LM head at the
    loss positions only; ``--sft-compare loss-positions`` isolates the last one
-   (``sft.loss_positions_only`` false vs true, all else equal); achieved training FLOP/s
+   (``sft.loss_positions_only`` false vs true, all else equal), ``--sft-compare compute-weights``
+   the bf16 compute weights (``sft.compute_weights`` autocast vs bf16); achieved training FLOP/s
    (nominal 6 x parameters x tokens / time, the same count for every variant) as a share
    of the matmul peak of the dtype used;
 4. GRPO seconds per rollout: the RL stage's own ``GRPOTrainer`` (real tool execution),
@@ -22,6 +23,7 @@ absolute CPU timings move with load. It prints:
 
     python benchmarks/cpu_cost.py --model outputs/cpu-demo/sft/model --sft-steps 4 --grpo-steps 2 --eval-items 16
     python benchmarks/cpu_cost.py --sft-compare loss-positions --skip grpo --skip eval
+    python benchmarks/cpu_cost.py --sft-compare compute-weights --sft-steps 6 --sft-parity 12 --skip grpo --skip eval
 
 ``--model`` should be a tool-calling student (an SFT model) so GRPO and eval rollouts
 really call tools; the base SmolLM2 works but never calls one.
@@ -180,7 +182,8 @@ def bench_sft(
     precision: str,
     loss_positions_only: bool = True,
     micro_batch: int | None = None,
-) -> dict[str, float]:
+    compute_weights: str = "auto",
+) -> dict[str, Any]:
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps.
 
     FLOP/s is the nominal 6 x parameters x tokens / time for every variant, also when
@@ -205,6 +208,7 @@ def bench_sft(
             "sft.logging_steps=1",
             f"sft.loss_positions_only={str(loss_positions_only).lower()}",
             f"sft.micro_batch_size={'null' if micro_batch is None else micro_batch}",
+            f"sft.compute_weights={compute_weights}",
         ]
     )
     tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
@@ -231,6 +235,8 @@ def bench_sft(
         "steady_flops": 6 * n_params * (tokens_n - tokens1) / (tn - t1) if len(ends.marks) > 1 else float("nan"),
         "steady_s_per_step": (tn - t1) / max(len(ends.marks) - 1, 1),
         "bf16": float(train_bf16(params.models.train_precision, params.models.dtype)),
+        "bf16_weights": float(trainer.bf16_compute_weights),
+        "losses": [row["loss"] for row in trainer.state.log_history if "loss" in row],
     }
 
 
@@ -253,6 +259,7 @@ def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: in
                 f"sft.batch_size={batch}",
                 f"sft.micro_batch_size={batch}",
                 f"sft.loss_positions_only={str(compact).lower()}",
+                "sft.compute_weights=autocast",  # training_step alone never makes the optimizer that casts to bf16
             ]
         )
         examples, _ = build_examples(rows, tok, params.sft.max_length)
@@ -356,10 +363,18 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["sft", "grpo", "eval"])
     parser.add_argument(
         "--sft-compare",
-        choices=["listing-precision", "loss-positions"],
+        choices=["listing-precision", "loss-positions", "compute-weights"],
         default="listing-precision",
         help="SFT before/after: JSON listing + fp32 + stock head vs compact + auto precision + head at loss "
-        "positions only (default), or only sft.loss_positions_only false vs true (compact listing, auto precision)",
+        "positions only (default); only sft.loss_positions_only false vs true (compact listing, auto precision); "
+        "or only sft.compute_weights autocast vs bf16 (fp32 weights cast per op vs bf16 weights + fp32 masters)",
+    )
+    parser.add_argument(
+        "--sft-parity",
+        type=int,
+        default=0,
+        help="also train N SFT steps on the same rows in fp32, bf16 autocast and bf16 weights + fp32 masters, "
+        "and print the three loss curves side by side",
     )
     parser.add_argument(
         "--sft-interleave",
@@ -401,9 +416,12 @@ def main() -> int:
         before: dict[str, Any]
         after: dict[str, Any]
         if args.sft_compare == "loss-positions":
-            same = {"legacy": False, "precision": "auto"}
+            same = {"legacy": False, "precision": "auto", "compute_weights": "autocast"}
             before = {**same, "loss_positions_only": False}
             after = {**same, "loss_positions_only": True}
+        elif args.sft_compare == "compute-weights":
+            before = {"legacy": False, "precision": "auto", "compute_weights": "autocast"}
+            after = {"legacy": False, "precision": "auto", "compute_weights": "bf16"}
         else:
             before = {"legacy": True, "precision": "fp32", "loss_positions_only": False, "micro_batch": args.sft_batch}
             after = {"legacy": False, "precision": "auto", "loss_positions_only": True}
@@ -417,7 +435,7 @@ def main() -> int:
             "| steady share of peak |\n|---|---|---|---|---|---|---|---|"
         )
         for name, r in results["sft"].items():
-            dtype = "bf16" if r["bf16"] else "fp32"
+            dtype = "bf16" if r["bf16"] or r["bf16_weights"] else "fp32"
             ceiling = peak[dtype]
             print(
                 f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
@@ -437,6 +455,23 @@ def main() -> int:
             f"{autocast / peak['bf16']:.0%}, bf16 weights (no casts) {bf16w / 1e9:.1f} G = {bf16w / peak['bf16']:.0%} "
             "of the bf16 peak"
         )
+    if args.sft_parity:
+        curves = {
+            name: bench_sft(args.model, rows, args.sft_parity, args.sft_batch, legacy=False, **settings)["losses"]
+            for name, settings in (
+                ("fp32", {"precision": "fp32"}),
+                ("bf16 autocast", {"precision": "auto", "compute_weights": "autocast"}),
+                ("bf16 weights + fp32 masters", {"precision": "auto", "compute_weights": "bf16"}),
+            )
+        }
+        print(f"\n## SFT loss per step, same rows and seed, {args.sft_parity} steps x {args.sft_batch} rows")
+        print("| step | " + " | ".join(curves) + " |\n|---|" + "---|" * len(curves))
+        for step, losses in enumerate(zip(*curves.values(), strict=True), start=1):
+            print(f"| {step} | " + " | ".join(f"{loss:.4f}" for loss in losses) + " |")
+        reference = curves["fp32"]
+        for name, curve in curves.items():
+            gap = max(abs(a - b) for a, b in zip(curve, reference, strict=True))
+            print(f"{name}: mean loss {statistics.mean(curve):.4f}, largest per-step gap to fp32 {gap:.4f}")
     if args.flops_repeats:
         shares = []
         print(f"\n## SFT steady FLOP/s, today's settings, {args.flops_repeats} runs")
@@ -444,7 +479,7 @@ def main() -> int:
         for run in range(args.flops_repeats):
             run_peak = matmul_peak()
             r = bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto")
-            ceiling = run_peak["bf16" if r["bf16"] else "fp32"]
+            ceiling = run_peak["bf16" if r["bf16"] or r["bf16_weights"] else "fp32"]
             shares.append(r["steady_flops"] / ceiling)
             print(
                 f"| {run + 1} | {ceiling / 1e9:.1f} G | {r['steady_s_per_step']:.2f} | {r['steady_flops'] / 1e9:.1f} G "

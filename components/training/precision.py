@@ -76,3 +76,40 @@ def set_cpu_threads() -> int:
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
     return cores
+
+
+def sft_bf16_weights(
+    compute_weights: str,
+    precision: Precision,
+    weights_dtype: str,
+    use_lora: bool,
+    *,
+    cuda: bool,
+    processes: int,
+) -> bool:
+    """Whether SFT holds the model in bf16 beside fp32 master weights (``sft.compute_weights``).
+
+    ``auto`` chooses it only where it was measured to pay and is known to be exact in
+    its bookkeeping: a CPU that trains in bf16 (autocast's casts cost ~1.5x there,
+    README "Cost per token"), full fine-tuning (LoRA's frozen base would be rounded),
+    fp32 weights to keep as masters, and one process (DDP reduces the gradients the
+    master hook moves away). On a GPU autocast's casts are cheap, so ``auto`` keeps it.
+    An explicit ``bf16`` is checked at load (``components.config.schema``) and here
+    for the process count, which only the launch knows.
+    """
+    if compute_weights == "autocast":
+        return False
+    if compute_weights == "bf16":
+        if processes > 1:
+            raise ValueError(
+                f"sft.compute_weights=bf16 supports one training process, this launch has {processes}; "
+                "set sft.compute_weights=auto"
+            )
+        return True
+    return (
+        train_bf16(precision, weights_dtype)
+        and not cuda
+        and not use_lora
+        and weights_dtype == "float32"
+        and processes == 1
+    )

@@ -64,6 +64,22 @@ def test_sft_micro_batch_must_divide_the_batch() -> None:
     assert "sft.micro_batch_size 3 does not divide sft.batch_size 4" in text and "--set sft.micro_batch_size=1" in text
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["models.train_precision=fp32"], "models.train_precision is fp32"),
+        (["models.dtype=bfloat16"], "models.dtype is bfloat16"),
+        (["sft.use_lora=true"], "round LoRA's frozen base weights"),
+    ],
+)
+def test_sft_bf16_compute_weights_needs_bf16_training_fp32_weights_and_no_lora(
+    overrides: list[str], expected: str
+) -> None:
+    text = _error("sft.compute_weights=bf16", *overrides)
+    assert expected in text and "sft.compute_weights" in text
+    assert load_params(PARAMS, "smoke", ["sft.compute_weights=auto", *overrides])  # auto falls back to autocast
+
+
 def test_every_broken_rule_is_reported_at_once() -> None:
     text = _error("rl.batch_size=3", "tasks.eval_seed=0", "rl.difficulties=[5]")
     assert "rl.difficulties: level(s) [5]" in text

@@ -33,6 +33,7 @@ from typing import Any
 
 from components.config import Params, model_cache_dir, run_paths
 from components.config.schema import SftParams
+from components.errors import StageError
 from components.files import sha256_file, sha256_json
 from components.models.save import require_finite_weights, save_model_atomically
 from components.training.checkpoints import last_complete_checkpoint, prepare_checkpoints
@@ -123,6 +124,11 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
         if main:
             _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
         trainer = _build_trainer(params, base_dir, tokenizer, examples, checkpoints, callbacks)
+        precision = training_arithmetic(trainer)
+        if main:
+            import mlflow
+
+            mlflow.set_tag("mentor.sft_arithmetic", precision)
         started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - started
@@ -174,6 +180,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             "global_step": int(trainer.state.global_step),
             "train_loss": round(float(result.training_loss), 6),
             "train_seconds": round(train_seconds, 1),
+            "arithmetic": precision,
             "resumed_from": str(resume_from) if resume_from else None,
             "mlflow_run_id": run.info.run_id,
         }
@@ -265,11 +272,12 @@ def _build_trainer(
 ) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, set_seed
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
-    from components.training.precision import set_cpu_threads, train_bf16
-    from components.training.sft.trainer import LossPositionsSFTTrainer
+    from components.training.distributed import world_size
+    from components.training.precision import set_cpu_threads, sft_bf16_weights, train_bf16
+    from components.training.sft.trainer import LossPositionsSFTTrainer, StockHeadSFTTrainer
 
     sft = params.sft
     set_cpu_threads()
@@ -289,6 +297,17 @@ def _build_trainer(
         )
     interactive = sys.stderr.isatty()
     micro, accumulation = micro_batching(sft, cuda=torch.cuda.is_available())
+    try:
+        bf16_weights = sft_bf16_weights(
+            sft.compute_weights,
+            params.models.train_precision,
+            params.models.dtype,
+            sft.use_lora,
+            cuda=torch.cuda.is_available(),
+            processes=world_size(),
+        )
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
     config = SFTConfig(
         output_dir=str(checkpoints),
         learning_rate=sft.learning_rate,
@@ -306,8 +325,9 @@ def _build_trainer(
         logging_nan_inf_filter=False,  # otherwise NaN losses are hidden from the divergence guard
         report_to="none",  # our callback logs into the stage's MLflow run
         activation_checkpointing=False,  # small students: speed over memory (TRL defaults it on)
-        # bf16 autocast where the GPU/CPU has bf16 units (components.training.precision); fp32 master weights.
-        bf16=train_bf16(params.models.train_precision, params.models.dtype),
+        # bf16 autocast where the GPU/CPU has bf16 units (components.training.precision), fp32 weights;
+        # none with bf16 compute weights: the model itself is bf16, its fp32 masters live in the optimizer.
+        bf16=train_bf16(params.models.train_precision, params.models.dtype) and not bf16_weights,
         fp16=False,
         use_cpu=not torch.cuda.is_available(),  # transformers refuses CPU bf16 autocast unless told it is the CPU
         # Rows of similar length share a batch: padding is wasted compute (padding-free needs FlashAttention).
@@ -319,7 +339,7 @@ def _build_trainer(
     trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint)]
     if not interactive:
         trainer_callbacks.append(ProgressLines("sft"))
-    trainer_class = LossPositionsSFTTrainer if sft.loss_positions_only else SFTTrainer
+    trainer_class = LossPositionsSFTTrainer if sft.loss_positions_only else StockHeadSFTTrainer
     trainer = trainer_class(
         model=model,
         args=config,
@@ -328,11 +348,19 @@ def _build_trainer(
         peft_config=peft_config,
         callbacks=[*trainer_callbacks, *callbacks],
     )
+    trainer.bf16_compute_weights = bf16_weights  # the optimizer, made in train(), casts the model then
     if not interactive:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # ProgressLines prints the same with rate and ETA
     return trainer
+
+
+def training_arithmetic(trainer: Any) -> str:
+    """What the forward/backward passes compute in, as ``sft.compute_weights`` and the machine resolved it."""
+    if getattr(trainer, "bf16_compute_weights", False):
+        return "bf16 weights + fp32 masters"
+    return "bf16 autocast" if trainer.args.bf16 else "fp32"
 
 
 def micro_batching(sft: SftParams, *, cuda: bool) -> tuple[int, int]:

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
+from components.training.master_weights import MasterWeightsTrainerMixin
+
 #: Config fields that make the head more than ``lm_head(hidden)`` (TRL's fused head reads the same ones).
 _LOGIT_TRANSFORMS = (
     "final_logit_softcapping",
@@ -66,7 +68,11 @@ def split_body_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module] |
     return body, head
 
 
-class LossPositionsSFTTrainer(SFTTrainer):
+class StockHeadSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
+    """TRL's ``SFTTrainer`` as is (its LM head over every position), with the optional bf16 compute weights."""
+
+
+class LossPositionsSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
     """``SFTTrainer`` whose training loss computes logits only where a label is not ``-100``.
 
     Logged metrics keep TRL's meaning: ``mean_token_accuracy`` and ``entropy`` were

@@ -81,12 +81,18 @@ class PoisonWeights(TrainerCallback):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):  # type: ignore[no-untyped-def]
         import torch
+
+        from components.training.master_weights import master_optimizer
 
         if state.global_step == self.step:
             with torch.no_grad():
-                next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+                weight = next(p for p in model.parameters() if p.requires_grad)
+                weight.fill_(float("nan"))
+                masters = master_optimizer(optimizer)  # bf16 compute weights: the update lands in the fp32 master
+                if masters is not None:
+                    next(m for p, m in masters.pairs if p is weight).fill_(float("nan"))
 
 
 class CrashAfterSave(TrainerCallback):
@@ -133,6 +139,10 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
     assert summary["enabled"] and Path(summary["model_dir"]) == model_dir
     assert summary["global_step"] == params.sft.max_steps
     assert summary["validation"] == "passed"
+    from components.training.precision import cpu_has_bf16
+
+    # models.train_precision=auto and sft.compute_weights=auto on a CPU: bf16 weights where it has bf16 units.
+    assert summary["arithmetic"] == ("bf16 weights + fp32 masters" if cpu_has_bf16() else "fp32")
     # A loadable plain model + tokenizer with the student's exact chat template; checkpoints cleaned up.
     tok = AutoTokenizer.from_pretrained(model_dir)
     assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
@@ -146,6 +156,7 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["sft.learning_rate"] == str(params.sft.learning_rate)
+    assert run.data.tags["mentor.sft_arithmetic"] == summary["arithmetic"]
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in losses] == list(range(1, params.sft.max_steps + 1))
     assert len(client.get_metric_history(run.info.run_id, "train/learning_rate")) == params.sft.max_steps
