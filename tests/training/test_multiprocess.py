@@ -60,7 +60,15 @@ def test_sft_on_two_processes_matches_one_process(isolated_env: Path, model_cach
     # The stock LM head on both sides: under DDP the trainer keeps TRL's full-logits path (the
     # reducer's hooks need DDP's own forward), so the head-only-at-loss-positions shortcut would
     # compare two numerical paths (bf16 here), not one and two processes.
-    steps = ["sft.max_steps=3", "sft.save_steps=2", "sft.logging_steps=1", "sft.loss_positions_only=false"]
+    # Autocast on both sides too: sft.compute_weights=auto gives one process bf16 compute weights,
+    # which a multi-process launch does not use (DDP reduces the gradients the master hook moves).
+    steps = [
+        "sft.max_steps=3",
+        "sft.save_steps=2",
+        "sft.logging_steps=1",
+        "sft.loss_positions_only=false",
+        "sft.compute_weights=autocast",
+    ]
     two = _params(isolated_env, model_cache, "two", *steps, "sft.batch_size=1", "sft.grad_accum=1")
     write_teacher_dataset(two)
     summary_file = isolated_env / "sft-summary.json"
