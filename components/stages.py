@@ -145,9 +145,10 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             name="sft",
             target="components.training.sft.stage:run_sft_stage",
-            params=("sft", "models.student", "models.dtype", *DISTRIBUTED_KEYS),
+            params=("sft", "models.student", "models.dtype", "models.train_precision", *DISTRIBUTED_KEYS),
             code=(
                 "components/training/sft",
+                "components/training/master_weights.py",
                 *TRAINING_SHARED_CODE,
             ),
             timeout_s=6 * HOUR_S,
@@ -160,7 +161,15 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             name="rl",
             target="components.training.rl.stage:run_rl_stage",
-            params=("rl.*", "sft.enabled", "models.student", "models.dtype", "tasks.train_packs", *DISTRIBUTED_KEYS),
+            params=(
+                "rl.*",
+                "sft.enabled",
+                "models.student",
+                "models.dtype",
+                "models.train_precision",
+                "tasks.train_packs",
+                *DISTRIBUTED_KEYS,
+            ),
             # Every rl.* key but the two that only choose *which* arms run (one arm's model must not be
             # retrained because another arm was added) and where the vLLM server listens (deployment, not training).
             params_except=("rl.arm", "rl.compare_arms", "rl.vllm_server_host", "rl.vllm_server_port"),
