@@ -19,7 +19,8 @@ absolute CPU timings move with load. It prints:
    cpu-demo settings), ``after`` = compact + auto precision, no checkpointing, zero-advantage
    rows skipped; also the share of rows skipped;
 5. eval seconds per item: the arith suite's multi-turn episodes through the evaluation
-   generator, JSON vs compact listing (decoding stays fp32 in both).
+   generator, JSON vs compact listing (decoding in fp32), and compact with bf16 decoding
+   weights (``eval.dtype=bfloat16``: faster on some CPUs, slower on others).
 
     python benchmarks/cpu_cost.py --model outputs/cpu-demo/sft/model --sft-steps 4 --grpo-steps 2 --eval-items 16
     python benchmarks/cpu_cost.py --sft-compare loss-positions --skip grpo --skip eval
@@ -352,8 +353,8 @@ def bench_grpo(
     return {"s_per_rollout": seconds / (steps * generations)}
 
 
-def bench_eval(model_dir: Path, items: int, *, legacy: bool) -> dict[str, float]:
-    """Seconds per arith item: full multi-turn episodes through the evaluation generator."""
+def bench_eval(model_dir: Path, items: int, *, legacy: bool, dtype: str = "float32") -> dict[str, float]:
+    """Seconds per arith item: full multi-turn episodes through the evaluation generator (``dtype``: its weights)."""
     from components.evaluation.generation import ChatGenerator
     from components.evaluation.responder import ModelResponder
     from components.evaluation.suites import build_suite
@@ -361,7 +362,11 @@ def bench_eval(model_dir: Path, items: int, *, legacy: bool) -> dict[str, float]
 
     params = _params([])
     generator = ChatGenerator.from_pretrained(
-        model_dir, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size, progress=False
+        model_dir,
+        dtype=dtype,
+        max_new_tokens=params.eval.max_new_tokens,
+        batch_size=params.eval.batch_size,
+        progress=False,
     )
     if legacy:
         install_tool_template(generator.tokenizer, legacy_json_template())
@@ -534,6 +539,7 @@ def main() -> int:
         results["eval"] = {
             "before": bench_eval(args.model, args.eval_items, legacy=True),
             "after": bench_eval(args.model, args.eval_items, legacy=False),
+            "after, eval.dtype=bfloat16": bench_eval(args.model, args.eval_items, legacy=False, dtype="bfloat16"),
         }
         print("\n## eval (arith episodes)")
         for name, r in results["eval"].items():
@@ -541,7 +547,9 @@ def main() -> int:
                 f"| {name} | {r['s_per_item']:.2f} s/item | acc {r['accuracy']:.2f} | prompt tokens "
                 f"{r['prompt_tokens']:.0f} | generated {r['generated_tokens']:.0f} |"
             )
-        print(f"speed-up: {results['eval']['before']['s_per_item'] / results['eval']['after']['s_per_item']:.2f}x")
+        before_s = results["eval"]["before"]["s_per_item"]
+        print(f"speed-up: {before_s / results['eval']['after']['s_per_item']:.2f}x (fp32 decoding), ", end="")
+        print(f"{before_s / results['eval']['after, eval.dtype=bfloat16']['s_per_item']:.2f}x (bf16 decoding)")
     return 0
 
 

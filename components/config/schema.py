@@ -253,6 +253,10 @@ class EvalParams(_Section):
     limit: PositiveInt | None = 50
     batch_size: PositiveInt = 8
     max_new_tokens: PositiveInt = 192
+    #: Weights' dtype for decoding during evaluation; ``null`` = ``models.dtype``. Which is faster
+    #: depends on the CPU (``benchmarks/cpu_cost.py`` times both); greedy outputs, and so scores, can
+    #: differ slightly between dtypes, so compare models evaluated with the same one.
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
     max_turns: PositiveInt = 5
     stop_repeated_calls: bool = True
     max_consecutive_errors: PositiveInt | None = 2

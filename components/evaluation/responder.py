@@ -82,6 +82,11 @@ def download_mlflow_model(uri: str, params: Params, dst: Path) -> tuple[Path, Pa
     return _find_model_dir(Path(local))
 
 
+def decode_dtype(params: Params) -> str:
+    """The weights' dtype evaluation decodes with: ``eval.dtype``, else ``models.dtype``."""
+    return params.eval.dtype or params.models.dtype
+
+
 def load_responder(spec: str, params: Params, *, progress: bool = True, workdir: Path | None = None) -> Responder:
     """Resolve ``--model``: ``oracle``, a ``models:/`` (or ``runs:/``) URI, a model dir or a built-in name."""
     from components.config import model_cache_dir
@@ -91,7 +96,7 @@ def load_responder(spec: str, params: Params, *, progress: bool = True, workdir:
         "max_new_tokens": params.eval.max_new_tokens,
         "batch_size": params.eval.batch_size,
         "progress": progress,
-        "dtype": params.models.dtype,
+        "dtype": decode_dtype(params),
     }
     if spec == "oracle":
         return OracleResponder()

@@ -28,7 +28,7 @@ from components.evaluation.cli import write_json
 from components.evaluation.generation import ChatGenerator
 from components.evaluation.harness import evaluate
 from components.evaluation.report import paired_differences, write_paired, write_report
-from components.evaluation.responder import ModelResponder
+from components.evaluation.responder import ModelResponder, decode_dtype
 from components.evaluation.suites import build_suite
 from components.files import folder_files, update_from_file
 
@@ -213,7 +213,7 @@ def _evaluate_arm(params: Params, suites: list[Any], arm: str, model_dir: Path, 
     _echo(f"== evaluating arm '{arm}' ({model_dir})")
     generator = ChatGenerator.from_pretrained(
         model_dir,
-        dtype=params.models.dtype,
+        dtype=decode_dtype(params),
         max_new_tokens=params.eval.max_new_tokens,
         batch_size=params.eval.batch_size,
     )

@@ -8,7 +8,16 @@ So training runs under bf16 autocast where the hardware has bf16 units, the weig
 stay in ``models.dtype`` (fp32 master weights, as mixed precision wants), and
 decoding (evaluation, GRPO rollouts after the trainer unwraps the model) keeps the
 weights' dtype. On CPUs without bf16 instructions everything stays fp32, because
-emulated bf16 is slower than fp32 there.
+emulated bf16 is slower than fp32 there. SFT on a bf16 CPU goes one step further and
+holds the model itself in bf16 beside fp32 master weights (:func:`sft_bf16_weights`).
+
+Decoding is the machine-dependent part: on a later 2-core EPYC (Zen 5, a 2.3x higher
+bf16 matmul peak) bf16 weights decoded *faster*: the arith eval took 1.18 s per item in
+fp32 and 0.60 s in bf16 (``benchmarks/cpu_cost.py --skip sft --skip grpo``, README "Cost
+per token, bf16 compute weights"). Evaluation still keeps ``models.dtype`` unless
+``eval.dtype`` says otherwise: greedy outputs differ between dtypes (that run generated
+1,683 vs 1,583 tokens), and scores a promotion gate compares should not depend on which
+machine ran them.
 """
 
 from __future__ import annotations

@@ -140,3 +140,29 @@ def test_eval_registered_model_uri(isolated_env: Path, tiny_model_dir: Path, mod
 
     missing = CliRunner().invoke(app, ["eval", "--model", "models:/tiny-eval@nosuchalias", "--suite", "arith", *args])
     assert missing.exit_code == 2 and "could not download" in missing.output
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [([], "float32"), (["eval.dtype=bfloat16"], "bfloat16")])
+def test_evaluation_decodes_in_eval_dtype_else_models_dtype(
+    smoke_params, tiny_model_dir: Path, overrides: list[str], expected: str
+) -> None:  # type: ignore[no-untyped-def]
+    """eval.dtype picks the decoding weights' dtype (bf16 decodes faster on some CPUs), models.dtype otherwise."""
+    import torch
+
+    from components.config import load_params
+    from components.evaluation.responder import load_responder
+
+    params = load_params(
+        REPO / "params.yaml",
+        "smoke",
+        [
+            f"project.state_dir={smoke_params.project.state_dir}",
+            f"project.output_dir={smoke_params.project.output_dir}",
+            f"models.cache_dir={smoke_params.models.cache_dir}",
+            *overrides,
+        ],
+    )
+    responder = load_responder(str(tiny_model_dir), params, progress=False)
+    assert {p.dtype for p in responder.generator.model.parameters()} == {getattr(torch, expected)}
+    replies = responder.generator.generate([[{"role": "user", "content": "What is 2 + 3?"}]], None)
+    assert len(replies) == 1 and isinstance(replies[0], str)  # and it decodes in that dtype
