@@ -69,33 +69,38 @@ def matmul_peak(n: int = 2048, repeats: int = 6) -> dict[str, float]:
     return out
 
 
-def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 5) -> dict[str, float]:
-    """Seconds of SmolLM2's 30 layers of SDPA forward+backward (bf16) for ``rows`` rows: causal kernel vs an explicit mask.
+def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 10) -> dict[str, float]:
+    """Seconds of SmolLM2's 30 layers of SDPA forward+backward (bf16) for ``rows`` rows, per attention variant.
 
     Why: a padded batch needs an explicit mask, which PyTorch's CPU attention serves on a
     slower path than ``is_causal``; this is the figure behind ``sft.micro_batch_size``. The
     mask timed is the causal one written out, so both sides do the same attention work.
+    ``blocked`` is causal attention as plain bf16 matmuls (not used by training). The
+    variants are interleaved, each repeat on fresh tensors, and the medians reported:
+    single back-to-back timings of these ~20 ms calls swing by 1.5x on a shared machine.
     """
     import torch
     import torch.nn.functional as F
 
-    out: dict[str, float] = {}
-    for name in ("causal", "masked", "blocked"):
-        q = torch.randn(rows, 9, seq, 64, dtype=torch.bfloat16, requires_grad=True)
-        k = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
-        v = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
-        mask = None if name == "causal" else torch.ones(seq, seq, dtype=torch.bool).tril().expand(rows, 1, seq, seq)
-        times = []
-        for _ in range(repeats + 1):
+    names = ("causal", "masked", "blocked")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    mask = torch.ones(seq, seq, dtype=torch.bool).tril().expand(rows, 1, seq, seq)
+    for repeat in range(repeats + 1):
+        for name in names[repeat % 3 :] + names[: repeat % 3]:  # rotate the order: no variant always goes first
+            q = torch.randn(rows, 9, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+            k = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+            v = torch.randn(rows, 3, seq, 64, dtype=torch.bfloat16, requires_grad=True)
             started = time.perf_counter()
             if name == "blocked":
-                out_ = blocked_causal_attention(q, k, v)
+                out = blocked_causal_attention(q, k, v)
+            elif name == "masked":
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
             else:
-                out_ = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
-            out_.sum().backward()
-            times.append(time.perf_counter() - started)
-        out[name] = 30 * statistics.median(times[1:])  # the first call sets the kernel up
-    return out
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            out.sum().backward()
+            if repeat:  # the first round sets the kernels up
+                times[name].append(time.perf_counter() - started)
+    return {name: 30 * statistics.median(t) for name, t in times.items()}
 
 
 def blocked_causal_attention(q: Any, k: Any, v: Any, blocks: int = 4) -> Any:
@@ -438,7 +443,8 @@ def main() -> int:
     print(f"\n## peak (2048^3 matmul): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
     attention = attention_cost(rows=args.sft_batch)
     print(
-        f"\n## attention, 30 layers fwd+bwd, bf16, {args.sft_batch} rows x 805 tokens: causal kernel "
+        f"\n## attention, 30 layers fwd+bwd, bf16, {args.sft_batch} rows x 805 tokens, medians of 10 interleaved "
+        f"repeats: causal kernel "
         f"{attention['causal']:.2f} s, explicit mask (as a padded batch needs) {attention['masked']:.2f} s; "
         f"causal as bf16 matmuls over 4 query blocks (not used by training) {attention['blocked']:.2f} s"
     )
