@@ -368,9 +368,10 @@ def micro_batching(sft: SftParams, *, cuda: bool) -> tuple[int, int]:
 
     Why one row per pass on a CPU: rows of one batch differ in length, so a batch of two
     pads the shorter one and needs an attention mask, which moves PyTorch's CPU attention
-    off its causal kernel (1.5-1.8x slower forward+backward at 805 tokens: the ``attention``
-    line of ``benchmarks/cpu_cost.py``) on top of the padded positions' own work; a single
-    row has neither, and its ~800x576 matmuls already fill the cores. The optimizer step is unchanged: TRL divides the summed loss by
+    off its causal kernel (1.5-1.8x slower forward+backward at 805 tokens on one EPYC,
+    1.2x on a Zen 5: the ``attention`` line of ``benchmarks/cpu_cost.py``) on top of the
+    padded positions' own work; a single row has neither, and its ~800x576 matmuls
+    already fill the cores. The optimizer step is unchanged: TRL divides the summed loss by
     the loss tokens of the whole accumulated batch (``num_items_in_batch``), so the loss
     and gradients equal the padded batch's up to float rounding (tests/training/sft).
     A GPU wants wide batches, so there the default keeps ``batch_size``.
