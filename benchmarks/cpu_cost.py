@@ -227,9 +227,8 @@ def bench_sft(
     a training job's throughput is usually quoted.
     """
     from components.models.chat_template import legacy_json_template, load_tokenizer
-    from components.training.precision import train_bf16
     from components.training.sft.data import build_examples
-    from components.training.sft.stage import _build_trainer
+    from components.training.sft.stage import _build_trainer, training_arithmetic
 
     params = _params(
         [
@@ -266,8 +265,7 @@ def bench_sft(
         "flops": 6 * n_params * tokens / seconds,
         "steady_flops": 6 * n_params * (tokens_n - tokens1) / (tn - t1) if len(ends.marks) > 1 else float("nan"),
         "steady_s_per_step": (tn - t1) / max(len(ends.marks) - 1, 1),
-        "bf16": float(train_bf16(params.models.train_precision, params.models.dtype)),
-        "bf16_weights": float(trainer.bf16_compute_weights),
+        "dtype": "fp32" if training_arithmetic(trainer) == "fp32" else "bf16",  # the peak to compare with
         "losses": [row["loss"] for row in trainer.state.log_history if "loss" in row],
     }
 
@@ -473,7 +471,7 @@ def main() -> int:
             "| steady share of peak |\n|---|---|---|---|---|---|---|---|"
         )
         for name, r in results["sft"].items():
-            dtype = "bf16" if r["bf16"] or r["bf16_weights"] else "fp32"
+            dtype = r["dtype"]
             ceiling = peak[dtype]
             print(
                 f"| {name} | {r['s_per_row']:.2f} | {r['tokens_per_row']:.0f} | {r['loss_tokens_per_row']:.0f} | "
@@ -517,7 +515,7 @@ def main() -> int:
         for run in range(args.flops_repeats):
             run_peak = matmul_peak()
             r = bench_sft(args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto")
-            ceiling = run_peak["bf16" if r["bf16"] or r["bf16_weights"] else "fp32"]
+            ceiling = run_peak[r["dtype"]]
             shares.append(r["steady_flops"] / ceiling)
             print(
                 f"| {run + 1} | {ceiling / 1e9:.1f} G | {r['steady_s_per_step']:.2f} | {r['steady_flops'] / 1e9:.1f} G "

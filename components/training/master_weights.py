@@ -3,10 +3,10 @@
 Why: under bf16 *autocast* (the Trainer's ``bf16=True``) the weights stay fp32, every
 matmul casts its weight and input to bf16 on the way in, and everything between the
 matmuls (residual stream, norms, activations, their backward) runs in fp32. On a CPU
-those casts and fp32 elementwise passes are a large share of a step: a bare training
-loop of SmolLM2-135M on one 805-token row reached 31% of the bf16 matmul peak under
-autocast and 49% with the model itself in bf16 (``benchmarks/cpu_cost.py --bare-loop``,
-README "Cost per token"). A bf16 model alone cannot train, though: bf16 keeps 8
+those casts and fp32 elementwise passes are a visible share of a step: the real SFT
+trainer ran its steady 2-row steps 1.17x faster with the model itself in bf16
+(``benchmarks/cpu_cost.py --sft-compare compute-weights``, README "Cost per token, bf16
+compute weights"). A bf16 model alone cannot train, though: bf16 keeps 8
 mantissa bits, so a 1e-5 step on a weight near 1 rounds away. Hence the usual split
 (Megatron's "bf16 with fp32 main params"):
 
@@ -69,7 +69,6 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 self.pairs.append((param, master))
             group["params"] = masters
         super().__init__(groups, **adamw_kwargs)
-        self.compute_dtype = compute_dtype
         self._grad_buffers = [torch.zeros_like(master) for _, master in self.pairs]
         self._hooks = []
         for index, (param, _) in enumerate(self.pairs):
@@ -104,7 +103,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
         params: list[torch.Tensor] = [param for param, _ in self.pairs]
         masters: list[torch.Tensor] = [master for _, master in self.pairs]
         torch._foreach_copy_(params, masters)  # round into the compute weights
-        for master in self.masters:
+        for master in masters:
             master.grad = None  # the buffer stays allocated for the next step's first copy
         return loss
 
