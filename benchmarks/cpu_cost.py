@@ -270,6 +270,41 @@ def bench_sft(
     }
 
 
+def profile_sft_steps(model_dir: Path, rows: list[dict[str, Any]], batch: int) -> None:
+    """Print where two steady SFT steps (steps 2 and 3, today's settings) spend their time, op by op.
+
+    Why: the share of peak alone does not say what to attack; the table splits a step into
+    matmuls, attention, casts and the rest (PyTorch's profiler, self CPU time per op).
+    """
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    from components.models.chat_template import load_tokenizer
+    from components.training.sft.data import build_examples
+    from components.training.sft.stage import _build_trainer, training_arithmetic
+
+    class TwoSteps(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 1:
+                self.profiler = profile(activities=[ProfilerActivity.CPU])
+                self.profiler.__enter__()
+                self.started = time.perf_counter()
+            elif state.global_step == 3:
+                self.profiler.__exit__(None, None, None)
+                seconds = time.perf_counter() - self.started
+                print(f"\n## profile of SFT steps 2-3 ({self.arithmetic}): {seconds:.2f} s")
+                print(self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+    params = _params(["sft.max_steps=3", f"sft.batch_size={batch}", "sft.save_steps=100000", "sft.logging_steps=1"])
+    tok = load_tokenizer(model_dir)
+    examples, _ = build_examples(rows, tok, params.sft.max_length)
+    trainer = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / "profile", [])
+    steps = TwoSteps()
+    steps.arithmetic = training_arithmetic(trainer)
+    trainer.add_callback(steps)
+    trainer.train()
+
+
 def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: int, pairs: int) -> dict[str, float]:
     """Median seconds of one training step (forward + backward, no optimizer) per head variant, interleaved.
 
@@ -428,6 +463,11 @@ def main() -> int:
         action="store_true",
         help="also time a bare PyTorch training loop (no Trainer): bf16 autocast and bf16 weights without casts",
     )
+    parser.add_argument(
+        "--profile-sft",
+        action="store_true",
+        help="also profile two steady SFT steps of today's settings and print the most expensive ops",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -491,6 +531,8 @@ def main() -> int:
             f"{autocast / peak['bf16']:.0%}, bf16 weights (no casts) {bf16w / 1e9:.1f} G = {bf16w / peak['bf16']:.0%} "
             "of the bf16 peak"
         )
+    if args.profile_sft:
+        profile_sft_steps(args.model, rows, args.sft_batch)
     if args.sft_parity:
         curves = {
             name: bench_sft(args.model, rows, args.sft_parity, args.sft_batch, legacy=False, **settings)["losses"]
