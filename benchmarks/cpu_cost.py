@@ -11,7 +11,8 @@ absolute CPU timings move with load. It prints:
    listing + ``models.train_precision=auto`` + length-grouped batches + the LM head at the
    loss positions only; ``--sft-compare loss-positions`` isolates the last one
    (``sft.loss_positions_only`` false vs true, all else equal), ``--sft-compare compute-weights``
-   the bf16 compute weights (``sft.compute_weights`` autocast vs bf16); achieved training FLOP/s
+   the bf16 compute weights (``sft.compute_weights`` autocast vs bf16), ``--sft-compare attention``
+   the causal attention (``sft.attention`` sdpa vs blocked); achieved training FLOP/s
    (nominal 6 x parameters x tokens / time, the same count for every variant) as a share
    of the matmul peak of the dtype used;
 4. GRPO seconds per rollout: the RL stage's own ``GRPOTrainer`` (real tool execution),
@@ -25,6 +26,7 @@ absolute CPU timings move with load. It prints:
     python benchmarks/cpu_cost.py --model outputs/cpu-demo/sft/model --sft-steps 4 --grpo-steps 2 --eval-items 16
     python benchmarks/cpu_cost.py --sft-compare loss-positions --skip grpo --skip eval
     python benchmarks/cpu_cost.py --sft-compare compute-weights --sft-steps 6 --sft-parity 12 --skip grpo --skip eval
+    python benchmarks/cpu_cost.py --sft-compare attention --sft-steps 6 --sft-repeats 3 --skip grpo --skip eval
 
 ``--model`` should be a tool-calling student (an SFT model) so GRPO and eval rollouts
 really call tools; the base SmolLM2 works but never calls one.
@@ -75,12 +77,15 @@ def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 10) -> dict[str
     Why: a padded batch needs an explicit mask, which PyTorch's CPU attention serves on a
     slower path than ``is_causal``; this is the figure behind ``sft.micro_batch_size``. The
     mask timed is the causal one written out, so both sides do the same attention work.
-    ``blocked`` is causal attention as plain bf16 matmuls (not used by training). The
+    ``blocked`` is ``sft.attention=blocked`` (components.training.causal_attention, what SFT
+    on a CPU trains with by default): causal attention as bf16 matmuls over query blocks. The
     variants are interleaved, each repeat on fresh tensors, and the medians reported:
     single back-to-back timings of these ~20 ms calls swing by 1.5x on a shared machine.
     """
     import torch
     import torch.nn.functional as F
+
+    from components.training.causal_attention import blocked_causal_attention
 
     names = ("causal", "masked", "blocked")
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -101,30 +106,6 @@ def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 10) -> dict[str
             if repeat:  # the first round sets the kernels up
                 times[name].append(time.perf_counter() - started)
     return {name: 30 * statistics.median(t) for name, t in times.items()}
-
-
-def blocked_causal_attention(q: Any, k: Any, v: Any, blocks: int = 4) -> Any:
-    """Causal GQA attention as plain bf16 matmuls over query blocks (block i reads keys up to its end).
-
-    Not used by training: it measures the lever left on attention. PyTorch's CPU flash
-    kernel reaches ~110 GFLOP/s here; these matmuls skip most of the masked upper
-    triangle and run on the GEMM kernels, softmax in fp32.
-    """
-    import torch
-
-    rows, heads, seq, dim = q.shape
-    kv_heads = k.shape[1]
-    group = heads // kv_heads
-    grouped = q.reshape(rows, kv_heads, group, seq, dim)
-    bounds = [round(seq * i / blocks) for i in range(blocks + 1)]
-    outs = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        block = grouped[:, :, :, start:end].reshape(rows, kv_heads, group * (end - start), dim)
-        scores = (block @ k[:, :, :end].transpose(-1, -2)) * dim**-0.5
-        hidden = torch.ones(end - start, end, dtype=torch.bool).triu(start + 1).repeat(group, 1)
-        probs = torch.softmax(scores.masked_fill(hidden, float("-inf")), -1, dtype=torch.float32).to(q.dtype)
-        outs.append((probs @ v[:, :, :end]).reshape(rows, kv_heads, group, end - start, dim))
-    return torch.cat(outs, 3).reshape(rows, heads, seq, dim)
 
 
 def bare_loop_flops(model_dir: Path, *, bf16_weights: bool, seq: int = 805, steps: int = 4) -> float:
@@ -215,6 +196,7 @@ def bench_sft(
     loss_positions_only: bool = True,
     micro_batch: int | None = None,
     compute_weights: str = "auto",
+    attention: str = "auto",
 ) -> dict[str, Any]:
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps.
 
@@ -240,6 +222,7 @@ def bench_sft(
             f"sft.loss_positions_only={str(loss_positions_only).lower()}",
             f"sft.micro_batch_size={'null' if micro_batch is None else micro_batch}",
             f"sft.compute_weights={compute_weights}",
+            f"sft.attention={attention}",
         ]
     )
     tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
@@ -432,11 +415,18 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["sft", "grpo", "eval"])
     parser.add_argument(
         "--sft-compare",
-        choices=["listing-precision", "loss-positions", "compute-weights"],
+        choices=["listing-precision", "loss-positions", "compute-weights", "attention"],
         default="listing-precision",
         help="SFT before/after: JSON listing + fp32 + stock head vs compact + auto precision + head at loss "
         "positions only (default); only sft.loss_positions_only false vs true (compact listing, auto precision); "
-        "or only sft.compute_weights autocast vs bf16 (fp32 weights cast per op vs bf16 weights + fp32 masters)",
+        "or only sft.compute_weights autocast vs bf16 (fp32 weights cast per op vs bf16 weights + fp32 masters); "
+        "or only sft.attention sdpa vs blocked (PyTorch's causal kernel vs matmuls over query blocks)",
+    )
+    parser.add_argument(
+        "--sft-repeats",
+        type=int,
+        default=1,
+        help="run the SFT before/after pair N times, alternating, and also print the medians (timings drift)",
     )
     parser.add_argument(
         "--sft-parity",
@@ -484,7 +474,7 @@ def main() -> int:
         f"\n## attention, 30 layers fwd+bwd, bf16, {args.sft_batch} rows x 805 tokens, medians of 10 interleaved "
         f"repeats: causal kernel "
         f"{attention['causal']:.2f} s, explicit mask (as a padded batch needs) {attention['masked']:.2f} s; "
-        f"causal as bf16 matmuls over 4 query blocks (not used by training) {attention['blocked']:.2f} s"
+        f"causal as bf16 matmuls over query blocks (sft.attention=blocked) {attention['blocked']:.2f} s"
     )
     rows = sft_rows(_params([]), args.sft_steps * args.sft_batch)
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -495,16 +485,27 @@ def main() -> int:
             same = {"legacy": False, "precision": "auto", "compute_weights": "autocast"}
             before = {**same, "loss_positions_only": False}
             after = {**same, "loss_positions_only": True}
+        elif args.sft_compare == "attention":
+            before = {"legacy": False, "precision": "auto", "attention": "sdpa"}
+            after = {"legacy": False, "precision": "auto", "attention": "blocked"}
         elif args.sft_compare == "compute-weights":
             before = {"legacy": False, "precision": "auto", "compute_weights": "autocast"}
             after = {"legacy": False, "precision": "auto", "compute_weights": "bf16"}
         else:
-            before = {"legacy": True, "precision": "fp32", "loss_positions_only": False, "micro_batch": args.sft_batch}
+            before = {
+                "legacy": True,
+                "precision": "fp32",
+                "loss_positions_only": False,
+                "micro_batch": args.sft_batch,
+                "attention": "sdpa",
+            }
             after = {"legacy": False, "precision": "auto", "loss_positions_only": True}
-        results["sft"] = {
-            "before": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **before),
-            "after": bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **after),
-        }
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        for repeat in range(args.sft_repeats):
+            for name in ("before", "after") if repeat % 2 == 0 else ("after", "before"):
+                settings = before if name == "before" else after
+                runs[name].append(bench_sft(args.model, rows, args.sft_steps, args.sft_batch, **settings))
+        results["sft"] = {name: runs[name][0] for name in ("before", "after")}
         print(f"\n## SFT (same rows, real SFTTrainer; {args.sft_compare}: before {before}, after {after})")
         print(
             "| variant | s/row | tokens/row | loss tokens/row | FLOP/s (whole run) | steady s/step | steady FLOP/s "
@@ -519,6 +520,20 @@ def main() -> int:
                 f"{r['steady_flops'] / 1e9:.1f} G | {r['steady_flops'] / ceiling:.0%} of {dtype} |"
             )
         print(f"speed-up: {results['sft']['before']['s_per_row'] / results['sft']['after']['s_per_row']:.2f}x")
+        print(
+            "loss per step, same rows and seed: before "
+            + ", ".join(f"{x:.4f}" for x in results["sft"]["before"]["losses"])
+            + "; after "
+            + ", ".join(f"{x:.4f}" for x in results["sft"]["after"]["losses"])
+        )
+        if args.sft_repeats > 1:
+            steady = {name: [round(r["steady_s_per_step"], 2) for r in runs[name]] for name in runs}
+            print(
+                f"{args.sft_repeats} alternating runs, steady s/step: before {steady['before']}, after "
+                f"{steady['after']}; medians {statistics.median(steady['before']):.2f} -> "
+                f"{statistics.median(steady['after']):.2f} s "
+                f"({statistics.median(steady['before']) / statistics.median(steady['after']):.2f}x)"
+            )
         if args.sft_compare == "loss-positions" and args.sft_interleave:
             med = bench_sft_interleaved(args.model, rows[: args.sft_batch], args.sft_batch, args.sft_interleave)
             print(f"interleaved ({args.sft_interleave} pairs, median s/step, batch {args.sft_batch}): ", end="")

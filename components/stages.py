@@ -149,6 +149,7 @@ STAGES: dict[str, StageSpec] = {
             code=(
                 "components/training/sft",
                 "components/training/master_weights.py",
+                "components/training/causal_attention.py",
                 *TRAINING_SHARED_CODE,
             ),
             timeout_s=6 * HOUR_S,

@@ -128,6 +128,11 @@ class SftParams(_Section):
     #: summed in fp32 (components.training.master_weights; 1.17x faster SFT steps measured on a bf16 CPU);
     #: ``auto`` = ``bf16`` for full fine-tuning in one process on a CPU that trains in bf16, else autocast.
     compute_weights: Literal["auto", "autocast", "bf16"] = "auto"
+    #: Causal attention in training: ``blocked`` = plain matmuls over query blocks with a written-out
+    #: backward (components.training.causal_attention; 1.10x faster SFT steps on a 2-core EPYC,
+    #: more memory), ``sdpa`` = PyTorch's kernel, ``auto`` = blocked on a CPU, SDPA on a GPU. Padded
+    #: batches, generation and evaluation always use SDPA; saved models load with SDPA.
+    attention: Literal["auto", "sdpa", "blocked"] = "auto"
 
 
 RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]

@@ -125,10 +125,11 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             _log_inputs(params, rows, dataset_path, dataset_sha, examples, stats, tokenizer, validation, base_dir)
         trainer = _build_trainer(params, base_dir, tokenizer, examples, checkpoints, callbacks)
         precision = training_arithmetic(trainer)
+        attention = training_attention(trainer)
         if main:
             import mlflow
 
-            mlflow.set_tag("mentor.sft_arithmetic", precision)
+            mlflow.set_tags({"mentor.sft_arithmetic": precision, "mentor.sft_attention": attention})
         started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - started
@@ -181,6 +182,7 @@ def train_sft(params: Params, resume: bool = False, callbacks: Sequence[Any] = (
             "train_loss": round(float(result.training_loss), 6),
             "train_seconds": round(train_seconds, 1),
             "arithmetic": precision,
+            "attention": attention,
             "resumed_from": str(resume_from) if resume_from else None,
             "mlflow_run_id": run.info.run_id,
         }
@@ -275,6 +277,7 @@ def _build_trainer(
     from trl import SFTConfig
 
     from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.causal_attention import set_training_attention, uses_blocked
     from components.training.distributed import world_size
     from components.training.precision import set_cpu_threads, sft_bf16_weights, train_bf16
     from components.training.sft.trainer import LossPositionsSFTTrainer, StockHeadSFTTrainer
@@ -284,6 +287,8 @@ def _build_trainer(
     set_seed(sft.seed)  # before the model/adapters exist: LoRA init is random
     dtype = getattr(torch, params.models.dtype)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    # Before PEFT wraps it: the attention function is the base model's (saved configs drop it).
+    set_training_attention(model, uses_blocked(sft.attention, cuda=torch.cuda.is_available()))
     peft_config = None
     if sft.use_lora:
         from peft import LoraConfig
@@ -361,6 +366,14 @@ def training_arithmetic(trainer: Any) -> str:
     if getattr(trainer, "bf16_compute_weights", False):
         return "bf16 weights + fp32 masters"
     return "bf16 autocast" if trainer.args.bf16 else "fp32"
+
+
+def training_attention(trainer: Any) -> str:
+    """Which causal attention the training passes ran, as ``sft.attention`` and the machine resolved it."""
+    from components.training.causal_attention import ATTENTION_NAME
+
+    implementation = trainer.model.config._attn_implementation
+    return "blocked matmuls" if implementation == ATTENTION_NAME else str(implementation)
 
 
 def micro_batching(sft: SftParams, *, cuda: bool) -> tuple[int, int]:

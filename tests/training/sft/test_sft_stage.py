@@ -143,6 +143,7 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
 
     # models.train_precision=auto and sft.compute_weights=auto on a CPU: bf16 weights where it has bf16 units.
     assert summary["arithmetic"] == ("bf16 weights + fp32 masters" if cpu_has_bf16() else "fp32")
+    assert summary["attention"] == "blocked matmuls"  # sft.attention=auto on a CPU
     # A loadable plain model + tokenizer with the student's exact chat template; checkpoints cleaned up.
     tok = AutoTokenizer.from_pretrained(model_dir)
     assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
@@ -157,6 +158,7 @@ def test_smoke_sft_trains_saves_and_logs(straight_run, tiny_model_dir: Path) -> 
     assert run.info.status == "FINISHED"
     assert run.data.params["sft.learning_rate"] == str(params.sft.learning_rate)
     assert run.data.tags["mentor.sft_arithmetic"] == summary["arithmetic"]
+    assert run.data.tags["mentor.sft_attention"] == summary["attention"]
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in losses] == list(range(1, params.sft.max_steps + 1))
     assert len(client.get_metric_history(run.info.run_id, "train/learning_rate")) == params.sft.max_steps
