@@ -155,7 +155,7 @@ def _takes_blocked(
         and torch.is_grad_enabled()
         and query.requires_grad
         and dropout == 0.0
-        and bool(getattr(module, "is_causal", True))
+        and bool(getattr(module, "is_causal", True) if kwargs.get("is_causal") is None else kwargs["is_causal"])
         and query.shape[2] > 1
         and query.shape[2] == key.shape[2]
         and query.shape[1] % key.shape[1] == 0

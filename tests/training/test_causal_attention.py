@@ -91,6 +91,24 @@ def test_heads_that_do_not_group_are_refused() -> None:
         ca.blocked_causal_attention(q, k, v)
 
 
+@pytest.mark.parametrize(
+    ("module_causal", "call_causal", "blocked"),
+    [(True, None, True), (False, None, False), (True, False, False), (False, True, True)],
+)
+def test_the_interface_function_takes_only_causal_calls(
+    blocked_calls: list[tuple[int, ...]], module_causal: bool, call_causal: bool | None, blocked: bool
+) -> None:
+    from types import SimpleNamespace
+
+    q, k, v = qkv(12, torch.float64)
+    module = SimpleNamespace(is_causal=module_causal, num_key_value_groups=3, training=True)
+    out, weights = ca.attention_forward(module, q, k, v, None, is_causal=call_causal)
+    causal = module_causal if call_causal is None else call_causal
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    assert weights is None and len(blocked_calls) == int(blocked)
+
+
 def test_auto_is_blocked_on_a_cpu_and_sdpa_on_a_gpu() -> None:
     assert ca.uses_blocked("auto", cuda=False) and not ca.uses_blocked("auto", cuda=True)
     assert ca.uses_blocked("blocked", cuda=True) and not ca.uses_blocked("sdpa", cuda=False)
