@@ -35,7 +35,9 @@ really call tools; the base SmolLM2 works but never calls one.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -48,9 +50,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _params(tmp_overrides: list[str], base: Any | None = None):  # type: ignore[no-untyped-def]
+    """cpu-demo params in a fresh temporary folder, deleted when the benchmark exits.
+
+    Why deleted: each SFT measurement's Trainer saves a final checkpoint there (~1.8 GB,
+    mostly fp32 masters and AdamW moments), and a run with repeats left tens of GB in /tmp.
+    """
     from rl_step_profile import prepare_params
 
-    params, _ = prepare_params("cpu-demo", tmp_overrides)
+    params, tmp = prepare_params("cpu-demo", tmp_overrides)
+    atexit.register(shutil.rmtree, tmp, True)
     return params
 
 
@@ -236,6 +244,7 @@ def bench_sft(
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
+    shutil.rmtree(out_dir, ignore_errors=True)  # the final checkpoint, not needed here
     (t1, tokens1), (tn, tokens_n) = ends.marks[0], ends.marks[-1]
     rows_seen = steps * batch
     mean_tokens = statistics.mean(len(e.input_ids) for e in examples)
