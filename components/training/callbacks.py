@@ -12,6 +12,8 @@
 * :class:`ProgressLines` prints one log line per log event with rate and ETA,
   for runs whose output goes to a file (nohup, Prefect, DVC), where tqdm's
   carriage returns are unreadable.
+* :class:`SkipFinalCheckpoint` drops the checkpoint transformers writes when a run
+  ends: the stages save the model themselves and delete the checkpoints right after.
 
 All of them work with any ``transformers.Trainer`` subclass (SFTTrainer, GRPOTrainer).
 """
@@ -78,6 +80,24 @@ class DivergenceGuard(TrainerCallback):
                 f"training diverged at step {state.global_step} ({shown}); stopped and no model was written. "
                 f"Fix: {self.hint}, then rerun without --resume (the checkpoints of this run hold diverging weights)."
             )
+
+
+class SkipFinalCheckpoint(TrainerCallback):
+    """No checkpoint at the last step; periodic ones (``save_steps``) are kept.
+
+    Why: with ``save_strategy="steps"`` transformers also saves when training ends
+    (``DefaultFlowCallback``), but the SFT and RL stages write the model themselves right
+    after ``train()`` and then delete the checkpoints, so the last one is written only to be
+    deleted: for SmolLM2-135M ~1.9 GB (weights, fp32 AdamW moments, and with bf16 compute
+    weights the fp32 masters). The cost of dropping it: a crash between the end of training
+    and the saved model resumes from the last periodic checkpoint instead. Add it after
+    the Trainer's own callbacks (any callback list passed to a Trainer is).
+    """
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            control.should_save = False
+        return control
 
 
 class ProgressLines(TrainerCallback):

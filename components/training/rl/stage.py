@@ -326,7 +326,7 @@ def build_trainer(
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from transformers import set_seed
 
-    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines, SkipFinalCheckpoint
     from components.training.rl.callbacks import RlMetricsCallback, RlRecorder
     from components.training.rl.env import make_environment_class, make_reward_function
     from components.training.rl.grpo_trainer import MentorGRPOTrainer
@@ -341,6 +341,7 @@ def build_trainer(
     trainer_callbacks: list[Any] = [
         MlflowStepLogger(prefix="train/"),
         DivergenceGuard(hint=f"lower rl.learning_rate (now {params.rl.learning_rate:g})"),
+        SkipFinalCheckpoint(),
         metrics,
     ]
     if not sys.stderr.isatty():

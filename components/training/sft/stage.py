@@ -276,7 +276,7 @@ def _build_trainer(
     from transformers import AutoModelForCausalLM, set_seed
     from trl import SFTConfig
 
-    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines
+    from components.training.callbacks import DivergenceGuard, MlflowStepLogger, ProgressLines, SkipFinalCheckpoint
     from components.training.causal_attention import set_training_attention, uses_blocked
     from components.training.distributed import world_size
     from components.training.precision import set_cpu_threads, sft_bf16_weights, train_bf16
@@ -341,7 +341,7 @@ def _build_trainer(
         disable_tqdm=not interactive,
     )
     guard_hint = f"lower sft.learning_rate (now {sft.learning_rate:g})"
-    trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint)]
+    trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint), SkipFinalCheckpoint()]
     if not interactive:
         trainer_callbacks.append(ProgressLines("sft"))
     trainer_class = LossPositionsSFTTrainer if sft.loss_positions_only else StockHeadSFTTrainer
