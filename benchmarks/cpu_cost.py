@@ -116,6 +116,42 @@ def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 10) -> dict[str
     return {name: 30 * statistics.median(t) for name, t in times.items()}
 
 
+def attention_in_model(model_dir: Path, seq: int = 805, repeats: int = 6) -> dict[str, float]:
+    """Seconds of one bare forward+backward of the bf16 model on one ``seq``-token row, per ``sft.attention``.
+
+    Why beside :func:`attention_cost`: the isolated kernels do not predict the model. On
+    the 2-core EPYC of 2026-11-30 the isolated line, run first in a fresh process, had the
+    blocked matmuls 1.05-1.3x *slower* than PyTorch's kernel in four of five runs, and 1.3x
+    faster when run after the model in the same process (the blocked path's ~20 MB
+    temporaries come from a warm heap there, from fresh pages in a fresh process); inside
+    the model they made every step faster. This times what training runs: the same model
+    and row, the implementation switched between alternating repeats
+    (``set_attn_implementation``), medians.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from components.training.causal_attention import ATTENTION_NAME, register
+
+    register()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(torch.bfloat16)
+    model.train()
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    ids = torch.randint(0, model.config.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
+    names = {"sdpa": "sdpa", "blocked": ATTENTION_NAME}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats + 1):
+        for name in names if repeat % 2 == 0 else reversed(names):
+            model.set_attn_implementation(names[name])
+            started = time.perf_counter()
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[0, -91:-1]
+            torch.nn.functional.cross_entropy(head(hidden).float(), ids[0, -90:]).backward()
+            model.zero_grad(set_to_none=True)
+            if repeat:  # the first round sets the kernels up
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def bare_loop_flops(model_dir: Path, *, bf16_weights: bool, seq: int = 805, steps: int = 4) -> float:
     """Nominal training FLOP/s of a bare PyTorch loop on one random row: no Trainer, no clipping, no callbacks.
 
@@ -484,6 +520,12 @@ def main() -> int:
         f"repeats: causal kernel "
         f"{attention['causal']:.2f} s, explicit mask (as a padded batch needs) {attention['masked']:.2f} s; "
         f"causal as bf16 matmuls over query blocks (sft.attention=blocked) {attention['blocked']:.2f} s"
+    )
+    in_model = attention_in_model(args.model)
+    print(
+        f"attention inside the model (what training runs): one bf16 forward+backward of one 805-token row, "
+        f"medians of 6 alternating repeats: sft.attention=sdpa {in_model['sdpa']:.2f} s, blocked "
+        f"{in_model['blocked']:.2f} s ({in_model['sdpa'] / in_model['blocked']:.2f}x)"
     )
     rows = sft_rows(_params([]), args.sft_steps * args.sft_batch)
     results: dict[str, dict[str, dict[str, float]]] = {}

@@ -159,7 +159,9 @@ def _takes_blocked(
         and query.shape[2] > 1
         and query.shape[2] == key.shape[2]
         and query.shape[1] % key.shape[1] == 0
-        and not any(kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux"))
+        and not any(
+            kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux", "position_bias", "cache")
+        )
     )
 
 

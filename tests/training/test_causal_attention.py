@@ -109,6 +109,18 @@ def test_the_interface_function_takes_only_causal_calls(
     assert weights is None and len(blocked_calls) == int(blocked)
 
 
+def test_a_position_bias_goes_to_sdpa(blocked_calls: list[tuple[int, ...]]) -> None:
+    from types import SimpleNamespace
+
+    q, k, v = qkv(12, torch.float64)
+    bias = torch.randn(1, 6, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=3, training=True)
+    out, _ = ca.attention_forward(module, q, k, v, None, position_bias=bias)
+    plain, _ = ca.attention_forward(module, q, k, v, None)
+    assert len(blocked_calls) == 1  # only the call without a bias
+    assert not torch.allclose(out, plain)  # the bias was applied, not dropped
+
+
 def test_auto_is_blocked_on_a_cpu_and_sdpa_on_a_gpu() -> None:
     assert ca.uses_blocked("auto", cuda=False) and not ca.uses_blocked("auto", cuda=True)
     assert ca.uses_blocked("blocked", cuda=True) and not ca.uses_blocked("sdpa", cuda=False)
