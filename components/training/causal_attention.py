@@ -18,8 +18,8 @@ The cost is memory: the probabilities (compute dtype) are kept for the backward 
 ``~heads x L^2 / 2`` values per layer and row (about 1.2 GB per 2,048-token row for
 SmolLM2's 30 layers), where the flash kernel keeps one value per row and head. SFT on a
 CPU runs one row per micro-batch (``components.training.sft.stage.micro_batching``), so
-this is affordable there; on a GPU the fused kernels win and ``sft.attention=auto`` keeps
-SDPA.
+this is affordable there, and a call that would keep more than :data:`MAX_SAVED_BYTES`
+goes to SDPA; on a GPU the fused kernels win and ``sft.attention=auto`` keeps SDPA.
 
 It is registered with transformers' attention interface as :data:`ATTENTION_NAME` and
 only takes the calls it computes exactly the same thing for: a causal self-attention
@@ -42,6 +42,11 @@ ATTENTION_NAME = "mentor_blocked_causal"
 #: Query rows per block. ~200 was fastest at 805 tokens on a 2-core EPYC (4 blocks): 2 blocks
 #: do more masked work (slower than the kernel in isolation), 6-8 blocks were 1.5-2.5% slower.
 BLOCK_TOKENS = 200
+
+#: Most bytes of probabilities one call may keep for its backward pass; longer calls go to SDPA.
+#: They grow with heads x length^2: SmolLM2-135M (9 heads, bf16) keeps ~7 MiB per layer and row at
+#: 805 tokens, 40 MiB at 2,048, 151 MiB at 4,096 (4.4 GiB over 30 layers), 590 MiB at 8,192 (SDPA).
+MAX_SAVED_BYTES = 256 * 2**20
 
 AttentionChoice = Literal["auto", "sdpa", "blocked"]
 
@@ -146,12 +151,23 @@ def blocked_causal_attention(
         )
 
 
+def saved_bytes(query: torch.Tensor) -> int:
+    """Bytes of probabilities the blocked forward keeps for backward (the lower triangle plus the diagonal blocks)."""
+    rows, heads, seq, _ = query.shape
+    dtype = torch.get_autocast_dtype(query.device.type) if torch.is_autocast_enabled(query.device.type) else query.dtype
+    bounds = _blocks(seq)
+    kept = sum((end - start) * end for start, end in zip(bounds, bounds[1:], strict=False))
+    return rows * heads * kept * dtype.itemsize
+
+
 def _takes_blocked(
     module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask: Any, dropout: float, kwargs: dict[str, Any]
 ) -> bool:
-    """Whether the call is plain causal self-attention with gradients, the case the blocked path computes exactly."""
+    """Whether the call is plain causal self-attention with gradients, the case the blocked path computes exactly,
+    and its kept probabilities fit :data:`MAX_SAVED_BYTES`."""
     return (
-        attention_mask is None
+        saved_bytes(query) <= MAX_SAVED_BYTES
+        and attention_mask is None
         and torch.is_grad_enabled()
         and query.requires_grad
         and dropout == 0.0

@@ -121,6 +121,24 @@ def test_a_position_bias_goes_to_sdpa(blocked_calls: list[tuple[int, ...]]) -> N
     assert not torch.allclose(out, plain)  # the bias was applied, not dropped
 
 
+def test_calls_whose_kept_probabilities_exceed_the_budget_go_to_sdpa(
+    blocked_calls: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=3, training=True)
+    short, long = qkv(40, torch.float32), qkv(41, torch.float32)
+    # 2 rows x 6 heads x (40 x 40 lower triangle incl. the diagonal block) x 4 bytes
+    assert ca.saved_bytes(short[0]) == 2 * 6 * 40 * 40 * 4
+    monkeypatch.setattr(ca, "MAX_SAVED_BYTES", ca.saved_bytes(short[0]))
+    for tensors in (short, long):
+        out, _ = ca.attention_forward(module, *tensors, None)
+        torch.testing.assert_close(out, sdpa(*tensors).transpose(1, 2))
+    assert blocked_calls == [tuple(short[0].shape)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ca.saved_bytes(short[0]) == 2 * 6 * 40 * 40 * 2  # kept in the autocast dtype
+
+
 def test_auto_is_blocked_on_a_cpu_and_sdpa_on_a_gpu() -> None:
     assert ca.uses_blocked("auto", cuda=False) and not ca.uses_blocked("auto", cuda=True)
     assert ca.uses_blocked("blocked", cuda=True) and not ca.uses_blocked("sdpa", cuda=False)
