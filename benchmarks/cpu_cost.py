@@ -116,6 +116,14 @@ def attention_cost(seq: int = 805, rows: int = 2, repeats: int = 10) -> dict[str
     return {name: 30 * statistics.median(t) for name, t in times.items()}
 
 
+def _row_loss(body: Any, head: Any, ids: Any) -> Any:
+    """The bare loops' loss: the last 90 positions of one row through the LM head only, as ``sft.loss_positions_only``."""
+    import torch
+
+    hidden = body(input_ids=ids, use_cache=False).last_hidden_state[0, -91:-1]
+    return torch.nn.functional.cross_entropy(head(hidden).float(), ids[0, -90:])
+
+
 def attention_in_model(model_dir: Path, seq: int = 805, repeats: int = 6) -> dict[str, float]:
     """Seconds of one bare forward+backward of the bf16 model on one ``seq``-token row, per ``sft.attention``.
 
@@ -144,8 +152,7 @@ def attention_in_model(model_dir: Path, seq: int = 805, repeats: int = 6) -> dic
         for name in names if repeat % 2 == 0 else reversed(names):
             model.set_attn_implementation(names[name])
             started = time.perf_counter()
-            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[0, -91:-1]
-            torch.nn.functional.cross_entropy(head(hidden).float(), ids[0, -90:]).backward()
+            _row_loss(body, head, ids).backward()
             model.zero_grad(set_to_none=True)
             if repeat:  # the first round sets the kernels up
                 times[name].append(time.perf_counter() - started)
@@ -175,8 +182,7 @@ def bare_loop_flops(model_dir: Path, *, bf16_weights: bool, seq: int = 805, step
     for _ in range(steps + 1):
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not bf16_weights):
-            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[0, -91:-1]
-            loss = torch.nn.functional.cross_entropy(head(hidden).float(), ids[0, -90:])
+            loss = _row_loss(body, head, ids)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -229,6 +235,21 @@ def _step_ends() -> Any:
     return StepEnds()
 
 
+def _sft_trainer(
+    model_dir: Path, rows: list[dict[str, Any]], overrides: list[str], folder: str, tokenizer: Any = None
+) -> tuple[Any, list[Any]]:
+    """(trainer, examples): the SFT stage's own trainer on ``rows`` in a fresh temporary folder."""
+    from components.models.chat_template import load_tokenizer
+    from components.training.sft.data import build_examples
+    from components.training.sft.stage import _build_trainer
+
+    params = _params(overrides)
+    tok = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
+    examples, _ = build_examples(rows, tok, params.sft.max_length)
+    out_dir = Path(params.project.output_dir) / folder
+    return _build_trainer(params, model_dir, tok, examples, out_dir, []), examples
+
+
 def bench_sft(
     model_dir: Path,
     rows: list[dict[str, Any]],
@@ -253,10 +274,11 @@ def bench_sft(
     a training job's throughput is usually quoted.
     """
     from components.models.chat_template import legacy_json_template, load_tokenizer
-    from components.training.sft.data import build_examples
-    from components.training.sft.stage import _build_trainer, training_arithmetic
+    from components.training.sft.stage import training_arithmetic
 
-    params = _params(
+    trainer, examples = _sft_trainer(
+        model_dir,
+        rows,
         [
             f"models.train_precision={precision}",
             f"sft.max_steps={steps}",
@@ -267,12 +289,10 @@ def bench_sft(
             f"sft.micro_batch_size={'null' if micro_batch is None else micro_batch}",
             f"sft.compute_weights={compute_weights}",
             f"sft.attention={attention}",
-        ]
+        ],
+        "bench-sft",
+        load_tokenizer(model_dir, template=legacy_json_template() if legacy else None),
     )
-    tok = load_tokenizer(model_dir, template=legacy_json_template() if legacy else None)
-    examples, stats = build_examples(rows, tok, params.sft.max_length)
-    out_dir = Path(params.project.output_dir) / "bench-sft"
-    trainer = _build_trainer(params, model_dir, tok, examples, out_dir, [])
     n_params = sum(p.numel() for p in trainer.model.parameters())
     trainer.args.include_num_input_tokens_seen = "non_padding"
     ends = _step_ends()
@@ -280,7 +300,7 @@ def bench_sft(
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    shutil.rmtree(out_dir, ignore_errors=True)  # the final checkpoint, not needed here
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # its checkpoints, not needed here
     (t1, tokens1), (tn, tokens_n) = ends.marks[0], ends.marks[-1]
     rows_seen = steps * batch
     mean_tokens = statistics.mean(len(e.input_ids) for e in examples)
@@ -307,9 +327,7 @@ def profile_sft_steps(model_dir: Path, rows: list[dict[str, Any]], batch: int) -
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
 
-    from components.models.chat_template import load_tokenizer
-    from components.training.sft.data import build_examples
-    from components.training.sft.stage import _build_trainer, training_arithmetic
+    from components.training.sft.stage import training_arithmetic
 
     class TwoSteps(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -323,10 +341,8 @@ def profile_sft_steps(model_dir: Path, rows: list[dict[str, Any]], batch: int) -
                 print(f"\n## profile of SFT steps 2-3 ({self.arithmetic}): {seconds:.2f} s")
                 print(self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
-    params = _params(["sft.max_steps=3", f"sft.batch_size={batch}", "sft.save_steps=100000", "sft.logging_steps=1"])
-    tok = load_tokenizer(model_dir)
-    examples, _ = build_examples(rows, tok, params.sft.max_length)
-    trainer = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / "profile", [])
+    overrides = ["sft.max_steps=3", f"sft.batch_size={batch}", "sft.save_steps=100000", "sft.logging_steps=1"]
+    trainer, _ = _sft_trainer(model_dir, rows, overrides, "profile")
     steps = TwoSteps()
     steps.arithmetic = training_arithmetic(trainer)
     trainer.add_callback(steps)
@@ -341,22 +357,17 @@ def bench_sft_interleaved(model_dir: Path, rows: list[dict[str, Any]], batch: in
     batch puts both under the same drift.
     """
     from components.models.chat_template import load_tokenizer
-    from components.training.sft.data import build_examples
-    from components.training.sft.stage import _build_trainer
 
     tok = load_tokenizer(model_dir)
     trainers = {}
     for name, compact in (("stock", False), ("loss-positions", True)):
-        params = _params(
-            [
-                f"sft.batch_size={batch}",
-                f"sft.micro_batch_size={batch}",
-                f"sft.loss_positions_only={str(compact).lower()}",
-                "sft.compute_weights=autocast",  # training_step alone never makes the optimizer that casts to bf16
-            ]
-        )
-        examples, _ = build_examples(rows, tok, params.sft.max_length)
-        trainers[name] = _build_trainer(params, model_dir, tok, examples, Path(params.project.output_dir) / name, [])
+        overrides = [
+            f"sft.batch_size={batch}",
+            f"sft.micro_batch_size={batch}",
+            f"sft.loss_positions_only={str(compact).lower()}",
+            "sft.compute_weights=autocast",  # training_step alone never makes the optimizer that casts to bf16
+        ]
+        trainers[name], _ = _sft_trainer(model_dir, rows, overrides, name, tok)
         trainers[name].current_gradient_accumulation_steps = 1  # set by train(); training_step reads it
         # As train() does: accelerate wraps model.forward in the mixed-precision autocast (the stock path's bf16).
         trainers[name].model = trainers[name].accelerator.prepare_model(trainers[name].model)

@@ -8,9 +8,10 @@ the softmax; done as GEMMs over query blocks, block ``i`` only reads the keys up
 own end (the masked upper triangle is skipped but for the diagonal blocks), the GQA query
 heads of one key head share one GEMM, and the backward pass is written out (one fused
 ``(dP - rowsum(dO * O)) * P`` instead of autograd's separate softmax, mask, scale and cast
-backward passes). On SmolLM2-135M it made attention alone 1.33x and steady SFT steps
-1.10x faster than the kernel (``benchmarks/cpu_cost.py``'s ``attention`` line and
-``--sft-compare attention``, README "Cost per token, blocked attention"). Numerically it is the textbook softmax attention: scores and softmax in at
+backward passes). On SmolLM2-135M it made a model forward+backward 1.08-1.15x and
+steady SFT steps 1.10x faster than the kernel (``benchmarks/cpu_cost.py``'s ``attention
+inside the model`` line and ``--sft-compare attention``, README "Cost per token, blocked
+attention"). Numerically it is the textbook softmax attention: scores and softmax in at
 least fp32, probabilities rounded to the compute dtype before ``P @ V`` (as the kernel's
 bf16 path does); in float64 it matches SDPA to rounding (``tests/training/test_causal_attention.py``).
 
@@ -86,13 +87,13 @@ class BlockedCausalAttention(torch.autograd.Function):
             probs.append(prob)
         out = out.view(rows, heads, seq, dim)
         ctx.save_for_backward(query, key, value, out, *probs)
-        ctx.scale = scale
+        ctx.scale, ctx.bounds = scale, bounds
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         query, key, value, out, *probs = ctx.saved_tensors
-        scale = ctx.scale
+        scale, bounds = ctx.scale, ctx.bounds
         rows, heads, seq, dim = query.shape
         kv_heads = key.shape[1]
         group = heads // kv_heads
@@ -105,7 +106,6 @@ class BlockedCausalAttention(torch.autograd.Function):
         grad_query = torch.empty_like(grouped)
         grad_key = torch.zeros(key.shape, dtype=accumulate, device=key.device)
         grad_value = torch.zeros(value.shape, dtype=accumulate, device=value.device)
-        bounds = _blocks(seq)
         for (start, end), prob in zip(zip(bounds, bounds[1:], strict=False), probs, strict=True):
             size = end - start
             block_grad = grad_grouped[:, :, :, start:end].reshape(rows, kv_heads, group * size, dim)
@@ -136,10 +136,7 @@ def blocked_causal_attention(
     autocast off, so forward and backward compute in one dtype.
     """
     device = query.device.type
-    if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
-    else:
-        dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
+    dtype = _compute_dtype(query, key, value)
     if query.shape[1] % key.shape[1]:
         raise ValueError(f"query heads ({query.shape[1]}) must be a multiple of key/value heads ({key.shape[1]})")
     with torch.autocast(device, enabled=False):
@@ -151,10 +148,21 @@ def blocked_causal_attention(
         )
 
 
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype the blocks run in: the autocast dtype under autocast, else the tensors' common dtype."""
+    device = tensors[0].device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
 def saved_bytes(query: torch.Tensor) -> int:
     """Bytes of probabilities the blocked forward keeps for backward (the lower triangle plus the diagonal blocks)."""
     rows, heads, seq, _ = query.shape
-    dtype = torch.get_autocast_dtype(query.device.type) if torch.is_autocast_enabled(query.device.type) else query.dtype
+    dtype = _compute_dtype(query)
     bounds = _blocks(seq)
     kept = sum((end - start) * end for start, end in zip(bounds, bounds[1:], strict=False))
     return rows * heads * kept * dtype.itemsize

@@ -283,12 +283,13 @@ def _build_trainer(
     from components.training.sft.trainer import LossPositionsSFTTrainer, StockHeadSFTTrainer
 
     sft = params.sft
+    cuda = torch.cuda.is_available()
     set_cpu_threads()
     set_seed(sft.seed)  # before the model/adapters exist: LoRA init is random
     dtype = getattr(torch, params.models.dtype)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
     # Before PEFT wraps it: the attention function is the base model's (saved configs drop it).
-    set_training_attention(model, uses_blocked(sft.attention, cuda=torch.cuda.is_available()))
+    set_training_attention(model, uses_blocked(sft.attention, cuda=cuda))
     peft_config = None
     if sft.use_lora:
         from peft import LoraConfig
@@ -301,14 +302,14 @@ def _build_trainer(
             task_type="CAUSAL_LM",
         )
     interactive = sys.stderr.isatty()
-    micro, accumulation = micro_batching(sft, cuda=torch.cuda.is_available())
+    micro, accumulation = micro_batching(sft, cuda=cuda)
     try:
         bf16_weights = sft_bf16_weights(
             sft.compute_weights,
             params.models.train_precision,
             params.models.dtype,
             sft.use_lora,
-            cuda=torch.cuda.is_available(),
+            cuda=cuda,
             processes=world_size(),
         )
     except ValueError as exc:
@@ -334,10 +335,10 @@ def _build_trainer(
         # none with bf16 compute weights: the model itself is bf16, its fp32 masters live in the optimizer.
         bf16=train_bf16(params.models.train_precision, params.models.dtype) and not bf16_weights,
         fp16=False,
-        use_cpu=not torch.cuda.is_available(),  # transformers refuses CPU bf16 autocast unless told it is the CPU
+        use_cpu=not cuda,  # transformers refuses CPU bf16 autocast unless told it is the CPU
         # Rows of similar length share a batch: padding is wasted compute (padding-free needs FlashAttention).
         train_sampling_strategy="group_by_length" if micro > 1 else "random",
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=cuda,
         disable_tqdm=not interactive,
     )
     guard_hint = f"lower sft.learning_rate (now {sft.learning_rate:g})"
