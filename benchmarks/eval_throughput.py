@@ -160,7 +160,7 @@ def main() -> None:
 
     def harness(prefix: bool) -> Any:
         generator.prefix_cache = prefix
-        generator._prefix_store.clear()
+        generator.engine.clear()
         outputs = generator.generate_outputs(conversations, tool_lists)
         return sum(o.n_tokens for o in outputs), [o.token_ids for o in outputs]
 

@@ -1,33 +1,31 @@
 """Batched chat generation with a local transformers model.
 
-Evaluation, the ``hf`` teacher backend and the throughput benchmark all need
-the same thing: many conversations (each with its tool list) in, one assistant
-turn of text out per conversation. Doing it one prompt at a time wastes most of
-a CPU or GPU, so prompts are rendered with the chat template, sorted by length
-(so a batch holds similar lengths and little padding), left-padded (so every
-row's next token sits in the last column and the KV cache stays aligned) and
-decoded with ``model.generate``. Generation stops at ``<|im_end|>`` (the
-ChatML end of turn) or the tokenizer's EOS, whichever comes first.
+Evaluation, the ``hf`` teacher backend, the OpenAI-compatible server and the
+throughput benchmarks all need the same thing: many conversations (each with its
+tool list) in, one assistant turn of text out per conversation. This class renders
+them with the chat template, tokenizes them and hands the token ids to the one
+generation engine (:class:`components.generation.engine.GenerationEngine`), which
+keeps the KV of every finished row: the next turn of an episode prefills only what
+was appended (the tool reply), and a suite's shared header is prefilled once.
+Generation stops at ``<|im_end|>`` (the ChatML end of turn) or the tokenizer's EOS,
+whichever comes first.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from components.generation.engine import GenerationEngine, Sampling, TokenOutput
 from components.tools.messages import normalise_messages
 
 Messages = list[dict[str, Any]]
 Tools = list[dict[str, Any]]
 
 END_OF_TURN = "<|im_end|>"
-PREFIX_STORE_SIZE = 4
-HEAD_TOKENS = 48  # prompts agreeing on this many first tokens are batched together
 
 
 @dataclass
@@ -90,8 +88,8 @@ class ChatGenerator:
     Call it like a function on a list of conversations: it returns the texts,
     which is the ``generate_batch`` shape the episode runner wants. ``tools``
     is one tool list for all conversations or one per conversation.
-    ``prefix_cache`` encodes a batch's shared prompt head once (see
-    :meth:`_generate_batch`); outputs are the same with it on or off.
+    ``prefix_cache`` keeps finished rows' KV for reuse (see the module
+    docstring); outputs are the same with it on or off, up to float rounding.
     ``stats`` accumulates sequences, tokens and seconds for rate reporting.
     """
 
@@ -107,16 +105,23 @@ class ChatGenerator:
     min_prefix_tokens: int = 32
     stats: GenerationStats = field(default_factory=GenerationStats)
     last_outputs: list[GenerationOutput] = field(default_factory=list)
-    _prefix_store: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    engine: GenerationEngine = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be at least 1")
-        self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
         self.stop_ids = self._stop_ids()
+        self.engine = GenerationEngine(
+            self.model,
+            stop_ids=self.stop_ids,
+            pad_id=int(self.tokenizer.pad_token_id),
+            batch_size=self.batch_size,
+            reuse=self.prefix_cache,
+            min_prefix_tokens=self.min_prefix_tokens,
+        )
 
     @classmethod
     def from_pretrained(
@@ -185,169 +190,46 @@ class ChatGenerator:
         if not prompts:
             return []
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        # Prompts with the same head (one suite's system prompt) together, so a batch
-        # shares its head for the prefix cache; within a head, longest first: similar
-        # lengths share a batch, and an out-of-memory shows up at once.
-        order = sorted(range(len(prompts)), key=lambda i: (encoded[i][:HEAD_TOKENS], -len(encoded[i])))
-        results: list[GenerationOutput | None] = [None] * len(prompts)
-        device = next(self.model.parameters()).device
-        config = self._generation_config()
+        self.engine.batch_size = self.batch_size
+        self.engine.reuse = self.prefix_cache
+        if not self.prefix_cache:
+            self.engine.clear()
+        sampling = Sampling(temperature=self.temperature, top_p=self.top_p if self.temperature > 0 else 1.0)
         started = time.perf_counter()
         bar = tqdm(
             total=len(prompts), desc=self.desc, unit="seq", disable=not self.progress, leave=False, dynamic_ncols=True
         )
         generated = 0
+
+        def advance(rows: int, new_tokens: int) -> None:
+            nonlocal generated
+            generated += new_tokens
+            bar.update(rows)
+            elapsed = time.perf_counter() - started
+            bar.set_postfix_str(f"{generated / max(elapsed, 1e-9):.1f} tok/s", refresh=False)
+
         try:
-            for rows in _batches(order, encoded, self.batch_size):
-                sequences, width = self._generate_batch([encoded[i] for i in rows], config, device)
-                new_tokens = sequences[:, width:].tolist()
-                for r, i in enumerate(rows):
-                    out = self._decode(new_tokens[r])
-                    results[i] = out
-                    generated += out.n_tokens
-                    self.stats.prompt_tokens += len(encoded[i])
-                    self.stats.truncated += int(not out.finished)
-                bar.update(len(rows))
-                elapsed = time.perf_counter() - started
-                bar.set_postfix_str(f"{generated / max(elapsed, 1e-9):.1f} tok/s", refresh=False)
+            tokens = self.engine.generate(encoded, self.max_new_tokens, sampling, on_batch=advance)
         finally:
             bar.close()
-            self.stats.seconds += time.perf_counter() - started
-            self.stats.generated_tokens += generated
-            self.stats.sequences += sum(r is not None for r in results)
-            self.stats.calls += 1
-        return [r for r in results if r is not None]
+        results = [self._decode(out) for out in tokens]
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.generated_tokens += sum(r.n_tokens for r in results)
+        self.stats.prompt_tokens += sum(len(e) for e in encoded)
+        self.stats.truncated += sum(not r.finished for r in results)
+        self.stats.sequences += len(results)
+        self.stats.calls += 1
+        return results
 
-    def _generate_batch(self, rows: list[list[int]], config: Any, device: Any) -> tuple[Any, int]:
-        """Generate for one batch; returns (sequences, prompt width), new tokens start at the width.
-
-        Prompts of one suite share a long head (system prompt + tool schemas,
-        over 1,000 tokens for a 12-tool pack); encoding it once and reusing its
-        KV cache saves most of the prompt work. The layout is then
-        ``[shared prefix | left padding | own suffix]``: the attention mask hides
-        the padding and positions come from the mask, so every row sees exactly
-        the tokens (and positions) it would see alone.
-        """
-        import copy
-
-        import torch
-
-        pad_id = self.tokenizer.pad_token_id
-        prefix_len, cache = 0, None
-        if self.prefix_cache:
-            shared = _common_prefix_length(rows)
-            # A lone prompt only reuses a stored head (a later turn of the same
-            # conversation, or of the same suite); encoding its own head is no saving.
-            found = self._prefix_kv(rows[0][:shared], device, store=len(rows) > 1)
-            if found is not None:
-                prefix_len, base = found
-                cache = copy.deepcopy(base)
-                if not hasattr(cache, "batch_repeat_interleave"):  # an exotic cache type: no reuse
-                    self.prefix_cache, prefix_len, cache = False, 0, None
-                else:
-                    cache.batch_repeat_interleave(len(rows))
-        suffixes = [ids[prefix_len:] for ids in rows]
-        suffix_width = max(len(ids) for ids in suffixes)
-        width = prefix_len + suffix_width
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        if prefix_len:
-            input_ids[:, :prefix_len] = torch.tensor(rows[0][:prefix_len], dtype=torch.long)
-            attention[:, :prefix_len] = 1
-        for r, ids in enumerate(suffixes):
-            input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[r, width - len(ids) :] = 1
-        extra: dict[str, Any] = {"past_key_values": cache} if cache is not None else {}
-        with torch.inference_mode():
-            sequences = self.model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                generation_config=config,
-                **extra,
-            )
-        return sequences, width
-
-    def _prefix_kv(self, prefix: list[int], device: Any, store: bool = True) -> tuple[int, Any] | None:
-        """KV cache (batch 1) of a shared prompt head, reused across batches and calls.
-
-        A stored head that covers most of the wanted one is reused as is (the
-        rest is encoded per row); otherwise, with ``store``, the head is encoded
-        and kept, evicting the oldest beyond ``PREFIX_STORE_SIZE``. None when
-        the head is too short to be worth it.
-        """
-        import torch
-
-        best: tuple[int, ...] | None = None
-        for key in self._prefix_store:
-            if len(key) <= len(prefix) and (best is None or len(key) > len(best)) and tuple(prefix[: len(key)]) == key:
-                best = key
-        if best is not None and len(best) >= self.min_prefix_tokens and (not store or len(best) >= 0.9 * len(prefix)):
-            self._prefix_store.move_to_end(best)
-            return len(best), self._prefix_store[best]
-        if not store or len(prefix) < self.min_prefix_tokens:
-            return None
-        with torch.inference_mode():
-            ids = torch.tensor([prefix], dtype=torch.long, device=device)
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        key = tuple(prefix)
-        self._prefix_store[key] = out.past_key_values
-        while len(self._prefix_store) > PREFIX_STORE_SIZE:
-            self._prefix_store.popitem(last=False)
-        return len(key), out.past_key_values
-
-    def _generation_config(self) -> Any:
-        from transformers import GenerationConfig
-
-        sample = self.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": sample,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "use_cache": True,
-        }
-        if sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        return GenerationConfig(**kwargs)
-
-    def _decode(self, tokens: list[int]) -> GenerationOutput:
-        """Cut at the first stop token; count what the model really generated."""
-        stops = set(self.stop_ids)
-        for index, token in enumerate(tokens):
-            if token in stops:
-                return GenerationOutput(self._text(tokens[:index]), index + 1, True, tuple(tokens[: index + 1]))
-        return GenerationOutput(self._text(tokens), len(tokens), False, tuple(tokens))
+    def _decode(self, out: TokenOutput) -> GenerationOutput:
+        """The text before the stop token; count what the model really generated."""
+        tokens = list(out.tokens)
+        body = tokens[:-1] if out.finished else tokens
+        return GenerationOutput(self._text(body), len(tokens), out.finished, tuple(tokens))
 
     def _text(self, tokens: list[int]) -> str:
         # Keep added non-special tokens such as <tool_call> (Qwen vocabularies have them).
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-
-
-def _batches(order: Sequence[int], encoded: Sequence[Sequence[int]], size: int) -> list[list[int]]:
-    """Consecutive rows of ``order`` in batches of ``size``, never mixing prompt heads.
-
-    Two suites' prompts in one batch would share no prefix to cache and pad
-    the short ones to the long ones' length.
-    """
-    batches: list[list[int]] = []
-    for _, group in groupby(order, key=lambda i: tuple(encoded[i][:HEAD_TOKENS])):
-        rows = list(group)
-        batches += [rows[start : start + size] for start in range(0, len(rows), size)]
-    return batches
-
-
-def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens every row starts with, leaving each row at least one token of its own.
-
-    The last prompt token must go through the model with the batch to give the
-    first new token's logits, so the shared head stops one short of the shortest row.
-    """
-    first = rows[0]
-    limit = min(len(r) for r in rows) - 1
-    length = 0
-    while length < limit and all(r[length] == first[length] for r in rows):
-        length += 1
-    return length
 
 
 def _per_conversation_tools(tools: Tools | Sequence[Tools] | None, n: int) -> list[Tools | None]:

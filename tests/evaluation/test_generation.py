@@ -101,13 +101,15 @@ def test_order_and_counts(generator: ChatGenerator) -> None:
 
 
 def test_decode_stops_at_end_of_turn(generator: ChatGenerator) -> None:
+    from components.generation.engine import TokenOutput
+
     tok = generator.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
     body = tok('<tool_call>\n{"name": "add"}\n</tool_call>', add_special_tokens=False)["input_ids"]
-    out = generator._decode(body + [end] + tok("garbage after the turn", add_special_tokens=False)["input_ids"])
+    out = generator._decode(TokenOutput(tuple(body + [end]), True))
     assert out.finished and out.n_tokens == len(body) + 1
     assert out.text == '<tool_call>\n{"name": "add"}\n</tool_call>'
-    cut = generator._decode(body)
+    cut = generator._decode(TokenOutput(tuple(body), False))
     assert not cut.finished and cut.n_tokens == len(body)
 
 
@@ -132,7 +134,7 @@ def test_per_conversation_tools(generator: ChatGenerator) -> None:
 
 
 def test_shared_prompt_head_is_encoded_once_without_changing_outputs(generator: ChatGenerator) -> None:
-    """The prefix cache ([head | padding | suffix] layout) gives the same tokens as plain decoding."""
+    """The KV store (shared head once, a conversation's earlier turn reused) gives the same tokens as plain decoding."""
     system = {"role": "system", "content": "You solve arithmetic word problems with the tools. " * 4}
     conversations = [
         [system, {"role": "user", "content": text}]
@@ -142,21 +144,26 @@ def test_shared_prompt_head_is_encoded_once_without_changing_outputs(generator: 
     generator.batch_size = 4
     generator.prefix_cache = False
     plain = generator.generate_outputs(conversations, TOOLS)
+    assert len(generator.engine.store) == 0
     generator.prefix_cache = True
-    generator._prefix_store.clear()
+    before = generator.engine.stats.prefilled_tokens
     cached = generator.generate_outputs(conversations, TOOLS)
-    assert len(generator._prefix_store) == 1  # the head was encoded once and stored
-    (head,) = generator._prefix_store
-    assert len(head) > 100
+    prompt_tokens = sum(
+        len(generator.tokenizer(generator.render(c, TOOLS), add_special_tokens=False)["input_ids"])
+        for c in conversations
+    )
+    head = generator.engine.stats.prefilled_tokens - before
+    assert head < prompt_tokens - 3 * 100  # the >100-token head was prefilled once, not four times
     generator.batch_size = 1
-    one_by_one = generator.generate_outputs(conversations, TOOLS)  # lone prompts reuse the stored head
-    assert len(generator._prefix_store) == 1
+    reused = generator.engine.stats.reused_tokens
+    one_by_one = generator.generate_outputs(conversations, TOOLS)  # lone prompts reuse the stored rows
+    assert generator.engine.stats.reused_tokens - reused >= prompt_tokens - 4 * 30
     assert [o.token_ids for o in cached] == [o.token_ids for o in plain] == [o.token_ids for o in one_by_one]
     assert len({o.token_ids for o in plain}) == len(conversations)
 
 
 def test_batches_never_mix_prompt_heads() -> None:
-    from components.evaluation.generation import HEAD_TOKENS, _batches, _common_prefix_length
+    from components.generation.engine import HEAD_TOKENS, _batches, _common_prefix_length
 
     head_a, head_b = [1] * HEAD_TOKENS, [2] * HEAD_TOKENS
     encoded = [head_a + [5] * 9, head_a + [6] * 3, head_b + [7] * 4, head_a + [8], head_b + [9] * 2]

@@ -1,0 +1,1 @@
+"""Token generation shared by evaluation, the ``hf`` teacher and GRPO rollouts (one engine)."""
