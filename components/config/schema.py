@@ -211,6 +211,14 @@ class RlParams(_Section):
     #: Rows with zero advantage (a group whose rewards are all equal) skip forward/backward:
     #: ``auto`` only when that is exact (dapo loss, beta 0, no entropy bonus), ``on`` always, ``off`` never.
     skip_zero_advantage: Literal["auto", "on", "off"] = "auto"
+    #: Who runs the multi-turn rollouts: ``engine`` = the project's generation engine through TRL's
+    #: ``rollout_func`` (each rollout's KV kept across turns, a group's prompt prefilled once, finished
+    #: rollouts leave the batch; components.training.rl.rollouts), ``trl`` = TRL's own tool loop
+    #: (re-encodes the conversation every turn). Same tokens, masks and rewards (tested); ``use_vllm``
+    #: always uses TRL's loop.
+    rollouts: Literal["engine", "trl"] = "engine"
+    #: Rollouts decoded together by the engine (a CPU is busy from ~8; a GPU wants more).
+    rollout_batch_size: PositiveInt = 16
 
     @field_validator("skip_zero_advantage", mode="before")
     @classmethod

@@ -332,18 +332,24 @@ def make_reward_function(
         started = time.perf_counter()
         n = len(completions)
         if environments is None or len(environments) != n:
-            raise ValueError("the reward needs one environment per completion; train with environment_factory")
+            raise ValueError(
+                "the reward needs one environment per completion; train with environment_factory or EngineRollouts"
+            )
+        # The rollout engine (rl.rollouts=engine) hands over the assistant/tool messages its loop built,
+        # the shape TRL's own loop passes as ``completions``.
+        messages_column = kwargs.get("completion_messages")
         tool_sets = _column(kwargs, "ref_tool_set", n)
         ref_calls = _column(kwargs, "ref_calls", n)
         breakdowns: list[RewardBreakdown] = []
         for i in range(n):
             env = environments[i]
             task, tool_env = env.task, env.tool_env
-            messages = (
-                completions[i]
-                if isinstance(completions[i], list)
-                else [{"role": "assistant", "content": str(completions[i])}]
-            )
+            if messages_column is not None:
+                messages = list(messages_column[i])
+            elif isinstance(completions[i], list):
+                messages = completions[i]
+            else:
+                messages = [{"role": "assistant", "content": str(completions[i])}]
             tools = tool_env.tools if tool_env is not None else {t.name: t for t in env.pack.tool_list()}
 
             def verify(

@@ -56,7 +56,13 @@ def keep_rows(inputs: dict[str, Any], keep: Any) -> dict[str, Any]:
 
 
 class MentorGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer that does not run forward/backward on rows with zero advantage (see the module docstring)."""
+    """GRPOTrainer that does not run forward/backward on rows with zero advantage (see the module docstring).
+
+    It also exposes the rows of the batch being generated as ``rollout_rows`` for the
+    rollout engine (:class:`components.training.rl.rollouts.EngineRollouts`).
+    """
+
+    rollout_rows: Any = None
 
     def __init__(
         self,
@@ -101,6 +107,15 @@ class MentorGRPOTrainer(GRPOTrainer):
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
             self._prepared_override = None
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        # A ``rollout_func`` receives only the prompts; the rollout engine also needs each row
+        # (its task, to reset the environment), so the batch's rows are kept here while it runs.
+        self.rollout_rows = inputs
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.rollout_rows = None
 
     def _prepare_inputs(self, generation_batch: Any) -> Any:
         override = getattr(self, "_prepared_override", None)

@@ -319,6 +319,11 @@ def _peft_config(params: Params) -> Any:
     )
 
 
+def uses_rollout_engine(params: Params) -> bool:
+    """Whether rollouts go through the project's engine (``rl.rollouts``; vLLM keeps TRL's loop)."""
+    return params.rl.rollouts == "engine" and not params.rl.use_vllm
+
+
 def build_trainer(
     params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path, callbacks: Sequence[Any] = ()
 ) -> Any:
@@ -346,6 +351,11 @@ def build_trainer(
     ]
     if not sys.stderr.isatty():
         trainer_callbacks.append(ProgressLines(f"rl-{arm}"))
+    rollout: dict[str, Any] = {"environment_factory": factory}
+    if uses_rollout_engine(params):
+        from components.training.rl.rollouts import EngineRollouts
+
+        rollout = {"rollout_func": EngineRollouts(factory, batch_size=params.rl.rollout_batch_size)}
     trainer = MentorGRPOTrainer(
         skip_zero_advantage=params.rl.skip_zero_advantage,
         on_skip=recorder.add_skip,
@@ -355,8 +365,8 @@ def build_trainer(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=_peft_config(params),
-        environment_factory=factory,
         callbacks=[*trainer_callbacks, *callbacks],
+        **rollout,
     )
     return trainer, recorder, metrics
 
