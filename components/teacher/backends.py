@@ -217,6 +217,7 @@ class HFBackend(TeacherBackend):
                 max_new_tokens=teacher.max_new_tokens,
                 temperature=teacher.temperature,
                 seed=self.params.project.seed,
+                batch_size=teacher.batch_size,
             )
         return self._generator
 

@@ -2,7 +2,10 @@
 
 The episode loop hands over a batch of conversations (dataset format) and gets
 back one raw text per conversation; tool calls stay in the model's own text
-(``<tool_call>`` blocks or bare JSON) for the shared parser to read.
+(``<tool_call>`` blocks or bare JSON) for the shared parser to read. Generation
+is the evaluation's :class:`~components.evaluation.generation.ChatGenerator`
+(the project's one engine), so a teacher episode's later turns reuse the KV of
+its earlier ones and the pack's header is prefilled once per batch.
 """
 
 from __future__ import annotations
@@ -12,15 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.tools.messages import normalise_messages
-
 
 class HFGenerator:
     """A causal LM and its tokenizer; ``generate(conversations, tools)`` returns the new text of each.
 
-    Left padding keeps every prompt's last token adjacent to its first new token,
-    which batched decoder-only generation needs. Token counts are accumulated
-    for the stage's MLflow metrics.
+    Token counts are accumulated for the stage's MLflow metrics. Calls are
+    serialised (the teacher stage may call from worker threads).
     """
 
     def __init__(
@@ -32,35 +32,48 @@ class HFGenerator:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,
+        batch_size: int = 8,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from components.evaluation.generation import ChatGenerator
+
         self.model_dir = Path(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(torch, dtype))
-        self.model.eval()
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(torch, dtype))
+        self.chat = ChatGenerator(
+            model=model,
+            tokenizer=tokenizer,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_p=top_p,
+            progress=False,
+            desc="teacher",
+        )
         self._lock = threading.Lock()
-        self._torch = torch
         torch.manual_seed(seed)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.chat.tokenizer
+
+    @property
+    def model(self) -> Any:
+        return self.chat.model
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.chat.stats.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.chat.stats.generated_tokens
 
     def render(self, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The prompt text for one conversation, ending with the assistant generation prompt."""
-        text = self.tokenizer.apply_chat_template(
-            normalise_messages(conversation, for_template=True),
-            tools=[dict(t) for t in tools] if tools else None,
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        return str(text)
+        return str(self.chat.render(conversation, [dict(t) for t in tools] if tools else None))
 
     def generate(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], tools: Sequence[Mapping[str, Any]] | None = None
@@ -68,34 +81,7 @@ class HFGenerator:
         """One completion per conversation, special tokens removed."""
         if not conversations:
             return []
-        torch = self._torch
-        prompts = [self.render(conversation, tools) for conversation in conversations]
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.tokenizer.eos_token_id,
-        }
-        if self.temperature > 0:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with self._lock, torch.inference_mode():
-            output = self.model.generate(**encoded, **kwargs)  # type: ignore[misc]
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        texts: list[str] = []
-        pad = self.tokenizer.pad_token_id
-        eos = self.tokenizer.eos_token_id
-        for row in new_tokens.tolist():
-            kept: list[int] = []
-            for token in row:
-                if token == eos:
-                    kept.append(token)
-                    break
-                if token == pad:
-                    continue
-                kept.append(token)
-            self.completion_tokens += len(kept)
-            texts.append(str(self.tokenizer.decode(kept, skip_special_tokens=True)).strip())
-        self.prompt_tokens += int(encoded["attention_mask"].sum().item())
-        return texts
+        with self._lock:
+            return self.chat.generate(
+                [list(c) for c in conversations], [dict(t) for t in tools] if tools else None
+            )

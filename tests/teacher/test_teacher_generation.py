@@ -183,3 +183,31 @@ def test_hf_prompt_renders_tools_calls_and_results(tiny_model_dir: Path) -> None
     assert prompt.rstrip().endswith("<|im_start|>assistant")
     outputs = generator.generate([conversation, conversation[:2]], pack.tool_schemas())
     assert len(outputs) == 2 and all(isinstance(text, str) for text in outputs)
+
+
+def test_hf_teacher_greedy_equals_plain_generate_float64(tiny_model_dir: Path) -> None:
+    """The teacher's engine (KV reused across turns and rows) decodes what plain ``model.generate`` does."""
+    import torch
+
+    from components.teacher.hf_backend import HFGenerator
+
+    pack = get_pack("arith")
+    generator = HFGenerator(tiny_model_dir, max_new_tokens=6, dtype="float64")
+    model, tok = generator.model, generator.tokenizer
+    torch.manual_seed(0)
+    with torch.no_grad():  # a wider init than the prepared model's, so outputs depend on the prompt
+        for param in model.parameters():
+            param.normal_(0, 0.5)
+    first = [
+        [{"role": "system", "content": pack.system_prompt}, {"role": "user", "content": f"What is {a} + {a + 4}?"}]
+        for a in range(4)
+    ]
+    turn1 = generator.generate(first, pack.tool_schemas())
+    second = [c + [{"role": "assistant", "content": t}, {"role": "user", "content": "again"}] for c, t in zip(first, turn1)]
+    turn2 = generator.generate(second, pack.tool_schemas())
+    for conversation, text in zip(first + second, turn1 + turn2, strict=True):
+        ids = tok(generator.render(conversation, pack.tool_schemas()), add_special_tokens=False, return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=6, do_sample=False, eos_token_id=generator.chat.stop_ids)
+        assert tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip() == text
+    assert generator.chat.engine.stats.reused_tokens > 0  # the second turn and the shared header were reused
+    assert len(set(turn1)) > 1
