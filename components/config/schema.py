@@ -133,6 +133,11 @@ class SftParams(_Section):
     #: more memory), ``sdpa`` = PyTorch's kernel, ``auto`` = blocked on a CPU, SDPA on a GPU. Padded
     #: batches, generation and evaluation always use SDPA; saved models load with SDPA.
     attention: Literal["auto", "sdpa", "blocked"] = "auto"
+    #: Rows of one optimizer step that start with the same tokens (a pack's system header, ~620 of
+    #: ~785 arith tokens) run that head once, with gradients, and only their own tokens per row
+    #: (components.training.sft.trainer.SharedPrefixSFTTrainer; loss and gradients equal per-row
+    #: training). ``auto`` = on a CPU (the whole ``batch_size`` is then one micro-batch), off on a GPU.
+    shared_prefix: Literal["auto", "on", "off"] = "auto"
 
 
 RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]

@@ -280,7 +280,11 @@ def _build_trainer(
     from components.training.causal_attention import set_training_attention, uses_blocked
     from components.training.distributed import world_size
     from components.training.precision import set_cpu_threads, sft_bf16_weights, train_bf16
-    from components.training.sft.trainer import LossPositionsSFTTrainer, StockHeadSFTTrainer
+    from components.training.sft.trainer import (
+        LossPositionsSFTTrainer,
+        SharedPrefixSFTTrainer,
+        StockHeadSFTTrainer,
+    )
 
     sft = params.sft
     cuda = torch.cuda.is_available()
@@ -345,7 +349,9 @@ def _build_trainer(
     trainer_callbacks = [MlflowStepLogger(prefix="train/"), DivergenceGuard(hint=guard_hint), SkipFinalCheckpoint()]
     if not interactive:
         trainer_callbacks.append(ProgressLines("sft"))
-    trainer_class = LossPositionsSFTTrainer if sft.loss_positions_only else StockHeadSFTTrainer
+    trainer_class: type = LossPositionsSFTTrainer if sft.loss_positions_only else StockHeadSFTTrainer
+    if uses_shared_prefix(sft, cuda=cuda):
+        trainer_class = SharedPrefixSFTTrainer
     trainer = trainer_class(
         model=model,
         args=config,
@@ -390,8 +396,15 @@ def micro_batching(sft: SftParams, *, cuda: bool) -> tuple[int, int]:
     and gradients equal the padded batch's up to float rounding (tests/training/sft).
     A GPU wants wide batches, so there the default keeps ``batch_size``.
     """
-    micro = sft.micro_batch_size or (sft.batch_size if cuda else 1)
+    default = sft.batch_size if cuda or uses_shared_prefix(sft, cuda=cuda) else 1
+    micro = sft.micro_batch_size or default
     return micro, sft.grad_accum * sft.batch_size // micro
+
+
+def uses_shared_prefix(sft: SftParams, *, cuda: bool) -> bool:
+    """Whether a micro-batch's rows share their common head (``sft.shared_prefix``; auto = on a CPU)."""
+    wanted = sft.shared_prefix == "on" or (sft.shared_prefix == "auto" and not cuda)
+    return wanted and sft.loss_positions_only
 
 
 def _final_model(trainer: Any, params: Params) -> Any:

@@ -42,6 +42,11 @@ _LOGIT_TRANSFORMS = (
 )
 
 
+def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits up to fp32 for the softmax (TRL's kernel does); fp32/fp64 stay as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def split_body_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module] | None:
     """(decoder body, LM head) of a causal LM whose logits are exactly ``head(body(...).last_hidden_state)``.
 
@@ -104,7 +109,7 @@ class LossPositionsSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
             mask = labels != -100
             kept = hidden[mask]  # [N_kept, H]: the only rows the head sees
             targets = labels[mask]
-            logits = head(kept).float()  # the matmul in the autocast dtype, the softmax in fp32 as TRL's kernel
+            logits = _at_least_fp32(head(kept))  # the matmul in the autocast dtype, the softmax in fp32 as TRL's
         log_probs = torch.log_softmax(logits, dim=-1)
         token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
@@ -153,3 +158,105 @@ class LossPositionsSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
                 tokens = gather(torch.tensor(inputs["position_ids"].size(1))).sum().item()
             self._total_train_tokens += tokens // self._tp_size
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+
+#: A shared head shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix_length(rows: list[torch.Tensor], labels: list[torch.Tensor]) -> int:
+    """Tokens every row starts with that carry no loss, leaving each row at least two tokens of its own.
+
+    The head's hidden states then predict no trained token (row ``r``'s label ``j``
+    is predicted from position ``j - 1``), so the head needs no LM head pass, and
+    every trained position lies in a row's own suffix.
+    """
+    limit = min(len(r) for r in rows) - 2
+    for row_labels in labels:
+        trained = (row_labels != -100).nonzero()
+        if trained.numel():
+            limit = min(limit, int(trained[0]) - 1)
+    if limit <= 0:
+        return 0
+    first = rows[0][:limit]
+    same = torch.ones(limit, dtype=torch.bool, device=first.device)
+    for row in rows[1:]:
+        same &= row[:limit] == first
+    differ = (~same).nonzero()
+    return int(differ[0]) if differ.numel() else limit
+
+
+class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
+    """Loss-positions SFT where the rows of a micro-batch run their common head once.
+
+    Why: every arith row starts with the same ~620-token system header (the tool
+    listing) and has ~165 tokens of its own. Here the head runs once per micro-batch
+    (batch 1, with gradients), each row's own tokens run alone (no padding, no mask)
+    attending to the head's keys and values, and one backward sends every row's
+    gradient through the shared head. That is exactly per-row training's loss and
+    gradient (causal attention: the head's states do not depend on what follows),
+    up to float rounding; ``tests/training/sft/test_shared_prefix.py`` pins it in
+    float64, with LoRA and gradient accumulation. Rows without a common head of
+    ``MIN_SHARED_PREFIX`` tokens run one by one, as ``sft.micro_batch_size=1`` would.
+    The loss-positions conditions apply (anything else takes the stock path).
+    """
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        parts = None if return_outputs or not self._shortcut_allowed(model, inputs) else split_body_and_head(model)
+        if parts is None or set(inputs) - {"input_ids", "attention_mask", "labels", "position_ids"}:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from transformers import DynamicCache
+
+        body, head = parts
+        mode = "train" if model.training else "eval"
+        ids, labels = inputs["input_ids"], inputs["labels"]
+        attention = inputs.get("attention_mask")
+        lengths = attention.sum(dim=1).tolist() if attention is not None else [ids.shape[1]] * ids.shape[0]
+        rows = [ids[r, : int(n)] for r, n in enumerate(lengths)]
+        row_labels = [labels[r, : int(n)] for r, n in enumerate(lengths)]
+        if attention is not None and any(bool((attention[r, : int(n)] == 0).any()) for r, n in enumerate(lengths)):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # not right-padded
+        shared = shared_prefix_length(rows, row_labels) if len(rows) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            shared = 0
+        total: Any = 0.0
+        kept_tokens = torch.zeros((), dtype=torch.long, device=ids.device)
+        entropy_sum: Any = 0.0
+        correct_sum = torch.zeros((), dtype=torch.long, device=ids.device)
+        with self.accelerator.autocast():
+            head_kv = None
+            if shared:
+                head_kv = body(input_ids=rows[0][:shared].unsqueeze(0), use_cache=True).past_key_values
+            for row, target in zip(rows, row_labels, strict=True):
+                own = row[shared:].unsqueeze(0)
+                row_inputs: dict[str, Any] = {"input_ids": own, "use_cache": head_kv is not None}
+                if head_kv is not None:
+                    cache = DynamicCache()
+                    for index, layer in enumerate(head_kv.layers):
+                        cache.update(layer.keys, layer.values, index)  # the head's tensors, not copies
+                    row_inputs["past_key_values"] = cache
+                    row_inputs["position_ids"] = torch.arange(shared, len(row), device=row.device).unsqueeze(0)
+                hidden = body(**row_inputs).last_hidden_state[0, :-1]
+                targets = target[shared + 1 :].to(hidden.device)
+                mask = targets != -100
+                logits = _at_least_fp32(head(hidden[mask]))
+                log_probs = torch.log_softmax(logits, dim=-1)
+                picked = targets[mask]
+                total = total - log_probs.gather(-1, picked.unsqueeze(-1)).sum()
+                kept_tokens = kept_tokens + mask.sum()
+                with torch.no_grad():
+                    entropy_sum = entropy_sum - (log_probs.exp() * log_probs).sum()
+                    correct_sum = correct_sum + (logits.argmax(-1) == picked).sum()
+        denominator = kept_tokens if num_items_in_batch is None else num_items_in_batch
+        loss = total / torch.as_tensor(denominator, device=ids.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        self.shared_prefix_tokens = shared
+        self._log_metrics(mode, inputs, kept_tokens, entropy_sum, correct_sum)
+        return loss
