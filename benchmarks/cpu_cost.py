@@ -262,6 +262,7 @@ def bench_sft(
     micro_batch: int | None = None,
     compute_weights: str = "auto",
     attention: str = "auto",
+    shared_prefix: str = "off",
 ) -> dict[str, Any]:
     """Seconds per row and achieved FLOP/s of ``steps`` real SFTTrainer steps.
 
@@ -289,6 +290,7 @@ def bench_sft(
             f"sft.micro_batch_size={'null' if micro_batch is None else micro_batch}",
             f"sft.compute_weights={compute_weights}",
             f"sft.attention={attention}",
+            f"sft.shared_prefix={shared_prefix}",
         ],
         "bench-sft",
         load_tokenizer(model_dir, template=legacy_json_template() if legacy else None),
@@ -393,8 +395,15 @@ def bench_grpo(
     skip: str,
     generations: int,
     completion: int,
+    rollouts: str = "trl",
+    prompts: int | None = None,
 ) -> dict[str, float]:
-    """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools)."""
+    """Seconds per rollout of ``steps`` real GRPO steps (the RL stage's own trainer, real tools).
+
+    ``rollouts``: ``trl`` = TRL's tool loop, ``engine`` = the project's engine (rl.rollouts);
+    ``prompts`` per step (default: one group). Also the generated (model) tokens per second
+    of the rollouts: the completion tokens TRL counted, over the time spent generating.
+    """
     from components.config import run_paths
     from components.models.chat_template import install_tool_template, legacy_json_template
     from components.training.rl.data import load_rl_dataset
@@ -407,9 +416,10 @@ def bench_grpo(
             f"rl.gradient_checkpointing={str(checkpointing).lower()}",
             f"rl.skip_zero_advantage={skip}",
             f"rl.num_generations={generations}",
-            f"rl.batch_size={generations}",
+            f"rl.batch_size={generations * (prompts or 1)}",
             f"rl.max_completion_length={completion}",
             "rl.save_steps=100000",
+            f"rl.rollouts={rollouts}",
         ]
     )
     model, tok = load_student(model_dir, params.models.dtype)
@@ -424,21 +434,75 @@ def bench_grpo(
     )
     out_dir = Path(params.project.output_dir) / "bench-grpo"
     trainer, recorder, _ = build_trainer(params, "mentor", model, tok, dataset, out_dir)
+    generating = {"seconds": 0.0}
+    generate = trainer._generate
+
+    def timed(prompts_: Any) -> Any:
+        started_ = time.perf_counter()
+        try:
+            return generate(prompts_)
+        finally:
+            generating["seconds"] += time.perf_counter() - started_
+
+    trainer._generate = timed
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    return {"s_per_rollout": seconds / (steps * generations)}
+    rollouts_done = steps * generations * (prompts or 1)
+    lengths = [row["completions/mean_length"] for row in trainer.state.log_history if "completions/mean_length" in row]
+    tokens = statistics.mean(lengths) * rollouts_done if lengths else 0.0
+    calls = [row["tools/call_frequency"] for row in trainer.state.log_history if "tools/call_frequency" in row]
+    return {
+        "s_per_rollout": seconds / rollouts_done,
+        "generate_s_per_rollout": generating["seconds"] / rollouts_done,
+        "tokens_per_s": tokens / generating["seconds"] if generating["seconds"] else 0.0,
+        "calls_per_rollout": statistics.mean(calls) if calls else 0.0,
+    }
 
 
-def bench_eval(model_dir: Path, items: int, *, legacy: bool, dtype: str = "float32") -> dict[str, float]:
-    """Seconds per arith item: full multi-turn episodes through the evaluation generator (``dtype``: its weights)."""
+def legacy_generator_class(revision: str) -> Any:
+    """``ChatGenerator`` as it was at ``revision`` (git), for a before/after in one run.
+
+    Why from git: the product has one generation engine; the evaluation generator it
+    replaced (``model.generate`` per turn, only the shared head cached) is loaded from
+    the repository's history instead of being kept as a second engine.
+    """
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{revision}:components/evaluation/generation.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="mentor-legacy-")) / "legacy_generation.py"
+    path.write_text(source)
+    atexit.register(shutil.rmtree, path.parent, True)
+    spec = importlib.util.spec_from_file_location("legacy_generation", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["legacy_generation"] = module
+    spec.loader.exec_module(module)
+    return module.ChatGenerator
+
+
+def bench_eval(
+    model_dir: Path, items: int, *, legacy: bool, dtype: str = "float32", engine_from: str | None = None
+) -> dict[str, float]:
+    """Seconds per arith item: full multi-turn episodes through the evaluation generator (``dtype``: its weights).
+
+    ``engine_from``: a git revision whose evaluation generator to time instead of today's.
+    """
     from components.evaluation.generation import ChatGenerator
     from components.evaluation.responder import ModelResponder
     from components.evaluation.suites import build_suite
     from components.models.chat_template import install_tool_template, legacy_json_template
 
     params = _params([])
-    generator = ChatGenerator.from_pretrained(
+    generator_class = legacy_generator_class(engine_from) if engine_from else ChatGenerator
+    generator = generator_class.from_pretrained(
         model_dir,
         dtype=dtype,
         max_new_tokens=params.eval.max_new_tokens,
@@ -456,7 +520,92 @@ def bench_eval(model_dir: Path, items: int, *, legacy: bool, dtype: str = "float
         "accuracy": statistics.mean(float(r.correct) for r in results),
         "prompt_tokens": generator.stats.prompt_tokens,
         "generated_tokens": generator.stats.generated_tokens,
+        "tokens_per_s": generator.stats.generated_tokens / seconds,
+        "correct": [bool(r.correct) for r in results],
     }
+
+
+def shared_work(args: Any, rows: list[dict[str, Any]]) -> int:
+    """Issue 27's before/after in one run: today's defaults vs work shared (prefix once, KV across turns).
+
+    before: SFT one row per pass (``sft.shared_prefix=off``), GRPO through TRL's tool loop
+    (``rl.rollouts=trl``), evaluation through the generator of ``--before-rev``; after: the
+    defaults now (shared head per SFT step, the rollout engine, the engine in evaluation).
+    """
+    import platform
+
+    isa = os.environ.get("ATEN_CPU_CAPABILITY", "native")
+    print(f"\n## shared work, before/after ({platform.processor() or 'cpu'}, instruction set: {isa})")
+    print("| what | before | after | ratio |\n|---|---|---|---|")
+
+    def line(what: str, before: float, after: float, unit: str) -> None:
+        print(f"| {what} | {before:.2f} {unit} | {after:.2f} {unit} | {before / after:.2f}x |", flush=True)
+
+    if "sft" not in args.skip:
+        sft = {
+            name: bench_sft(
+                args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto", shared_prefix=mode
+            )
+            for name, mode in (("before", "off"), ("after", "on"))
+        }
+        line(
+            f"SFT s/row ({args.sft_batch} rows/step, {sft['after']['dtype']})",
+            sft["before"]["s_per_row"],
+            sft["after"]["s_per_row"],
+            "s",
+        )
+        print(
+            f"  losses per step before {[round(x, 4) for x in sft['before']['losses']]}, after {[round(x, 4) for x in sft['after']['losses']]}"
+        )
+    if "grpo" not in args.skip:
+        for label, generations, prompts, completion in (
+            ("cpu-demo: 2 prompts x 2 rollouts, 128 tokens", 2, 2, 128),
+            (
+                f"2 prompts x {args.grpo_generations} rollouts, {args.grpo_completion} tokens",
+                args.grpo_generations,
+                2,
+                args.grpo_completion,
+            ),
+        ):
+            grpo = {
+                mode: bench_grpo(
+                    args.model,
+                    args.grpo_steps,
+                    legacy=False,
+                    precision="auto",
+                    checkpointing=False,
+                    skip="auto",
+                    generations=generations,
+                    completion=completion,
+                    rollouts=mode,
+                    prompts=prompts,
+                )
+                for mode in ("trl", "engine")
+            }
+            line(f"GRPO s/rollout ({label})", grpo["trl"]["s_per_rollout"], grpo["engine"]["s_per_rollout"], "s")
+            print(
+                f"  generation only: {grpo['trl']['generate_s_per_rollout']:.2f} -> {grpo['engine']['generate_s_per_rollout']:.2f} s/rollout; "
+                f"generated tok/s TRL loop {grpo['trl']['tokens_per_s']:.1f}, engine {grpo['engine']['tokens_per_s']:.1f}; "
+                f"tool calls per rollout {grpo['trl']['calls_per_rollout']:.2f} / {grpo['engine']['calls_per_rollout']:.2f}",
+                flush=True,
+            )
+    if "eval" not in args.skip:
+        before = bench_eval(args.model, args.eval_items, legacy=False, engine_from=args.before_rev)
+        after = bench_eval(args.model, args.eval_items, legacy=False)
+        line(
+            f"eval s/item (arith, {args.eval_items} items, fp32 decoding)",
+            before["s_per_item"],
+            after["s_per_item"],
+            "s",
+        )
+        same = sum(a == b for a, b in zip(before["correct"], after["correct"], strict=True))
+        print(
+            f"  generated tok/s {before['tokens_per_s']:.1f} -> {after['tokens_per_s']:.1f}; accuracy "
+            f"{statistics.mean(before['correct']):.2f} / {statistics.mean(after['correct']):.2f}; "
+            f"items scored the same {same}/{len(after['correct'])}",
+            flush=True,
+        )
+    return 0
 
 
 def main() -> int:
@@ -469,6 +618,16 @@ def main() -> int:
     parser.add_argument("--grpo-completion", type=int, default=256)
     parser.add_argument("--eval-items", type=int, default=16)
     parser.add_argument("--skip", action="append", default=[], choices=["sft", "grpo", "eval"])
+    parser.add_argument(
+        "--shared-work",
+        action="store_true",
+        help="only the before/after of sharing work (SFT shared head, rollout engine, evaluation engine)",
+    )
+    parser.add_argument(
+        "--before-rev",
+        default="6c6de07",
+        help="git revision whose evaluation generator is the 'before' of --shared-work (main before issue 27)",
+    )
     parser.add_argument(
         "--sft-compare",
         choices=["listing-precision", "loss-positions", "compute-weights", "attention"],
@@ -522,6 +681,8 @@ def main() -> int:
 
     threads = set_cpu_threads()
     print(f"# cpu_cost: model {args.model}, torch {torch.__version__}, {threads} threads, cpu bf16: {cpu_has_bf16()}")
+    if args.shared_work:
+        return shared_work(args, sft_rows(_params([]), args.sft_steps * args.sft_batch))
     token_table(args.model)
     peak = matmul_peak()
     print(f"\n## peak (2048^3 matmul): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")

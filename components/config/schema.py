@@ -139,6 +139,12 @@ class SftParams(_Section):
     #: training). ``auto`` = on a CPU (the whole ``batch_size`` is then one micro-batch), off on a GPU.
     shared_prefix: Literal["auto", "on", "off"] = "auto"
 
+    @field_validator("shared_prefix", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``on``/``off`` as a boolean; take it as the word the user wrote."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
 
 RewardMode = Literal["mentor", "mentor-f1", "mentor-overlap", "mentor-notool", "sparse", "strict"]
 DEFAULT_COMPARE_ARMS: tuple[RewardMode, ...] = ("mentor", "sparse", "strict")

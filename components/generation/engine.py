@@ -295,9 +295,7 @@ class GenerationEngine:
         )
         # A store entry must be read before anything else is stored (an eviction could drop it).
         reused = [m for _, m in hits]
-        cache = _cache_from_layers(
-            [self.store.layers(k) if k is not None else None for k, _ in hits], reused, device
-        )
+        cache = _cache_from_layers([self.store.layers(k) if k is not None else None for k, _ in hits], reused, device)
         past = max(reused)
         suffixes = [ids[m:] for ids, m in zip(rows, reused, strict=True)]
         width = max(len(s) for s in suffixes)
@@ -322,7 +320,7 @@ class GenerationEngine:
             tokens: list[list[int]] = [[] for _ in rows]
             logps: list[list[float]] = [[] for _ in rows]
             finished = [False] * n
-            stops = set(int(s) for s in self.stop_ids)
+            stops = {int(s) for s in self.stop_ids}
             while alive:
                 chosen, chosen_logps = _choose(logits, sampling, want_logprobs, generator)
                 chosen_list = chosen.tolist()

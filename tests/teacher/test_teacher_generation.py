@@ -203,7 +203,10 @@ def test_hf_teacher_greedy_equals_plain_generate_float64(tiny_model_dir: Path) -
         for a in range(4)
     ]
     turn1 = generator.generate(first, pack.tool_schemas())
-    second = [c + [{"role": "assistant", "content": t}, {"role": "user", "content": "again"}] for c, t in zip(first, turn1)]
+    second = [
+        c + [{"role": "assistant", "content": t}, {"role": "user", "content": "again"}]
+        for c, t in zip(first, turn1, strict=True)
+    ]
     turn2 = generator.generate(second, pack.tool_schemas())
     for conversation, text in zip(first + second, turn1 + turn2, strict=True):
         ids = tok(generator.render(conversation, pack.tool_schemas()), add_special_tokens=False, return_tensors="pt")

@@ -113,7 +113,9 @@ class EngineRollouts:
             )
         if not config.do_sample:
             return Sampling()
-        return Sampling(temperature=float(config.temperature or 1.0), top_p=float(config.top_p or 1.0), top_k=int(config.top_k or 0))
+        return Sampling(
+            temperature=float(config.temperature or 1.0), top_p=float(config.top_p or 1.0), top_k=int(config.top_k or 0)
+        )
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         import torch
@@ -132,13 +134,17 @@ class EngineRollouts:
             raise ValueError("EngineRollouts needs the trainer's rows of this batch (use MentorGRPOTrainer)")
         tokenizer = trainer._tokenizer
         processing = trainer.processing_class
-        if getattr(tokenizer, "response_template", None) is None and getattr(tokenizer, "response_schema", None) is None:
+        if (
+            getattr(tokenizer, "response_template", None) is None
+            and getattr(tokenizer, "response_schema", None) is None
+        ):
             add_response_schema(processing)
         template = None if is_chat_template_prefix_preserving(processing) else get_training_chat_template(processing)
         environments, tool_lists, prompt_ids = [], [], []
         for prompt, row in zip(prompts, rows, strict=True):
             environment = self._class_for(row)()
-            observation = environment.reset(**{k: v for k, v in row.items() if k != "environment"})
+            reset: Any = environment.reset  # TRL's contract: None, or text appended to the prompt
+            observation = reset(**{k: v for k, v in row.items() if k != "environment"})
             if isinstance(observation, str):
                 prompt = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + observation}]
             tools = environment_tools(environment)
@@ -174,7 +180,10 @@ class EngineRollouts:
             torch.no_grad(),
         ):
             engine = GenerationEngine(
-                model, stop_ids=list(trainer.eos_token_ids), pad_id=int(tokenizer.pad_token_id), batch_size=self.batch_size
+                model,
+                stop_ids=list(trainer.eos_token_ids),
+                pad_id=int(tokenizer.pad_token_id),
+                batch_size=self.batch_size,
             )
             outs = engine.generate(prompt_ids, budget, sampling, logprobs=True)
             for i, out in enumerate(outs):
@@ -189,10 +198,10 @@ class EngineRollouts:
                 suffix_lengths: list[int] = []
                 going: list[int] = []
                 for i in pending:
-                    tools = {t.__name__: t for t in tool_lists[i]}
+                    by_name = {t.__name__: t for t in tool_lists[i]}
                     tool_calls = messages[i][-1]["tool_calls"]
                     calls += len(tool_calls)
-                    replies, failed = _run_calls(tool_calls, tools)
+                    replies, failed = _run_calls(tool_calls, by_name)
                     failures += failed
                     suffix = list(trainer._get_tool_suffix_ids(replies))
                     context = prompt_ids[i] + completion_ids[i] + suffix

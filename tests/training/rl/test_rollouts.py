@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
 import torch
 
 from components.config import Params, run_paths
@@ -80,9 +79,9 @@ def _trainer(params: Params, model: Any, tokenizer: Any, dataset: Any, mode: str
 
 
 def test_engine_rollouts_equal_trl_tool_loop_greedy_float64(smoke_params: Params) -> None:
+    from components.config import model_cache_dir
     from components.models.chat_template import load_tokenizer
     from components.models.sources import resolve_model
-    from components.config import model_cache_dir
     from components.teacher.stage import run_teacher_stage
     from components.training.rl.data import load_rl_dataset
     from components.training.sft.data import load_teacher_rows

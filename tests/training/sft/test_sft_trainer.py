@@ -212,7 +212,8 @@ def test_one_row_micro_batches_make_the_same_step_as_a_padded_batch(tiny_model_d
     from components.config.schema import SftParams
     from components.training.sft.stage import micro_batching
 
-    assert micro_batching(SftParams(batch_size=2, grad_accum=3), cuda=False) == (1, 6)
+    assert micro_batching(SftParams(batch_size=2, grad_accum=3, shared_prefix="off"), cuda=False) == (1, 6)
+    assert micro_batching(SftParams(batch_size=2, grad_accum=3), cuda=False) == (2, 3)  # shared head: one pass
     assert micro_batching(SftParams(batch_size=2, grad_accum=3), cuda=True) == (2, 3)
     assert micro_batching(SftParams(batch_size=4, micro_batch_size=2), cuda=False) == (2, 2)
     steps = []
