@@ -127,7 +127,13 @@ STAGES: dict[str, StageSpec] = {
             name="teacher",
             target="components.teacher.stage:run_teacher_stage",
             params=("teacher", "tasks", "models.teacher", "models.dtype", "project.seed"),
-            code=("components/teacher", "components/tools"),
+            # The hf backend generates with the evaluation's ChatGenerator and the one engine.
+            code=(
+                "components/teacher",
+                "components/tools",
+                "components/generation",
+                "components/evaluation/generation.py",
+            ),
             timeout_s=4 * HOUR_S,
             outputs=lambda paths, arm: [paths.teacher_dataset, paths.eval_tasks],
             # Only the openai backend leaves the process; scripted and hf are deterministic local code.
@@ -178,6 +184,7 @@ STAGES: dict[str, StageSpec] = {
                 "components/training/rl",
                 *TRAINING_SHARED_CODE,
                 "components/tools",
+                "components/generation",
             ),
             timeout_s=12 * HOUR_S,
             inputs=lambda paths, arm: [
@@ -205,7 +212,12 @@ STAGES: dict[str, StageSpec] = {
                 "rl.compare_arms",
             ),
             # rl/curves.py draws the arms' reward curves into the report.
-            code=("components/evaluation", "components/tools", "components/training/rl/curves.py"),
+            code=(
+                "components/evaluation",
+                "components/tools",
+                "components/generation",
+                "components/training/rl/curves.py",
+            ),
             timeout_s=6 * HOUR_S,
             inputs=lambda paths, arm: [paths.eval_tasks, paths.sft_model, paths.root / "rl"],
             outputs=lambda paths, arm: [paths.eval_dir],
