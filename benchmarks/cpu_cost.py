@@ -525,6 +525,44 @@ def bench_eval(
     }
 
 
+def generate_rates(model_dir: Path, n: int, max_new: int) -> tuple[float, float]:
+    """Generated tokens/s of plain ``model.generate`` (one left-padded batch) and of the engine, same prompts."""
+    import torch
+
+    from components.evaluation.generation import ChatGenerator
+    from components.evaluation.suites import build_suite
+
+    params = _params([])
+    suite: Any = build_suite("arith", params, n)
+    generator = ChatGenerator.from_pretrained(model_dir, max_new_tokens=max_new, batch_size=n, progress=False)
+    conversations = [
+        [{"role": "system", "content": suite.pack.system_prompt}, {"role": "user", "content": t.prompt}]
+        for t in suite.tasks
+    ]
+    prompts = [generator.render(c, suite.pack.tool_schemas()) for c in conversations]
+    tok = generator.tokenizer
+    tok.padding_side = "left"
+    batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    started = time.perf_counter()
+    with torch.no_grad():
+        out = generator.model.generate(
+            **batch,
+            max_new_tokens=max_new,
+            do_sample=False,
+            eos_token_id=generator.stop_ids,
+            pad_token_id=tok.pad_token_id,
+        )
+    plain_seconds = time.perf_counter() - started
+    new = out[:, batch["input_ids"].shape[1] :].tolist()
+    stops = set(generator.stop_ids)
+    plain_tokens = sum(next((i + 1 for i, t in enumerate(row) if t in stops), len(row)) for row in new)
+    generator.engine.clear()
+    started = time.perf_counter()
+    outputs = generator.generate_prompts(prompts)
+    engine_seconds = time.perf_counter() - started
+    return plain_tokens / plain_seconds, sum(o.n_tokens for o in outputs) / engine_seconds
+
+
 def shared_work(args: Any, rows: list[dict[str, Any]]) -> int:
     """Issue 27's before/after in one run: today's defaults vs work shared (prefix once, KV across turns).
 
@@ -589,6 +627,13 @@ def shared_work(args: Any, rows: list[dict[str, Any]]) -> int:
                 f"tool calls per rollout {grpo['trl']['calls_per_rollout']:.2f} / {grpo['engine']['calls_per_rollout']:.2f}",
                 flush=True,
             )
+    if "grpo" not in args.skip:
+        plain, engine = generate_rates(args.model, 8, args.grpo_completion)
+        print(
+            f"  first-turn decoding of 8 arith prompts ({args.grpo_completion} new tokens at most, greedy, fp32): "
+            f"plain model.generate {plain:.1f} tok/s, engine {engine:.1f} tok/s",
+            flush=True,
+        )
     if "eval" not in args.skip:
         before = bench_eval(args.model, args.eval_items, legacy=False, engine_from=args.before_rev)
         after = bench_eval(args.model, args.eval_items, legacy=False)

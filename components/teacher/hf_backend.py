@@ -82,4 +82,6 @@ class HFGenerator:
         if not conversations:
             return []
         with self._lock:
-            return self.chat.generate([[dict(m) for m in c] for c in conversations], [dict(t) for t in tools] if tools else None)
+            return self.chat.generate(
+                [[dict(m) for m in c] for c in conversations], [dict(t) for t in tools] if tools else None
+            )

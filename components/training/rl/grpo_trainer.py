@@ -69,6 +69,7 @@ class MentorGRPOTrainer(GRPOTrainer):
         *args: Any,
         skip_zero_advantage: SkipMode = "auto",
         on_skip: Callable[[int, int], None] | None = None,
+        share_prompts: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +78,8 @@ class MentorGRPOTrainer(GRPOTrainer):
         # Under DDP every rank must run the same backward passes (gradient all-reduce), so never skip there.
         self.skip_zero_advantage = wanted and self.accelerator.num_processes == 1
         self.on_skip = on_skip
+        # One process only: a DDP-wrapped model must be called as a whole (its forward syncs gradients).
+        self.share_prompts = share_prompts and self.accelerator.num_processes == 1
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
         if not self.skip_zero_advantage:
@@ -108,6 +111,39 @@ class MentorGRPOTrainer(GRPOTrainer):
         finally:
             self._prepared_override = None
 
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: Any,
+        attention_mask: Any,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> Any:
+        """TRL's per-token log-probabilities, with each group's shared prompt run once (see :func:`shared_prompt_logps`)."""
+        plain = (
+            not self.share_prompts
+            or compute_aux_loss
+            or any(value is not None for value in multimodal.values())
+            or self.accelerator.unwrap_model(model) is not model
+        )
+        if not plain:
+            shared = shared_prompt_logps(self, model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+            if shared is not None:
+                return shared
+        return super()._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size,
+            compute_entropy,
+            compute_aux_loss,
+            **multimodal,
+        )
+
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         # A ``rollout_func`` receives only the prompts; the rollout engine also needs each row
         # (its task, to reset the environment), so the batch's rows are kept here while it runs.
@@ -122,3 +158,59 @@ class MentorGRPOTrainer(GRPOTrainer):
         if override is not None:
             return override
         return super()._prepare_inputs(generation_batch)
+
+
+def shared_prompt_logps(
+    trainer: Any, model: Any, input_ids: Any, attention_mask: Any, logits_to_keep: int, compute_entropy: bool
+) -> tuple[Any, Any, None] | None:
+    """Per-token log-probabilities (and entropies) of the completions, each distinct prompt run once.
+
+    Why: the rows of a GRPO group share one prompt (~700 of ~800 tokens at CPU scale),
+    and TRL's loss forward runs it once per row. Here the prompt minus its last token
+    runs once per distinct prompt of the micro-batch (with gradients), and each row
+    runs its last prompt token and its completion against those keys and values, through
+    TRL's own fused LM head (``fused_lm_head=True``: the same temperature, casts and
+    entropy). Causal attention makes the result equal to the padded batch's up to float
+    rounding (``tests/training/rl/test_grpo_trainer.py``). Returns None when no prompt
+    is shared by two rows (nothing to save): TRL's own path runs then.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    completion_start = input_ids.shape[1] - logits_to_keep
+    rows: dict[tuple[int, ...], list[int]] = {}
+    prompts: list[Any] = []
+    completions: list[Any] = []
+    for r in range(input_ids.shape[0]):
+        prompt = input_ids[r, :completion_start][attention_mask[r, :completion_start].bool()]
+        completion = input_ids[r, completion_start:][attention_mask[r, completion_start:].bool()]
+        if prompt.numel() < 2 or not bool(attention_mask[r, completion_start:][: completion.numel()].all()):
+            return None  # a layout other than [left-padded prompt | right-padded completion]
+        prompts.append(prompt)
+        completions.append(completion)
+        rows.setdefault(tuple(prompt.tolist()), []).append(r)
+    if all(len(group) < 2 for group in rows.values()):
+        return None
+    pieces: dict[int, tuple[Any, Any]] = {}
+    with trainer.accelerator.autocast():
+        for group in rows.values():
+            prompt = prompts[group[0]]
+            head = model(input_ids=prompt[None, :-1], use_cache=True, logits_to_keep=1).past_key_values
+            for r in group:
+                cache = DynamicCache()
+                for index, layer in enumerate(head.layers):
+                    cache.update(layer.keys, layer.values, index)  # the shared tensors: gradients reach the prompt
+                ids = torch.cat([prompt[-1:], completions[r]])[None]
+                positions = torch.arange(prompt.numel() - 1, prompt.numel() + completions[r].numel(), device=ids.device)
+                out = model(
+                    input_ids=ids, past_key_values=cache, position_ids=positions[None], labels=ids, fused_lm_head=True
+                )
+                start = ids.shape[1] - 1 - completions[r].numel()  # the scored positions: every completion token
+                pieces[r] = (out.log_probs[0, start:], out.entropy[0, start:] if compute_entropy else None)
+
+    def padded(values: Any) -> Any:
+        return torch.nn.functional.pad(values, (0, logits_to_keep - values.numel()))
+
+    logps = torch.stack([padded(pieces[r][0]) for r in range(input_ids.shape[0])])
+    entropies = torch.stack([padded(pieces[r][1]) for r in range(input_ids.shape[0])]) if compute_entropy else None
+    return logps, entropies, None

@@ -116,3 +116,47 @@ def test_yaml_on_off_words_are_the_modes() -> None:
             load_params(repo / "params.yaml", "smoke", [f"rl.skip_zero_advantage={word}"]).rl.skip_zero_advantage
             == word
         )
+
+
+def test_a_groups_prompt_run_once_gives_the_stock_log_probs_and_gradients(trainer) -> None:  # type: ignore[no-untyped-def]
+    """The loss forward with each distinct prompt run once equals TRL's padded batch (float64)."""
+    from components.training.rl.grpo_trainer import shared_prompt_logps
+
+    grpo, _ = trainer
+    model = grpo.model.to(torch.float64)
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():  # a wider init than the prepared model's, so rows and positions differ
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.05)
+    prompt_a, prompt_b = torch.randint(10, 500, (9,)), torch.randint(10, 500, (6,))
+    pad = grpo.processing_class.pad_token_id
+    rows = [(prompt_a, 5), (prompt_a, 3), (prompt_b, 4), (prompt_a, 5), (prompt_b, 2)]  # (prompt, completion length)
+    width_p, width_c = 9, 5
+    input_ids = torch.full((len(rows), width_p + width_c), pad)
+    attention = torch.zeros_like(input_ids)
+    for r, (prompt, n) in enumerate(rows):
+        input_ids[r, width_p - len(prompt) : width_p] = prompt
+        attention[r, width_p - len(prompt) : width_p] = 1
+        input_ids[r, width_p : width_p + n] = torch.randint(10, 500, (n,))
+        attention[r, width_p : width_p + n] = 1
+    mask = attention[:, width_p:].double()
+    results = []
+    for shared in (False, True):
+        model.zero_grad(set_to_none=True)
+        if shared:
+            logps, entropies, _ = shared_prompt_logps(grpo, model, input_ids, attention, width_c, True)
+        else:
+            logps, entropies, _ = grpo._get_per_token_logps_and_entropies(
+                model, input_ids, attention, width_c, compute_entropy=True, batch_size=len(rows)
+            )
+        ((logps * mask).sum() + (entropies * mask).sum() * 0.1).backward()
+        grads = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+        results.append((logps.detach() * mask, entropies.detach() * mask, grads))
+    (logps0, ent0, grads0), (logps1, ent1, grads1) = results
+    assert torch.allclose(logps0, logps1, rtol=0, atol=1e-10) and torch.allclose(ent0, ent1, rtol=0, atol=1e-10)
+    assert len(grads0) == len(grads1) and any(g.abs().sum() > 0 for g in grads0)
+    for full, kept in zip(grads0, grads1, strict=True):
+        assert (full - kept).abs().max() <= 1e-6 * full.abs().max()  # Llama's float32 RMSNorm, summed in another order
+    assert shared_prompt_logps(grpo, model, input_ids[[0, 2]], attention[[0, 2]], width_c, True) is None  # none shared
