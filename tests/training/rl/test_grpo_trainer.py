@@ -148,8 +148,10 @@ def test_a_groups_prompt_run_once_gives_the_stock_log_probs_and_gradients(traine
         if shared:
             logps, entropies, _ = shared_prompt_logps(grpo, model, input_ids, attention, width_c, True)
         else:
-            logps, entropies, _ = grpo._get_per_token_logps_and_entropies(
-                model, input_ids, attention, width_c, compute_entropy=True, batch_size=len(rows)
+            from trl import GRPOTrainer
+
+            logps, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(  # TRL's own, not the override
+                grpo, model, input_ids, attention, width_c, compute_entropy=True, batch_size=len(rows)
             )
         ((logps * mask).sum() + (entropies * mask).sum() * 0.1).backward()
         grads = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
@@ -158,5 +160,7 @@ def test_a_groups_prompt_run_once_gives_the_stock_log_probs_and_gradients(traine
     assert torch.allclose(logps0, logps1, rtol=0, atol=1e-10) and torch.allclose(ent0, ent1, rtol=0, atol=1e-10)
     assert len(grads0) == len(grads1) and any(g.abs().sum() > 0 for g in grads0)
     for full, kept in zip(grads0, grads1, strict=True):
-        assert (full - kept).abs().max() <= 1e-6 * full.abs().max()  # Llama's float32 RMSNorm, summed in another order
+        # Llama computes RMSNorm and TRL its fused head in float32 even in a float64 model: gradients summed in another
+        # order agree to ~5e-6 of the largest entry (a prompt cut off from the gradient is off by orders more).
+        assert (full - kept).abs().max() <= 2e-5 * full.abs().max()
     assert shared_prompt_logps(grpo, model, input_ids[[0, 2]], attention[[0, 2]], width_c, True) is None  # none shared
