@@ -230,6 +230,11 @@ class RlParams(_Section):
     rollouts: Literal["engine", "trl"] = "engine"
     #: Rollouts decoded together by the engine (a CPU is busy from ~8; a GPU wants more).
     rollout_batch_size: PositiveInt = 16
+    #: What the engine decodes rollouts in: ``autocast`` = the training forward's mixed precision
+    #: (TRL's loop does), ``weights`` = the weights' own dtype (fp32 master weights: sampling from the
+    #: exact policy). ``auto`` = ``weights`` on a CPU, where bf16 autocast casts every weight at every
+    #: decoding step (measured ~2x slower decoding), ``autocast`` on a GPU.
+    rollout_precision: Literal["auto", "autocast", "weights"] = "auto"
 
     @field_validator("skip_zero_advantage", mode="before")
     @classmethod

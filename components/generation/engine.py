@@ -321,29 +321,33 @@ class GenerationEngine:
             logps: list[list[float]] = [[] for _ in rows]
             finished = [False] * n
             stops = {int(s) for s in self.stop_ids}
-            while alive:
+            done: set[int] = set()  # rows (original index) that stopped or used their budget
+            while True:
                 chosen, chosen_logps = _choose(logits, sampling, want_logprobs, generator)
                 chosen_list = chosen.tolist()
-                keep: list[int] = []
                 for b, r in enumerate(alive):
+                    if r in done:  # a finished row still in the batch: its new tokens are not its output
+                        continue
                     token = int(chosen_list[b])
                     tokens[r].append(token)
                     if chosen_logps is not None:
                         logps[r].append(float(chosen_logps[b]))
-                    if token in stops:
-                        finished[r] = True
+                    finished[r] = token in stops
                     if finished[r] or len(tokens[r]) >= budgets[r]:
+                        done.add(r)
                         if self.reuse:  # the KV of prompt + tokens[:-1]: the last one was never fed
                             self.store.put(rows[r] + tokens[r][:-1], _row_layers(cache, b, mask[b]))
-                    else:
-                        keep.append(b)
-                if not keep:
+                live = [b for b, r in enumerate(alive) if r not in done]
+                if not live:
                     break
-                if len(keep) < len(alive):
-                    index = torch.tensor(keep, dtype=torch.long, device=device)
+                # Finished rows leave the batch once they are a quarter of it: compacting copies every
+                # row's cache, so it is not done for each row that stops (a few extra rows cost little
+                # where a decoding step is bound by reading the weights).
+                if 4 * (len(alive) - len(live)) >= len(alive):
+                    index = torch.tensor(live, dtype=torch.long, device=device)
                     cache.batch_select_indices(index)
                     mask, next_position, chosen = mask[index], next_position[index], chosen[index]
-                    alive = [alive[b] for b in keep]
+                    alive = [alive[b] for b in live]
                 mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=device)], dim=1)
                 out = self._forward(chosen.unsqueeze(1), mask, next_position.unsqueeze(1), cache)
                 cache = out.past_key_values

@@ -73,6 +73,28 @@ def _run_calls(tool_calls: Sequence[Mapping[str, Any]], tools: Mapping[str, Any]
     return messages, failures
 
 
+class WithoutAutocast:
+    """The model called without the mixed-precision wrapper accelerate puts on its ``forward``.
+
+    Accelerate keeps the unwrapped method as ``_original_forward``; calling it (inside a
+    disabled autocast) computes in the weights' dtype.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        import torch
+
+        forward = getattr(self.model, "_original_forward", None) or self.model.forward
+        device = next(self.model.parameters()).device.type
+        with torch.autocast(device_type=device, enabled=False):
+            return forward(**kwargs)
+
+
 class EngineRollouts:
     """A ``rollout_func`` for :class:`~components.training.rl.grpo_trainer.MentorGRPOTrainer`.
 
@@ -86,11 +108,13 @@ class EngineRollouts:
         environments: type[MentorToolEnvironment] | Mapping[str | None, type[MentorToolEnvironment]],
         *,
         batch_size: int = 16,
+        autocast: bool = True,
     ) -> None:
         self.classes: Mapping[str | None, type[MentorToolEnvironment]] = (
             dict(environments) if isinstance(environments, Mapping) else {None: environments}
         )
         self.batch_size = batch_size
+        self.autocast = autocast
         self.last_stats: dict[str, float] = {}
 
     def _class_for(self, row: Mapping[str, Any]) -> type[MentorToolEnvironment]:
@@ -180,7 +204,7 @@ class EngineRollouts:
             torch.no_grad(),
         ):
             engine = GenerationEngine(
-                model,
+                model if self.autocast else WithoutAutocast(model),
                 stop_ids=list(trainer.eos_token_ids),
                 pad_id=int(tokenizer.pad_token_id),
                 batch_size=self.batch_size,

@@ -6,9 +6,12 @@ row (``arm="mentor,sparse,strict"`` or ``arm="all"`` for ``rl.compare_arms``);
 ``rl-<arm>`` and its own folder ``run_paths(params).rl_dir(arm)``, so arms are
 compared on equal terms: same start model, same rows, same seed.
 
-How a step works (TRL ``GRPOTrainer`` with ``environment_factory``): for each
+How a step works (TRL ``GRPOTrainer``; rollouts through the project's generation
+engine as TRL's ``rollout_func`` by default, ``rl.rollouts=trl`` for TRL's own
+``environment_factory`` loop; same tokens, masks and rewards, see
+:mod:`components.training.rl.rollouts`): for each
 prompt ``rl.num_generations`` rollouts are sampled; when a turn writes
-``<tool_call>`` blocks TRL calls the environment's methods, which run the pack's
+``<tool_call>`` blocks the environment's methods run the pack's
 tools through our safe executor, appends the results and lets the model go on
 (``rl.max_turns`` generation rounds at most, i.e. ``max_turns - 1`` tool rounds
 and an answer, as the authors count them, within ``rl.max_completion_length``
@@ -353,9 +356,13 @@ def build_trainer(
         trainer_callbacks.append(ProgressLines(f"rl-{arm}"))
     rollout: dict[str, Any] = {"environment_factory": factory}
     if uses_rollout_engine(params):
+        import torch
+
         from components.training.rl.rollouts import EngineRollouts
 
-        rollout = {"rollout_func": EngineRollouts(factory, batch_size=params.rl.rollout_batch_size)}
+        precision = params.rl.rollout_precision
+        autocast = precision == "autocast" or (precision == "auto" and torch.cuda.is_available())
+        rollout = {"rollout_func": EngineRollouts(factory, batch_size=params.rl.rollout_batch_size, autocast=autocast)}
     trainer = MentorGRPOTrainer(
         skip_zero_advantage=params.rl.skip_zero_advantage,
         on_skip=recorder.add_skip,
