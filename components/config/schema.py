@@ -231,10 +231,12 @@ class RlParams(_Section):
     #: Rollouts decoded together by the engine (a CPU is busy from ~8; a GPU wants more).
     rollout_batch_size: PositiveInt = 16
     #: What the engine decodes rollouts in: ``autocast`` = the training forward's mixed precision
-    #: (TRL's loop does), ``weights`` = the weights' own dtype (fp32 master weights: sampling from the
-    #: exact policy). ``auto`` = ``weights`` on a CPU, where bf16 autocast casts every weight at every
-    #: decoding step (measured ~2x slower decoding), ``autocast`` on a GPU.
-    rollout_precision: Literal["auto", "autocast", "weights"] = "auto"
+    #: (TRL's loop does), ``weights`` = the weights' own dtype (fp32), ``bf16`` = a bf16 copy of the
+    #: weights refreshed every generation round (the dtype the bf16 training forward computes in).
+    #: ``auto``: on a GPU ``autocast``; on a CPU ``bf16`` when training runs bf16 autocast, else
+    #: ``weights``. Why not autocast on a CPU: it casts every weight at every decoding step, and a
+    #: decoding step there is bound by reading the weights (measured ~2x slower than fp32 weights).
+    rollout_precision: Literal["auto", "autocast", "weights", "bf16"] = "auto"
 
     @field_validator("skip_zero_advantage", mode="before")
     @classmethod

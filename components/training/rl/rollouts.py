@@ -89,10 +89,12 @@ class WithoutAutocast:
     def __call__(self, **kwargs: Any) -> Any:
         import torch
 
-        forward = getattr(self.model, "_original_forward", None) or self.model.forward
+        original = getattr(self.model, "_original_forward", None)
         device = next(self.model.parameters()).device.type
         with torch.autocast(device_type=device, enabled=False):
-            return forward(**kwargs)
+            if original is None:  # not wrapped: the module's own call, hooks included
+                return self.model(**kwargs)
+            return original(**kwargs)
 
 
 class EngineRollouts:
@@ -108,13 +110,16 @@ class EngineRollouts:
         environments: type[MentorToolEnvironment] | Mapping[str | None, type[MentorToolEnvironment]],
         *,
         batch_size: int = 16,
-        autocast: bool = True,
+        precision: str = "autocast",
     ) -> None:
         self.classes: Mapping[str | None, type[MentorToolEnvironment]] = (
             dict(environments) if isinstance(environments, Mapping) else {None: environments}
         )
         self.batch_size = batch_size
-        self.autocast = autocast
+        if precision not in ("autocast", "weights", "bf16"):
+            raise ValueError(f"precision must be autocast, weights or bf16, got {precision!r}")
+        self.precision = precision
+        self._shadow: Any = None
         self.last_stats: dict[str, float] = {}
 
     def _class_for(self, row: Mapping[str, Any]) -> type[MentorToolEnvironment]:
@@ -204,7 +209,7 @@ class EngineRollouts:
             torch.no_grad(),
         ):
             engine = GenerationEngine(
-                model if self.autocast else WithoutAutocast(model),
+                self._decoder(model),
                 stop_ids=list(trainer.eos_token_ids),
                 pad_id=int(tokenizer.pad_token_id),
                 batch_size=self.batch_size,
@@ -262,6 +267,28 @@ class EngineRollouts:
             "environments": environments,
             "completion_messages": messages,
         }
+
+    def _decoder(self, model: Any) -> Any:
+        """What the engine calls: the model as trained (autocast), without autocast, or a bf16 copy of it."""
+        import torch
+
+        if self.precision == "autocast":
+            return model
+        if self.precision == "weights":
+            return WithoutAutocast(model)
+        if self._shadow is None:
+            import copy
+
+            self._shadow = copy.deepcopy(model).to(torch.bfloat16).eval()
+            for wrapped in ("forward", "_original_forward"):  # accelerate's autocast wrapper, if copied
+                self._shadow.__dict__.pop(wrapped, None)
+            for param in self._shadow.parameters():
+                param.requires_grad_(False)
+        else:  # the policy's current weights, cast into the copy in place
+            with torch.no_grad():
+                for shadow, param in zip(self._shadow.parameters(), model.parameters(), strict=True):
+                    shadow.copy_(param)
+        return WithoutAutocast(self._shadow)
 
     @staticmethod
     def _log_tool_metrics(trainer: Any, calls: int, failures: int, rollouts: int) -> None:

@@ -327,6 +327,20 @@ def uses_rollout_engine(params: Params) -> bool:
     return params.rl.rollouts == "engine" and not params.rl.use_vllm
 
 
+def rollout_precision(params: Params) -> str:
+    """``rl.rollout_precision`` resolved for this machine (see the schema's comment)."""
+    import torch
+
+    from components.training.precision import train_bf16
+
+    chosen = params.rl.rollout_precision
+    if chosen != "auto":
+        return chosen
+    if torch.cuda.is_available():
+        return "autocast"
+    return "bf16" if train_bf16(params.models.train_precision, params.models.dtype) else "weights"
+
+
 def build_trainer(
     params: Params, arm: str, model: Any, tokenizer: Any, dataset: Any, checkpoints: Path, callbacks: Sequence[Any] = ()
 ) -> Any:
@@ -356,13 +370,10 @@ def build_trainer(
         trainer_callbacks.append(ProgressLines(f"rl-{arm}"))
     rollout: dict[str, Any] = {"environment_factory": factory}
     if uses_rollout_engine(params):
-        import torch
-
         from components.training.rl.rollouts import EngineRollouts
 
-        precision = params.rl.rollout_precision
-        autocast = precision == "autocast" or (precision == "auto" and torch.cuda.is_available())
-        rollout = {"rollout_func": EngineRollouts(factory, batch_size=params.rl.rollout_batch_size, autocast=autocast)}
+        engine = EngineRollouts(factory, batch_size=params.rl.rollout_batch_size, precision=rollout_precision(params))
+        rollout = {"rollout_func": engine}
     trainer = MentorGRPOTrainer(
         skip_zero_advantage=params.rl.skip_zero_advantage,
         on_skip=recorder.add_skip,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import torch
 
 from components.config import Params, run_paths
@@ -142,3 +143,36 @@ def test_sampling_filters_match_transformers_warpers() -> None:
         assert allowed.gather(1, chosen.unsqueeze(1)).all()  # never a token the warpers remove
         reference = torch.log_softmax(logits / 0.6, dim=-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
         assert torch.allclose(torch.tensor(logps), reference)  # the policy's log-probability, unfiltered
+
+
+def test_rollout_precision_resolves_per_machine_and_the_bf16_copy_follows_the_policy(
+    smoke_params: Params, tiny_model_dir: Any
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from components.training.rl.rollouts import EngineRollouts, WithoutAutocast
+    from components.training.rl.stage import rollout_precision
+
+    def resolved(**rl: Any) -> str:
+        return rollout_precision(_with(smoke_params, **rl))
+
+    assert resolved(models={"train_precision": "fp32"}) == "weights"  # no autocast to mirror: fp32 decoding
+    assert resolved(models={"train_precision": "bf16"}) == "bf16"  # a CPU: a bf16 copy, not per-step casts
+    assert resolved(rl={"rollout_precision": "autocast"}) == "autocast"
+    with pytest.raises(ValueError, match="precision must be"):
+        EngineRollouts(object, precision="fp8")  # type: ignore[arg-type]
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model._original_forward = model.forward  # what accelerate's autocast wrapper leaves behind
+    model.forward = lambda **_: pytest.fail("the bf16 copy called the policy's autocast-wrapped forward")
+    rollouts = EngineRollouts(object, precision="bf16")  # type: ignore[arg-type]
+    first = rollouts._decoder(model)
+    assert isinstance(first, WithoutAutocast) and first.model is not model
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # an optimizer step
+    second = rollouts._decoder(model)
+    assert second.model is first.model  # one copy, refreshed in place
+    for copy_param, param in zip(second.model.parameters(), model.parameters(), strict=True):
+        assert copy_param.dtype == torch.bfloat16 and torch.equal(copy_param, param.to(torch.bfloat16))
+    ids = torch.tensor([[5, 6, 7]])
+    assert second(input_ids=ids).logits.dtype == torch.bfloat16
