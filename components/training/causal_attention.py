@@ -23,10 +23,15 @@ this is affordable there, and a call that would keep more than :data:`MAX_SAVED_
 goes to SDPA; on a GPU the fused kernels win and ``sft.attention=auto`` keeps SDPA.
 
 It is registered with transformers' attention interface as :data:`ATTENTION_NAME` and
-only takes the calls it computes exactly the same thing for: a causal self-attention
-over the whole sequence (no padding mask, no KV cache offset, no dropout, no sliding
-window) with gradients on; every other call (padded batches, generation, evaluation)
-goes to transformers' SDPA function unchanged.
+only takes the calls it computes exactly the same thing for: a causal attention with
+gradients on, no padding mask, no dropout, no sliding window, whose queries are the
+whole sequence or its last positions after cached keys (shared-prefix SFT runs each
+row's own tokens against the shared head's keys: ``sft/trainer.py``); every other call
+(padded batches, generation, evaluation) goes to transformers' SDPA function. For the
+second case its mask builder (:func:`causal_mask`) returns no mask where the mask would
+be exactly "each query sees the keys up to its own position", and this module then
+builds that mask itself wherever the call goes to SDPA (whose ``is_causal`` aligns the
+diagonal to the first key, not to the query's position).
 """
 
 from __future__ import annotations
@@ -61,8 +66,10 @@ def _blocks(seq: int) -> list[int]:
 class BlockedCausalAttention(torch.autograd.Function):
     """softmax(Q K^T * scale + causal mask) V for GQA tensors ``[rows, heads, seq, dim]``.
 
-    ``key``/``value`` have ``kv_heads`` heads dividing ``heads``; all three share one dtype
-    (the caller casts). Forward keeps one probability block per query block.
+    ``key``/``value`` have ``kv_heads`` heads dividing ``heads`` and ``seq`` or more
+    positions: queries are the last ``seq`` positions (query ``i`` sees keys up to
+    ``kv_seq - seq + i``). All three share one dtype (the caller casts). Forward keeps one
+    probability block per query block.
     """
 
     @staticmethod
@@ -71,19 +78,22 @@ class BlockedCausalAttention(torch.autograd.Function):
         kv_heads = key.shape[1]
         group = heads // kv_heads
         accumulate = torch.promote_types(query.dtype, torch.float32)
+        offset = key.shape[2] - seq  # cached keys before the first query
         grouped = query.reshape(rows, kv_heads, group, seq, dim)
         out = query.new_empty(rows, kv_heads, group, seq, dim)
         bounds = _blocks(seq)
         probs = []
         for start, end in zip(bounds, bounds[1:], strict=False):
-            size = end - start
+            size, stop = end - start, offset + end
             block = grouped[:, :, :, start:end].reshape(rows, kv_heads, group * size, dim)
-            scores = torch.matmul(block, key[:, :, :end].transpose(-1, -2)).to(accumulate)
+            scores = torch.matmul(block, key[:, :, :stop].transpose(-1, -2)).to(accumulate)
             # The diagonal block's upper triangle: keys after each query's own position.
             later = torch.ones(size, size, dtype=torch.bool, device=query.device).triu(1)
-            scores.view(rows, kv_heads, group, size, end)[..., start:end].masked_fill_(later, float("-inf"))
+            scores.view(rows, kv_heads, group, size, stop)[..., offset + start : stop].masked_fill_(
+                later, float("-inf")
+            )
             prob = torch.softmax(scores.mul_(scale), dim=-1).to(query.dtype)
-            out[:, :, :, start:end] = torch.matmul(prob, value[:, :, :end]).view(rows, kv_heads, group, size, dim)
+            out[:, :, :, start:end] = torch.matmul(prob, value[:, :, :stop]).view(rows, kv_heads, group, size, dim)
             probs.append(prob)
         out = out.view(rows, heads, seq, dim)
         ctx.save_for_backward(query, key, value, out, *probs)
@@ -98,6 +108,7 @@ class BlockedCausalAttention(torch.autograd.Function):
         kv_heads = key.shape[1]
         group = heads // kv_heads
         accumulate = torch.promote_types(query.dtype, torch.float32)
+        offset = key.shape[2] - seq
         grad_out = grad_out.to(query.dtype).contiguous()
         # rowsum(dO * O): the softmax backward's correction term, once for all blocks.
         correction = (grad_out.to(accumulate) * out.to(accumulate)).sum(-1).reshape(rows, kv_heads, group, seq)
@@ -107,17 +118,17 @@ class BlockedCausalAttention(torch.autograd.Function):
         grad_key = torch.zeros(key.shape, dtype=accumulate, device=key.device)
         grad_value = torch.zeros(value.shape, dtype=accumulate, device=value.device)
         for (start, end), prob in zip(zip(bounds, bounds[1:], strict=False), probs, strict=True):
-            size = end - start
+            size, stop = end - start, offset + end
             block_grad = grad_grouped[:, :, :, start:end].reshape(rows, kv_heads, group * size, dim)
             block = grouped[:, :, :, start:end].reshape(rows, kv_heads, group * size, dim)
-            grad_value[:, :, :end] += torch.matmul(prob.transpose(-1, -2), block_grad)
-            grad_prob = torch.matmul(block_grad, value[:, :, :end].transpose(-1, -2)).to(accumulate)
+            grad_value[:, :, :stop] += torch.matmul(prob.transpose(-1, -2), block_grad)
+            grad_prob = torch.matmul(block_grad, value[:, :, :stop].transpose(-1, -2)).to(accumulate)
             shift = correction[:, :, :, start:end].reshape(rows, kv_heads, group * size, 1)
             grad_scores = grad_prob.sub_(shift).mul_(prob).mul_(scale).to(query.dtype)
-            grad_query[:, :, :, start:end] = torch.matmul(grad_scores, key[:, :, :end]).view(
+            grad_query[:, :, :, start:end] = torch.matmul(grad_scores, key[:, :, :stop]).view(
                 rows, kv_heads, group, size, dim
             )
-            grad_key[:, :, :end] += torch.matmul(grad_scores.transpose(-1, -2), block)
+            grad_key[:, :, :stop] += torch.matmul(grad_scores.transpose(-1, -2), block)
         return (
             grad_query.view(rows, heads, seq, dim),
             grad_key.to(key.dtype),
@@ -131,6 +142,9 @@ def blocked_causal_attention(
 ) -> torch.Tensor:
     """Causal (GQA) attention of ``[rows, heads, seq, dim]`` tensors; returns the same layout as SDPA.
 
+    ``key``/``value`` may be longer than ``query`` (cached keys first): the queries are
+    then the last positions, each seeing the keys up to its own.
+
     Under CPU/GPU autocast the three inputs are cast to the autocast dtype (the dtype the
     kernel would have run in), otherwise to their common dtype; the blocks then run with
     autocast off, so forward and backward compute in one dtype.
@@ -139,6 +153,8 @@ def blocked_causal_attention(
     dtype = _compute_dtype(query, key, value)
     if query.shape[1] % key.shape[1]:
         raise ValueError(f"query heads ({query.shape[1]}) must be a multiple of key/value heads ({key.shape[1]})")
+    if key.shape[2] < query.shape[2]:
+        raise ValueError(f"{key.shape[2]} keys for {query.shape[2]} queries: causal attention needs at least as many")
     with torch.autocast(device, enabled=False):
         return BlockedCausalAttention.apply(
             query.to(dtype),
@@ -159,12 +175,13 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return dtype
 
 
-def saved_bytes(query: torch.Tensor) -> int:
+def saved_bytes(query: torch.Tensor, kv_seq: int | None = None) -> int:
     """Bytes of probabilities the blocked forward keeps for backward (the lower triangle plus the diagonal blocks)."""
     rows, heads, seq, _ = query.shape
+    offset = 0 if kv_seq is None else kv_seq - seq
     dtype = _compute_dtype(query)
     bounds = _blocks(seq)
-    kept = sum((end - start) * end for start, end in zip(bounds, bounds[1:], strict=False))
+    kept = sum((end - start) * (offset + end) for start, end in zip(bounds, bounds[1:], strict=False))
     return rows * heads * kept * dtype.itemsize
 
 
@@ -174,14 +191,14 @@ def _takes_blocked(
     """Whether the call is plain causal self-attention with gradients, the case the blocked path computes exactly,
     and its kept probabilities fit :data:`MAX_SAVED_BYTES`."""
     return (
-        saved_bytes(query) <= MAX_SAVED_BYTES
+        saved_bytes(query, key.shape[2]) <= MAX_SAVED_BYTES
         and attention_mask is None
         and torch.is_grad_enabled()
         and query.requires_grad
         and dropout == 0.0
         and bool(getattr(module, "is_causal", True) if kwargs.get("is_causal") is None else kwargs["is_causal"])
         and query.shape[2] > 1
-        and query.shape[2] == key.shape[2]
+        and query.shape[2] <= key.shape[2]
         and query.shape[1] % key.shape[1] == 0
         and not any(
             kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux", "position_bias", "cache")
@@ -203,6 +220,9 @@ def attention_forward(
     if not _takes_blocked(module, query, key, attention_mask, dropout, kwargs):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+        queries, keys = query.shape[2], key.shape[2]
+        if attention_mask is None and 1 < queries < keys:  # causal_mask() left it out: SDPA's is_causal would misalign
+            attention_mask = torch.ones(queries, keys, dtype=torch.bool, device=query.device).tril(keys - queries)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -218,10 +238,27 @@ def register() -> None:
     and go to SDPA, and unpadded causal ones get none and come here.
     """
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(ATTENTION_NAME, attention_forward)
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    AttentionMaskInterface.register(ATTENTION_NAME, causal_mask)
+
+
+def causal_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """SDPA's mask builder, except that a mask that is exactly causal (every query sees the keys up to its
+    own position, the last queries of the keys, no padding) becomes ``None``: :func:`attention_forward`
+    computes that case without a mask (blocked), or builds it where the call goes to SDPA.
+    """
+    from transformers.masking_utils import sdpa_mask
+
+    mask = sdpa_mask(*args, **kwargs)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 4:
+        return mask
+    queries, keys = mask.shape[-2:]
+    if queries > keys:
+        return mask
+    causal = torch.ones(queries, keys, dtype=torch.bool, device=mask.device).tril(keys - queries)
+    return None if bool(torch.equal(mask, causal.expand_as(mask))) else mask
 
 
 def uses_blocked(choice: AttentionChoice, *, cuda: bool) -> bool:

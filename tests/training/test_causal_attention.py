@@ -45,6 +45,27 @@ def test_forward_and_gradients_equal_sdpa_in_float64(seq: int) -> None:
         torch.testing.assert_close(grad, want, rtol=0, atol=1e-11, msg=f"d{name}")
 
 
+@pytest.mark.parametrize(("seq", "cached"), [(1, 5), (7, 30), (201, 322), (401, 122)])
+def test_queries_after_cached_keys_equal_sdpa_with_the_causal_mask_in_float64(seq: int, cached: int) -> None:
+    """Shared-prefix SFT: a row's own tokens (the last ``seq`` positions) attend to the head's keys and their own."""
+    generator = torch.Generator().manual_seed(seq)
+    shapes = [(2, 6, seq, 16), (2, 2, cached + seq, 16), (2, 2, cached + seq, 16)]
+    tensors = [torch.randn(s, generator=generator, dtype=torch.float64).requires_grad_() for s in shapes]
+    upstream = torch.randn(2, 6, seq, 16, dtype=torch.float64, generator=generator)
+    mask = torch.ones(seq, cached + seq, dtype=torch.bool).tril(cached)  # query i sees keys up to cached + i
+
+    def masked(q, k, v):  # type: ignore[no-untyped-def]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+
+    expected, expected_grads = attention_and_grads(masked, tensors, upstream)
+    got, grads = attention_and_grads(ca.blocked_causal_attention, tensors, upstream)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    for name, grad, want in zip("qkv", grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, want, rtol=0, atol=1e-11, msg=f"d{name}")
+    with pytest.raises(ValueError, match="at least as many"):
+        ca.blocked_causal_attention(tensors[1], tensors[0][:, :2, :1], tensors[2])
+
+
 def test_block_boundaries_cover_the_sequence_once() -> None:
     for seq in (1, 2, 99, 200, 301, 805, 2048):
         bounds = ca._blocks(seq)
@@ -158,10 +179,10 @@ def blocked_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     return calls
 
 
-def load(model_dir: Path, blocked: bool):  # type: ignore[no-untyped-def]
+def load(model_dir: Path, blocked: bool, dtype: torch.dtype = torch.float32):  # type: ignore[no-untyped-def]
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     assert ca.set_training_attention(model, blocked) == "sdpa"
     return model
 
@@ -217,3 +238,43 @@ def test_a_model_loaded_with_another_attention_keeps_it(tiny_model_dir: Path) ->
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
     assert ca.set_training_attention(model, True) == "eager"
     assert model.config._attn_implementation == "eager"
+
+
+def test_rows_after_a_shared_cached_head_take_the_blocked_path_and_equal_sdpa(
+    tiny_model_dir: Path, blocked_calls: list[tuple[int, ...]]
+) -> None:
+    """What shared-prefix SFT runs: one head with gradients, two rows' own tokens against its keys (views of them)."""
+    from transformers import DynamicCache
+
+    ids = torch.randint(3, 500, (2, 24), generator=torch.Generator().manual_seed(2))
+    head = torch.randint(3, 500, (1, 40), generator=torch.Generator().manual_seed(3))
+    upstream = torch.randn(2, 24, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def run(model, grad: bool):  # type: ignore[no-untyped-def]
+        model.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(grad):
+            cached = model.model(input_ids=head, use_cache=True).past_key_values
+            cache = DynamicCache()
+            for index, layer in enumerate(cached.layers):
+                cache.update(layer.keys.expand(2, -1, -1, -1), layer.values.expand(2, -1, -1, -1), index)
+            positions = torch.arange(40, 64).unsqueeze(0).expand(2, -1)
+            hidden = model.model(input_ids=ids, past_key_values=cache, position_ids=positions).last_hidden_state
+        if not grad:
+            return hidden, {}
+        (hidden[..., :64] * upstream).sum().backward()
+        return hidden, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    reference, blocked = (load(tiny_model_dir, choice, torch.float64) for choice in (False, True))
+    layers = reference.config.num_hidden_layers
+    want, want_grads = run(reference, True)
+    got, got_grads = run(blocked, True)
+    assert len(blocked_calls) == 2 * layers  # the head (plain causal) and the rows after it
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    assert got_grads.keys() == want_grads.keys()
+    for name, grad in got_grads.items():
+        scale = float(want_grads[name].abs().max())
+        assert float((grad - want_grads[name]).abs().max()) <= 1e-9 * scale, name
+    blocked_calls.clear()
+    without_grad, _ = run(blocked, False)  # no gradients: SDPA, with the causal mask built for it
+    assert not blocked_calls
+    torch.testing.assert_close(without_grad, want.detach(), rtol=0, atol=1e-10)

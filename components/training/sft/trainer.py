@@ -191,13 +191,13 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
 
     Why: every arith row starts with the same ~620-token system header (the tool
     listing) and has ~165 tokens of its own. Here the head runs once per micro-batch
-    (batch 1, with gradients), each row's own tokens run alone (no padding, no mask)
+    (batch 1, with gradients), the rows' own tokens run as one right-padded batch
     attending to the head's keys and values, and one backward sends every row's
     gradient through the shared head. That is exactly per-row training's loss and
     gradient (causal attention: the head's states do not depend on what follows),
     up to float rounding; ``tests/training/sft/test_shared_prefix.py`` pins it in
     float64, with LoRA and gradient accumulation. Rows without a common head of
-    ``MIN_SHARED_PREFIX`` tokens run one by one, as ``sft.micro_batch_size=1`` would.
+    ``MIN_SHARED_PREFIX`` tokens take the parent's path.
     The loss-positions conditions apply (anything else takes the stock path).
     """
 
@@ -224,35 +224,34 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # not right-padded
         shared = shared_prefix_length(rows, row_labels) if len(rows) > 1 else 0
         if shared < MIN_SHARED_PREFIX:
-            shared = 0
-        total: Any = 0.0
-        kept_tokens = torch.zeros((), dtype=torch.long, device=ids.device)
-        entropy_sum: Any = 0.0
-        correct_sum = torch.zeros((), dtype=torch.long, device=ids.device)
+            self.shared_prefix_tokens = 0
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # today's path
+        batch, width = len(rows), max(len(row) for row in rows) - shared
+        # Each row's own tokens, right-padded: a real token attends only to earlier ones, so the
+        # pads (which come after) change nothing it computes, and their positions carry no loss.
+        own = ids.new_zeros((batch, width))
+        targets = labels.new_full((batch, width - 1), -100)
+        for r, (row, target) in enumerate(zip(rows, row_labels, strict=True)):
+            own[r, : len(row) - shared] = row[shared:]
+            targets[r, : len(row) - shared - 1] = target[shared + 1 :]
+        positions = torch.arange(shared, shared + width, device=ids.device).unsqueeze(0).expand(batch, -1)
         with self.accelerator.autocast():
-            head_kv = None
-            if shared:
-                head_kv = body(input_ids=rows[0][:shared].unsqueeze(0), use_cache=True).past_key_values
-            for row, target in zip(rows, row_labels, strict=True):
-                own = row[shared:].unsqueeze(0)
-                row_inputs: dict[str, Any] = {"input_ids": own, "use_cache": head_kv is not None}
-                if head_kv is not None:
-                    cache = DynamicCache()
-                    for index, layer in enumerate(head_kv.layers):
-                        cache.update(layer.keys, layer.values, index)  # the head's tensors, not copies
-                    row_inputs["past_key_values"] = cache
-                    row_inputs["position_ids"] = torch.arange(shared, len(row), device=row.device).unsqueeze(0)
-                hidden = body(**row_inputs).last_hidden_state[0, :-1]
-                targets = target[shared + 1 :].to(hidden.device)
-                mask = targets != -100
-                logits = _at_least_fp32(head(hidden[mask]))
-                log_probs = torch.log_softmax(logits, dim=-1)
-                picked = targets[mask]
-                total = total - log_probs.gather(-1, picked.unsqueeze(-1)).sum()
-                kept_tokens = kept_tokens + mask.sum()
-                with torch.no_grad():
-                    entropy_sum = entropy_sum - (log_probs.exp() * log_probs).sum()
-                    correct_sum = correct_sum + (logits.argmax(-1) == picked).sum()
+            head_kv = body(input_ids=rows[0][:shared].unsqueeze(0), use_cache=True).past_key_values
+            cache = DynamicCache()
+            for index, layer in enumerate(head_kv.layers):  # views of the head's tensors: its gradient sums the rows'
+                cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+            hidden = body(input_ids=own, past_key_values=cache, position_ids=positions, use_cache=True)
+            hidden = hidden.last_hidden_state[:, :-1]
+            targets = targets.to(hidden.device)
+            mask = targets != -100
+            logits = _at_least_fp32(head(hidden[mask]))
+            log_probs = torch.log_softmax(logits, dim=-1)
+            picked = targets[mask]
+            total = -log_probs.gather(-1, picked.unsqueeze(-1)).sum()
+            kept_tokens = mask.sum()
+            with torch.no_grad():
+                entropy_sum = -(log_probs.exp() * log_probs).sum()
+                correct_sum = (logits.argmax(-1) == picked).sum()
         denominator = kept_tokens if num_items_in_batch is None else num_items_in_batch
         loss = total / torch.as_tensor(denominator, device=ids.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:

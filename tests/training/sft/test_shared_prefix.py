@@ -155,7 +155,7 @@ def test_loss_and_gradients_equal_per_row_training_to_float64_rounding(
         assert (grad - expected[name]).abs().max() <= 1e-12 * expected[name].abs().max(), name
 
 
-def test_rows_without_a_common_head_run_one_by_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_rows_without_a_common_head_take_the_stock_path(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = [dict(ROWS[0]), {"input_ids": list(range(700, 740)), "assistant_masks": [0] * 30 + [1] * 10}]
     reference = make_trainer(tiny_model_dir, tmp_path, LossPositionsSFTTrainer)
     shared = make_trainer(tiny_model_dir, tmp_path, SharedPrefixSFTTrainer)
