@@ -17,11 +17,15 @@ sequence twice while it still holds it:
 * **A shared head per batch**: when the rows of a batch start with the same tokens
   and the store does not hold them yet, that head is prefilled once (batch 1) and
   stored, then every row starts from it (a GRPO group's prompt is prefilled once).
-* **Batches that shrink**: a row leaves the batch (and the KV cache) as soon as it
-  stops, so the remaining rows do not pay for finished ones, and each row may have
-  its own token budget (a GRPO rollout's remaining completion budget).
+* **The head held once**: the batch's common reused head stays one tensor per layer
+  (not a copy per row) and every row attends to it through one matmul
+  (:mod:`components.generation.shared_head`, for SDPA models); stored entries keep
+  it by reference. A decoding step then reads the head once instead of once per row.
+* **Batches that shrink**: finished rows leave the batch (and the KV cache) once they
+  are a quarter of it, so the remaining rows do not pay for finished ones, and each
+  row may have its own token budget (a GRPO rollout's remaining completion budget).
 
-Layout of a batch: row ``i`` is ``[left pad | reused KV (m_i) | pad | own suffix]``;
+Layout of a batch: row ``i`` is ``[shared head (once) | left pad | rest of its reused KV | pad | own suffix]``;
 the attention mask hides the pads and positions are given explicitly (the reused
 tokens keep positions ``0..m_i-1``, the suffix continues from ``m_i``), so every
 row sees exactly the tokens and positions it would see alone. Outputs equal plain
@@ -87,6 +91,7 @@ class EngineStats:
     prefilled_tokens: int = 0
     generated_tokens: int = 0
     forward_calls: int = 0
+    shared_head_tokens: int = 0  # per batch, head tokens x rows: KV held once for the batch, not per row
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -96,11 +101,48 @@ class EngineStats:
             "prefilled_tokens": self.prefilled_tokens,
             "generated_tokens": self.generated_tokens,
             "forward_calls": self.forward_calls,
+            "shared_head_tokens": self.shared_head_tokens,
             "seconds": round(self.seconds, 3),
         }
 
 
 Layers = list[tuple[Any, Any]]  # per layer (keys, values), each [1, kv_heads, length, head_dim]
+
+
+@dataclass(frozen=True)
+class StoredKV:
+    """A stored sequence's keys/values: a batch's shared ``head`` (held by reference, not copied per
+    row) followed by the row's ``own`` tokens; either part may be empty."""
+
+    head: Layers | None
+    own: Layers
+
+    @property
+    def head_length(self) -> int:
+        return int(self.head[0][0].shape[2]) if self.head else 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in [*(self.head or []), *self.own]
+        )
+
+    def span(self, layer: int, start: int, stop: int) -> tuple[Any, Any]:
+        """Keys and values of positions ``start..stop-1`` of ``layer`` (views where one part holds them)."""
+        import torch
+
+        cut = self.head_length
+        if start >= cut:
+            keys, values = self.own[layer]
+            return keys[:, :, start - cut : stop - cut], values[:, :, start - cut : stop - cut]
+        head_keys, head_values = self.head[layer]  # type: ignore[index]
+        if stop <= cut:
+            return head_keys[:, :, start:stop], head_values[:, :, start:stop]
+        keys, values = self.own[layer]
+        return (
+            torch.cat([head_keys[:, :, start:], keys[:, :, : stop - cut]], dim=2),
+            torch.cat([head_values[:, :, start:], values[:, :, : stop - cut]], dim=2),
+        )
 
 
 class KVStore:
@@ -116,7 +158,7 @@ class KVStore:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[tuple[int, ...], tuple[Any, Layers, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], tuple[Any, StoredKV, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -145,16 +187,18 @@ class KVStore:
             self._entries.move_to_end(best_key)
         return best_key, best
 
-    def layers(self, key: tuple[int, ...]) -> Layers:
+    def layers(self, key: tuple[int, ...]) -> StoredKV:
         return self._entries[key][1]
 
-    def put(self, tokens: Sequence[int], layers: Layers) -> None:
+    def put(self, tokens: Sequence[int], layers: Layers | StoredKV) -> None:
+        """Store ``layers`` under ``tokens``; a shared head counts in full for each entry that holds it."""
         import numpy as np
 
         key = tuple(int(t) for t in tokens)
         if not key:
             return
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        stored = layers if isinstance(layers, StoredKV) else StoredKV(None, layers)
+        size = stored.nbytes
         if size > self.max_bytes:
             return
         if key in self._entries:
@@ -162,7 +206,7 @@ class KVStore:
             return
         for other in [k for k in self._entries if len(k) < len(key) and key[: len(k)] == k]:
             self.bytes -= self._entries.pop(other)[2]
-        self._entries[key] = (np.asarray(key, dtype=np.int64), layers, size)
+        self._entries[key] = (np.asarray(key, dtype=np.int64), stored, size)
         self.bytes += size
         while self.bytes > self.max_bytes and self._entries:
             self.bytes -= self._entries.popitem(last=False)[1][2]
@@ -183,6 +227,9 @@ class GenerationEngine:
     pad_id: int
     batch_size: int = 8
     reuse: bool = True
+    #: Hold the batch's common head once and attend to it with one matmul for all rows
+    #: (:mod:`components.generation.shared_head`) instead of copying it into every row.
+    share_head: bool = True
     min_prefix_tokens: int = 32
     cache_bytes: int = DEFAULT_CACHE_BYTES
     stats: EngineStats = field(default_factory=EngineStats)
@@ -253,16 +300,31 @@ class GenerationEngine:
     def _device(self) -> Any:
         return next(self.model.parameters()).device
 
-    def _forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> Any:
+    def _forward(
+        self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any, head: Layers | None = None
+    ) -> Any:
+        """One model call; with ``head``, every row also attends to those keys/values before its own."""
         self.stats.forward_calls += 1
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "past_key_values": cache,
+            "use_cache": True,
+            "logits_to_keep": 1,
+        }
+        if head is None:
+            return self.model(**inputs)
+        from components.generation.shared_head import shared_head_attention
+
+        with shared_head_attention(self.model):
+            return self.model(**inputs, shared_head=head)
+
+    def _holds_head_once(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` keeps its common reused head once (see ``share_head``)."""
+        from components.generation.shared_head import supports_shared_head
+
+        return self.reuse and self.share_head and rows > 1 and supports_shared_head(self.model)
 
     def _prefill_head(self, head: list[int]) -> None:
         """Put the KV of ``head`` in the store, continuing from the longest stored prefix of it."""
@@ -286,33 +348,42 @@ class GenerationEngine:
         import torch
 
         device = self._device()
-        if self.reuse and len(rows) > 1:
-            head = _common_prefix_length(rows)
-            if head >= self.min_prefix_tokens:
-                self._prefill_head(rows[0][:head])
+        common = _common_prefix_length(rows) if len(rows) > 1 else 0
+        if self.reuse and common >= self.min_prefix_tokens:
+            self._prefill_head(rows[0][:common])
         hits: list[tuple[tuple[int, ...] | None, int]] = (
             [self.store.longest(ids, len(ids) - 1) for ids in rows] if self.reuse else [(None, 0)] * len(rows)
         )
         # A store entry must be read before anything else is stored (an eviction could drop it).
         reused = [m for _, m in hits]
-        cache = _cache_from_layers([self.store.layers(k) if k is not None else None for k, _ in hits], reused, device)
-        past = max(reused)
+        entries = [self.store.layers(k) if k is not None else None for k, _ in hits]
+        # The first `shared` tokens: the same for every row and reused by every row, held once.
+        shared = min(min(reused), common) if self._holds_head_once(len(rows)) else 0
+        head: Layers | None = None
+        if shared >= self.min_prefix_tokens:
+            head = [entries[0].span(layer, 0, shared) for layer in range(len(entries[0].own))]  # type: ignore[union-attr]
+            self.stats.shared_head_tokens += shared * len(rows)
+        else:
+            shared = 0
+        own = [m - shared for m in reused]  # reused tokens each row holds itself
+        cache = _cache_from_layers(entries, own, device, start=shared)
+        past = max(own)
         suffixes = [ids[m:] for ids, m in zip(rows, reused, strict=True)]
         width = max(len(s) for s in suffixes)
         n = len(rows)
         input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
         positions = torch.zeros((n, width), dtype=torch.long)
         mask = torch.zeros((n, past + width), dtype=torch.long)
-        for r, (suffix, m) in enumerate(zip(suffixes, reused, strict=True)):
+        for r, (suffix, m, kept) in enumerate(zip(suffixes, reused, own, strict=True)):
             input_ids[r, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
             positions[r, width - len(suffix) :] = torch.arange(m, m + len(suffix))
-            mask[r, past - m : past] = 1
+            mask[r, past - kept : past] = 1
             mask[r, past + width - len(suffix) :] = 1
         input_ids, positions, mask = input_ids.to(device), positions.to(device), mask.to(device)
         self.stats.reused_tokens += sum(reused)
         self.stats.prefilled_tokens += sum(len(s) for s in suffixes)
         with torch.no_grad():
-            out = self._forward(input_ids, mask, positions, cache)
+            out = self._forward(input_ids, mask, positions, cache, head)
             cache = out.past_key_values
             logits = out.logits[:, -1, :]
             next_position = torch.tensor([len(ids) for ids in rows], dtype=torch.long, device=device)
@@ -336,7 +407,7 @@ class GenerationEngine:
                     if finished[r] or len(tokens[r]) >= budgets[r]:
                         done.add(r)
                         if self.reuse:  # the KV of prompt + tokens[:-1]: the last one was never fed
-                            self.store.put(rows[r] + tokens[r][:-1], _row_layers(cache, b, mask[b]))
+                            self.store.put(rows[r] + tokens[r][:-1], _row_layers(cache, b, mask[b], head))
                 live = [b for b, r in enumerate(alive) if r not in done]
                 if not live:
                     break
@@ -349,7 +420,7 @@ class GenerationEngine:
                     mask, next_position, chosen = mask[index], next_position[index], chosen[index]
                     alive = [alive[b] for b in live]
                 mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=device)], dim=1)
-                out = self._forward(chosen.unsqueeze(1), mask, next_position.unsqueeze(1), cache)
+                out = self._forward(chosen.unsqueeze(1), mask, next_position.unsqueeze(1), cache, head)
                 cache = out.past_key_values
                 logits = out.logits[:, -1, :]
                 next_position = next_position + 1
@@ -393,8 +464,8 @@ def _choose(logits: Any, sampling: Sampling, want_logprobs: bool, generator: Any
     return chosen, torch.log_softmax(scores, dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
 
 
-def _row_layers(cache: Any, row: int, mask: Any) -> Layers:
-    """One row's keys/values (batch 1) at the columns its mask keeps (all columns when None)."""
+def _row_layers(cache: Any, row: int, mask: Any, head: Layers | None = None) -> StoredKV:
+    """One row's keys/values (batch 1) at the columns its mask keeps (all columns when None), after ``head``."""
     layers: Layers = []
     index = None if mask is None else mask[: cache.layers[0].keys.shape[-2]].nonzero().squeeze(-1)
     for layer in cache.layers:
@@ -402,7 +473,7 @@ def _row_layers(cache: Any, row: int, mask: Any) -> Layers:
         if index is not None:
             keys, values = keys.index_select(2, index), values.index_select(2, index)
         layers.append((keys.clone() if index is None else keys, values.clone() if index is None else values))
-    return layers
+    return StoredKV(head, layers)
 
 
 def _growing_cache() -> Any:
@@ -473,8 +544,9 @@ def _growing_layer_class() -> Any:
     return GrowingLayer
 
 
-def _cache_from_layers(entries: Sequence[Layers | None], lengths: Sequence[int], device: Any) -> Any:
-    """A batch ``DynamicCache`` of the rows' reused KV, right-aligned (left padding), or None when nothing is reused."""
+def _cache_from_layers(entries: Sequence[StoredKV | None], lengths: Sequence[int], device: Any, start: int = 0) -> Any:
+    """A batch ``DynamicCache`` of the rows' reused KV from position ``start`` on (``lengths`` tokens each),
+    right-aligned (left padding); empty when nothing is reused."""
     import torch
 
     width = max(lengths) if lengths else 0
@@ -482,15 +554,17 @@ def _cache_from_layers(entries: Sequence[Layers | None], lengths: Sequence[int],
     if width == 0:
         return cache
     template = next(e for e, m in zip(entries, lengths, strict=True) if e is not None and m > 0)
-    for index, (keys0, values0) in enumerate(template):
+    for index in range(len(template.own)):
+        keys0, values0 = template.span(index, 0, 1)
         shape = (len(entries), keys0.shape[1], width, keys0.shape[3])
         keys = torch.zeros(shape, dtype=keys0.dtype, device=device)
         values = torch.zeros((shape[0], values0.shape[1], width, values0.shape[3]), dtype=values0.dtype, device=device)
         for r, (entry, m) in enumerate(zip(entries, lengths, strict=True)):
             if entry is None or m == 0:
                 continue
-            keys[r, :, width - m :] = entry[index][0][0, :, :m]
-            values[r, :, width - m :] = entry[index][1][0, :, :m]
+            row_keys, row_values = entry.span(index, start, start + m)
+            keys[r, :, width - m :] = row_keys[0]
+            values[r, :, width - m :] = row_values[0]
         cache.update(keys, values, index)
     return cache
 

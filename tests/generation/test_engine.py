@@ -88,6 +88,22 @@ def test_reuse_off_and_batch_size_do_not_change_outputs(model: Any) -> None:
     assert all(o == outputs[0] for o in outputs)
 
 
+def test_a_head_held_once_decodes_what_per_row_copies_decode(model: Any) -> None:
+    """Two turns (the second reuses each row's first from the store, head and own parts), logprobs included."""
+    runs = []
+    for share in (False, True):
+        engine = GenerationEngine(model, stop_ids=[5], pad_id=0, batch_size=4, min_prefix_tokens=8, share_head=share)
+        first = engine.generate(PROMPTS, 7, logprobs=True)
+        again = [p + list(o.tokens) + [400, 401] for p, o in zip(PROMPTS, first, strict=True)]
+        second = engine.generate(again, 6, logprobs=True)
+        runs.append((first + second, engine.stats.shared_head_tokens))
+    (copied, none_shared), (held, shared_tokens) = runs
+    assert none_shared == 0 and shared_tokens >= 2 * len(HEAD) * 4  # both turns' batches held the head once
+    assert [o.tokens for o in held] == [o.tokens for o in copied]
+    for a, b in zip(held, copied, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-12)
+
+
 def test_a_shared_head_is_prefilled_once_per_batch(model: Any) -> None:
     group = [HEAD + [7, 8, 9]] * 4  # a GRPO group: one prompt, four rollouts
     engine = GenerationEngine(model, stop_ids=[5], pad_id=0, batch_size=4, min_prefix_tokens=8)
