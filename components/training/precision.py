@@ -33,9 +33,30 @@ Precision = Literal["auto", "fp32", "bf16"]
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-@functools.cache
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) that still allow native bf16 dot products.
+ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10", "DEFAULT", "ALL")
+
+
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU advertises native bf16 instructions (Linux ``/proc/cpuinfo`` flags)."""
+    """True when the CPU advertises native bf16 instructions (Linux ``/proc/cpuinfo`` flags) and the
+    process may use them.
+
+    ``ATEN_CPU_CAPABILITY=avx2`` (or ``default``) and ``ONEDNN_MAX_CPU_ISA`` below
+    ``AVX512_CORE_BF16`` restrict PyTorch to older instructions, where bf16 is emulated and
+    slower than fp32: such a process chooses what an AVX2-only machine would (how the
+    benchmarks measure that machine on this one).
+    """
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if aten in ("default", "avx2"):
+        return False
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if onednn and not onednn.startswith(ONEDNN_BF16_ISAS):
+        return False
+    return _cpuinfo_has_bf16(cpuinfo)
+
+
+@functools.cache
+def _cpuinfo_has_bf16(cpuinfo: str) -> bool:
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
