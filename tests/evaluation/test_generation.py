@@ -51,23 +51,12 @@ def generator(tiny_model_dir: Path) -> ChatGenerator:
     The prepared tiny model's small init makes every prompt decode to the same
     newline; a wider init gives varied tokens, so a padding bug would show.
     """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
+
+    from tests.tiny_models import tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        initializer_range=0.5,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tokenizer, initializer_range=0.5, tie_word_embeddings=True)
     return ChatGenerator(model=model, tokenizer=tokenizer, max_new_tokens=8, batch_size=8, progress=False)
 
 

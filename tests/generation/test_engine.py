@@ -17,21 +17,12 @@ from components.generation.engine import GenerationEngine, KVStore, Sampling
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
+
+    from tests.tiny_models import tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        initializer_range=0.5,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).to(torch.float64).eval()
+    return tiny_llama(tokenizer, initializer_range=0.5).to(torch.float64).eval()
 
 
 def plain(model: Any, prompt: list[int], budget: int, stops: list[int]) -> tuple[int, ...]:

@@ -186,14 +186,32 @@ def shared_prefix_length(rows: list[torch.Tensor], labels: list[torch.Tensor]) -
     return int(differ[0]) if differ.numel() else limit
 
 
+#: A row joins a batch of own tokens when it is at least this share of the batch's longest:
+#: each row then computes at most 1/4 padding, and the batches stay few (each is a model call).
+GROUP_LENGTH_SHARE = 0.75
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Row indices in batches of similar length, longest first (see :data:`GROUP_LENGTH_SHARE`)."""
+    groups: list[list[int]] = []
+    longest = 0
+    for row in sorted(range(len(lengths)), key=lambda r: -lengths[r]):
+        if groups and lengths[row] >= GROUP_LENGTH_SHARE * longest:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+            longest = lengths[row]
+    return groups
+
+
 class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
     """Loss-positions SFT where the rows of a micro-batch run their common head once.
 
     Why: every arith row starts with the same ~620-token system header (the tool
     listing) and has ~165 tokens of its own. Here the head runs once per micro-batch
-    (batch 1, with gradients), the rows' own tokens run as one right-padded batch
-    attending to the head's keys and values, and one backward sends every row's
-    gradient through the shared head. That is exactly per-row training's loss and
+    (batch 1, with gradients), the rows' own tokens run as right-padded batches of
+    similar length (:func:`length_groups`) attending to the head's keys and values,
+    and one backward sends every row's gradient through the shared head. That is exactly per-row training's loss and
     gradient (causal attention: the head's states do not depend on what follows),
     up to float rounding; ``tests/training/sft/test_shared_prefix.py`` pins it in
     float64, with LoRA and gradient accumulation. Rows without a common head of
@@ -211,7 +229,6 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
         parts = None if return_outputs or not self._shortcut_allowed(model, inputs) else split_body_and_head(model)
         if parts is None or set(inputs) - {"input_ids", "attention_mask", "labels", "position_ids"}:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        from transformers import DynamicCache
 
         body, head = parts
         mode = "train" if model.training else "eval"
@@ -226,32 +243,18 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
         if shared < MIN_SHARED_PREFIX:
             self.shared_prefix_tokens = 0
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # today's path
-        batch, width = len(rows), max(len(row) for row in rows) - shared
-        # Each row's own tokens, right-padded: a real token attends only to earlier ones, so the
-        # pads (which come after) change nothing it computes, and their positions carry no loss.
-        own = ids.new_zeros((batch, width))
-        targets = labels.new_full((batch, width - 1), -100)
-        for r, (row, target) in enumerate(zip(rows, row_labels, strict=True)):
-            own[r, : len(row) - shared] = row[shared:]
-            targets[r, : len(row) - shared - 1] = target[shared + 1 :]
-        positions = torch.arange(shared, shared + width, device=ids.device).unsqueeze(0).expand(batch, -1)
+        total: Any = 0.0
+        kept_tokens: Any = 0
+        entropy_sum: Any = 0.0
+        correct_sum: Any = 0
         with self.accelerator.autocast():
             head_kv = body(input_ids=rows[0][:shared].unsqueeze(0), use_cache=True).past_key_values
-            cache = DynamicCache()
-            for index, layer in enumerate(head_kv.layers):  # views of the head's tensors: its gradient sums the rows'
-                cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
-            hidden = body(input_ids=own, past_key_values=cache, position_ids=positions, use_cache=True)
-            hidden = hidden.last_hidden_state[:, :-1]
-            targets = targets.to(hidden.device)
-            mask = targets != -100
-            logits = _at_least_fp32(head(hidden[mask]))
-            log_probs = torch.log_softmax(logits, dim=-1)
-            picked = targets[mask]
-            total = -log_probs.gather(-1, picked.unsqueeze(-1)).sum()
-            kept_tokens = mask.sum()
-            with torch.no_grad():
-                entropy_sum = -(log_probs.exp() * log_probs).sum()
-                correct_sum = (logits.argmax(-1) == picked).sum()
+            for group in length_groups([len(row) - shared for row in rows]):
+                part = self._own_tokens_loss(
+                    body, head, head_kv, [rows[r] for r in group], [row_labels[r] for r in group], shared
+                )
+                total, kept_tokens = total + part[0], kept_tokens + part[1]
+                entropy_sum, correct_sum = entropy_sum + part[2], correct_sum + part[3]
         denominator = kept_tokens if num_items_in_batch is None else num_items_in_batch
         loss = total / torch.as_tensor(denominator, device=ids.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -259,3 +262,40 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
         self.shared_prefix_tokens = shared
         self._log_metrics(mode, inputs, kept_tokens, entropy_sum, correct_sum)
         return loss
+
+    @staticmethod
+    def _own_tokens_loss(
+        body: Any, head: Any, head_kv: Any, rows: list[torch.Tensor], row_labels: list[torch.Tensor], shared: int
+    ) -> tuple[Any, Any, Any, Any]:
+        """(summed NLL, loss tokens, summed entropy, correct tokens) of ``rows``' own tokens after the head.
+
+        The rows' own tokens run as one right-padded batch: a real token attends only to
+        earlier ones, so the pads (which come after) change nothing it computes, and their
+        positions carry no loss. The head's keys and values enter as views, so the head's
+        gradient sums every row's.
+        """
+        from transformers import DynamicCache
+
+        batch, width = len(rows), max(len(row) for row in rows) - shared
+        device = rows[0].device
+        own = rows[0].new_zeros((batch, width))
+        targets = row_labels[0].new_full((batch, width - 1), -100)
+        for r, (row, target) in enumerate(zip(rows, row_labels, strict=True)):
+            own[r, : len(row) - shared] = row[shared:]
+            targets[r, : len(row) - shared - 1] = target[shared + 1 :]
+        positions = torch.arange(shared, shared + width, device=device).unsqueeze(0).expand(batch, -1)
+        cache = DynamicCache()
+        for index, layer in enumerate(head_kv.layers):
+            cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+        hidden = body(input_ids=own, past_key_values=cache, position_ids=positions, use_cache=True)
+        hidden = hidden.last_hidden_state[:, :-1]
+        targets = targets.to(hidden.device)
+        mask = targets != -100
+        logits = _at_least_fp32(head(hidden[mask]))
+        log_probs = torch.log_softmax(logits, dim=-1)
+        picked = targets[mask]
+        total = -log_probs.gather(-1, picked.unsqueeze(-1)).sum()
+        with torch.no_grad():
+            entropy = -(log_probs.exp() * log_probs).sum()
+            correct = (logits.argmax(-1) == picked).sum()
+        return total, mask.sum(), entropy, correct

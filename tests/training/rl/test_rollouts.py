@@ -25,25 +25,16 @@ def _with(params: Params, **sections: dict) -> Params:
 
 def _tool_calling_model(tokenizer: Any, rows: list[dict[str, Any]]) -> Any:
     """A tiny Llama that has memorised a few teacher trajectories, so greedy decoding calls tools."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from components.training.sft.data import build_examples
+    from tests.tiny_models import tiny_llama
 
     examples, _ = build_examples(rows, tokenizer, 2048)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    model = tiny_llama(
+        tokenizer,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
     )
-    model = LlamaForCausalLM(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     batches = []
     for example in examples[:3]:
@@ -57,7 +48,7 @@ def _tool_calling_model(tokenizer: Any, rows: list[dict[str, Any]]) -> Any:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.eos_token_id = model.config.eos_token_id
     return model.to(torch.float64)
 
 

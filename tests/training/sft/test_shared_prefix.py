@@ -175,3 +175,13 @@ def test_the_head_stops_before_the_first_trained_token() -> None:
     assert shared_prefix_length(rows, labels) == 34
     assert shared_prefix_length([torch.arange(60), torch.arange(1, 61)], labels) == 0
     assert MIN_SHARED_PREFIX > 1
+
+
+def test_rows_run_in_batches_of_similar_length_longest_first() -> None:
+    from components.training.sft.trainer import length_groups
+
+    # 30 and 24 together (24 >= 0.75 x 30); 18 starts its own batch: at most a quarter of padding per row.
+    assert length_groups([30, 18, 24]) == [[0, 2], [1]]
+    assert length_groups([10, 10, 10]) == [[0, 1, 2]]
+    assert length_groups([100, 40, 90, 35, 80]) == [[0, 2, 4], [1, 3]]
+    assert sorted(r for group in length_groups([5, 50, 7, 300, 1]) for r in group) == [0, 1, 2, 3, 4]
