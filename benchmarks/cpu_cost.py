@@ -580,20 +580,34 @@ def shared_work(args: Any, rows: list[dict[str, Any]]) -> int:
         print(f"| {what} | {before:.2f} {unit} | {after:.2f} {unit} | {before / after:.2f}x |", flush=True)
 
     if "sft" not in args.skip:
-        sft = {
-            name: bench_sft(
-                args.model, rows, args.sft_steps, args.sft_batch, legacy=False, precision="auto", shared_prefix=mode
-            )
-            for name, mode in (("before", "off"), ("after", "on"))
-        }
-        line(
-            f"SFT s/row ({args.sft_batch} rows/step, {sft['after']['dtype']})",
-            sft["before"]["s_per_row"],
-            sft["after"]["s_per_row"],
-            "s",
-        )
+        # Alternating before/after runs (timings drift on a shared machine); medians. Whole-run s/row
+        # includes start-up and the first step's one-off costs (new shapes), steady s/row does not.
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        for _ in range(max(args.sft_repeats, 1)):
+            for name, mode in (("before", "off"), ("after", "on")):
+                runs[name].append(
+                    bench_sft(
+                        args.model,
+                        rows,
+                        args.sft_steps,
+                        args.sft_batch,
+                        legacy=False,
+                        precision="auto",
+                        shared_prefix=mode,
+                    )
+                )
+
+        def median(name: str, key: str) -> float:
+            return statistics.median(run[key] for run in runs[name])
+
+        dtype = runs["after"][0]["dtype"]
+        what = f"{args.sft_batch} rows/step, {dtype}, median of {len(runs['after'])}"
+        line(f"SFT s/row, whole train() ({what})", median("before", "s_per_row"), median("after", "s_per_row"), "s")
+        steady = {name: median(name, "steady_s_per_step") / args.sft_batch for name in runs}
+        line(f"SFT s/row, steady steps 2..{args.sft_steps} ({what})", steady["before"], steady["after"], "s")
         print(
-            f"  losses per step before {[round(x, 4) for x in sft['before']['losses']]}, after {[round(x, 4) for x in sft['after']['losses']]}"
+            f"  losses per step before {[round(x, 4) for x in runs['before'][0]['losses']]}, "
+            f"after {[round(x, 4) for x in runs['after'][0]['losses']]}"
         )
     if "grpo" not in args.skip:
         for label, generations, prompts, completion in (

@@ -49,6 +49,11 @@ from itertools import groupby
 from typing import Any
 
 HEAD_TOKENS = 48  # prompts agreeing on this many first tokens are batched together
+#: Fewest rows for which a batch holds its head once (``share_head``). Measured on the SFT student
+#: (bf16, 2 cores, 64 new tokens): 16 rows 1.67x faster, 8 rows 1.17x, 4 rows 0.88x (slower: the
+#: two-part attention is ~20 small ops per layer, where SDPA is one, and 4 copies of the head are
+#: cheap to read).
+SHARE_HEAD_MIN_ROWS = 8
 DEFAULT_CACHE_BYTES = 3 * 1024**3
 
 
@@ -230,6 +235,7 @@ class GenerationEngine:
     #: Hold the batch's common head once and attend to it with one matmul for all rows
     #: (:mod:`components.generation.shared_head`) instead of copying it into every row.
     share_head: bool = True
+    share_head_min_rows: int = SHARE_HEAD_MIN_ROWS
     min_prefix_tokens: int = 32
     cache_bytes: int = DEFAULT_CACHE_BYTES
     stats: EngineStats = field(default_factory=EngineStats)
@@ -324,7 +330,7 @@ class GenerationEngine:
         """Whether a batch of ``rows`` keeps its common reused head once (see ``share_head``)."""
         from components.generation.shared_head import supports_shared_head
 
-        return self.reuse and self.share_head and rows > 1 and supports_shared_head(self.model)
+        return self.reuse and self.share_head and rows >= self.share_head_min_rows and supports_shared_head(self.model)
 
     def _prefill_head(self, head: list[int]) -> None:
         """Put the KV of ``head`` in the store, continuing from the longest stored prefix of it."""

@@ -52,7 +52,7 @@ def test_multi_turn_batches_equal_plain_decoding(model: Any) -> None:
     free = [plain(model, p, 12, [-1]) for p in PROMPTS]
     stops = [free[0][2], free[3][5]]
     budgets = [12, 5, 12, 9, 12, 1, 12]
-    engine = GenerationEngine(model, stop_ids=stops, pad_id=0, batch_size=4, min_prefix_tokens=8)
+    engine = GenerationEngine(model, stop_ids=stops, pad_id=0, batch_size=4, min_prefix_tokens=8, share_head_min_rows=2)
     first = engine.generate(PROMPTS, budgets)
     expected = [plain(model, p, b, stops) for p, b in zip(PROMPTS, budgets, strict=True)]
     assert [o.tokens for o in first] == expected
@@ -83,7 +83,9 @@ def test_a_head_held_once_decodes_what_per_row_copies_decode(model: Any) -> None
     """Two turns (the second reuses each row's first from the store, head and own parts), logprobs included."""
     runs = []
     for share in (False, True):
-        engine = GenerationEngine(model, stop_ids=[5], pad_id=0, batch_size=4, min_prefix_tokens=8, share_head=share)
+        engine = GenerationEngine(
+            model, stop_ids=[5], pad_id=0, batch_size=4, min_prefix_tokens=8, share_head=share, share_head_min_rows=2
+        )
         first = engine.generate(PROMPTS, 7, logprobs=True)
         again = [p + list(o.tokens) + [400, 401] for p, o in zip(PROMPTS, first, strict=True)]
         second = engine.generate(again, 6, logprobs=True)
