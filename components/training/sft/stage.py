@@ -394,7 +394,9 @@ def micro_batching(sft: SftParams, *, cuda: bool) -> tuple[int, int]:
     already fill the cores. The optimizer step is unchanged: TRL divides the summed loss by
     the loss tokens of the whole accumulated batch (``num_items_in_batch``), so the loss
     and gradients equal the padded batch's up to float rounding (tests/training/sft).
-    A GPU wants wide batches, so there the default keeps ``batch_size``.
+    A GPU wants wide batches, so there the default keeps ``batch_size``; so does shared-prefix
+    SFT (``sft.shared_prefix``), whose rows share one pass of their common head and run their
+    own tokens unmasked after it.
     """
     default = sft.batch_size if cuda or uses_shared_prefix(sft, cuda=cuda) else 1
     micro = sft.micro_batch_size or default
