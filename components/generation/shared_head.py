@@ -86,7 +86,7 @@ def attend(
     return out.to(query.dtype).reshape(rows, heads, queries, dim).transpose(1, 2).contiguous()
 
 
-def attention_forward(
+def head_attention_forward(
     module: Any,
     query: torch.Tensor,
     key: torch.Tensor,
@@ -111,12 +111,12 @@ def attention_forward(
     return attend(query, key, value, head_key, head_value, attention_mask, scale), None
 
 
-def register() -> None:
+def register_head_attention() -> None:
     """Make :data:`ATTENTION_NAME` known to transformers (idempotent), with SDPA's mask builder."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(ATTENTION_NAME, attention_forward)
+    AttentionInterface.register(ATTENTION_NAME, head_attention_forward)
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 
@@ -138,7 +138,7 @@ def shared_head_attention(model: Any) -> Iterator[None]:
     previous = config._attn_implementation
     if previous != "sdpa":
         raise ValueError(f"shared-head attention replaces SDPA; the model uses {previous!r}")
-    register()
+    register_head_attention()
     config._attn_implementation = ATTENTION_NAME
     try:
         yield

@@ -63,10 +63,10 @@ def test_the_interface_function_uses_the_head_only_when_given_and_the_model_is_s
 
     query, key, value, head_key, head_value = _tensors(2, 4, 4, 5)
     module = SimpleNamespace(layer_idx=0, is_causal=True, training=False, num_key_value_groups=3)
-    without, _ = sh.attention_forward(module, query, key, value, None)
+    without, _ = sh.head_attention_forward(module, query, key, value, None)
     expected = F.scaled_dot_product_attention(query, key, value, is_causal=True, enable_gqa=True).transpose(1, 2)
     torch.testing.assert_close(without, expected)
-    with_head, _ = sh.attention_forward(module, query, key, value, None, shared_head=[(head_key, head_value)])
+    with_head, _ = sh.head_attention_forward(module, query, key, value, None, shared_head=[(head_key, head_value)])
     causal = torch.ones(4, 4, dtype=torch.bool).tril().expand(2, 1, 4, 4)
     torch.testing.assert_close(with_head, _reference(query, key, value, head_key, head_value, causal))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
