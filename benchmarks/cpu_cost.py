@@ -28,6 +28,15 @@ absolute CPU timings move with load. It prints:
     python benchmarks/cpu_cost.py --sft-compare compute-weights --sft-steps 6 --sft-parity 12 --skip grpo --skip eval
     python benchmarks/cpu_cost.py --sft-compare attention --sft-steps 6 --sft-repeats 3 --skip grpo --skip eval
 
+``--shared-work`` prints only issue 27's before/after of work computed once (SFT with
+and without the shared header, GRPO through TRL's tool loop vs the generation engine, the
+evaluation generator of ``--before-rev`` vs today's); run it again with
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` for what
+an AVX2-only machine would do (README "Work computed once, before/after"):
+
+    python benchmarks/cpu_cost.py --shared-work --model outputs/cpu-demo/sft/model --sft-steps 6 \
+        --sft-repeats 2 --grpo-steps 2 --eval-items 64
+
 ``--model`` should be a tool-calling student (an SFT model) so GRPO and eval rollouts
 really call tools; the base SmolLM2 works but never calls one.
 """
