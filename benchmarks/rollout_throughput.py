@@ -1,6 +1,8 @@
 """Throughput of GRPO rollout generation (multi-turn, real tools) against plain ``model.generate``.
 
-Builds the GRPOTrainer of one arm exactly as ``mentor stage rl`` does
+Times TRL's own tool loop (``rl.rollouts=trl``, set here; the project's generation engine,
+the stage's default, is timed by ``benchmarks/cpu_cost.py --shared-work``). Builds the
+GRPOTrainer of one arm exactly as ``mentor stage rl`` does
 (``components.training.rl.stage.build_trainer``: same model, tokenizer, template, dataset,
 environment classes, reward and ``GRPOConfig``) and times what a training step
 spends producing its completions, on the transformers backend
@@ -172,7 +174,9 @@ def main() -> int:
     args = parser.parse_args()
 
     # A temporary run folder has no SFT model: start from the base student there (a --set still wins).
-    defaults = ["rl.use_vllm=false", *([] if args.output_dir else ["sft.enabled=false"])]
+    # TRL's own tool loop by default: the instrumentation below times its model.generate calls
+    # (the generation engine's figures: cpu_cost.py --shared-work).
+    defaults = ["rl.use_vllm=false", "rl.rollouts=trl", *([] if args.output_dir else ["sft.enabled=false"])]
     params, tmp = prepare_params(
         args.profile, [*defaults, *args.overrides], args.output_dir, prefix="rollout-throughput-"
     )
