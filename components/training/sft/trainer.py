@@ -73,6 +73,24 @@ def split_body_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module] |
     return body, head
 
 
+def loss_position_sums(head: Any, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[Any, Any, Any, Any]:
+    """(summed NLL, loss tokens, summed entropy, correct tokens) of ``hidden`` predicting ``labels``.
+
+    ``labels`` are already aligned with ``hidden`` (shifted); only the positions whose label
+    is not ``-100`` go through the LM ``head``, whose logits are scored in at least fp32 as
+    TRL does. Entropy and accuracy are TRL's metrics, summed over those positions.
+    """
+    mask = labels != -100
+    logits = _at_least_fp32(head(hidden[mask]))  # the matmul in the autocast dtype, the softmax in fp32
+    log_probs = torch.log_softmax(logits, dim=-1)
+    targets = labels[mask]
+    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).sum()
+    with torch.no_grad():
+        entropy = -(log_probs.exp() * log_probs).sum()
+        correct = (logits.argmax(-1) == targets).sum()
+    return nll, mask.sum(), entropy, correct
+
+
 class StockHeadSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
     """TRL's ``SFTTrainer`` as is (its LM head over every position), with the optional bf16 compute weights."""
 
@@ -105,21 +123,16 @@ class LossPositionsSFTTrainer(MasterWeightsTrainerMixin, SFTTrainer):
         # fp32, so the same autocast is entered here (a no-op without mixed precision).
         with self.accelerator.autocast():
             hidden = body(**body_inputs).last_hidden_state[:, :-1]
-            labels = inputs["labels"][:, 1:].to(hidden.device)
-            mask = labels != -100
-            kept = hidden[mask]  # [N_kept, H]: the only rows the head sees
-            targets = labels[mask]
-            logits = _at_least_fp32(head(kept))  # the matmul in the autocast dtype, the softmax in fp32 as TRL's
-        log_probs = torch.log_softmax(logits, dim=-1)
-        token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = -token_log_probs.sum() / torch.as_tensor(denominator, device=hidden.device).clamp(min=1)
+            nll, tokens, entropy, correct = loss_position_sums(head, hidden, inputs["labels"][:, 1:].to(hidden.device))
+        self._log_metrics(mode, inputs, tokens, entropy, correct)
+        return self._mean_loss(nll, tokens, num_items_in_batch)
+
+    def _mean_loss(self, nll: Any, tokens: Any, num_items_in_batch: torch.Tensor | int | None) -> Any:
+        """The summed NLL over the batch's loss tokens (or gradient accumulation's total), as TRL reduces it."""
+        denominator = tokens if num_items_in_batch is None else num_items_in_batch
+        loss = nll / torch.as_tensor(denominator, device=nll.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-        with torch.no_grad():
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-            correct = logits.argmax(-1) == targets
-        self._log_metrics(mode, inputs, mask.sum(), entropy.sum(), correct.sum())
         return loss
 
     def _shortcut_allowed(self, model: Any, inputs: dict[str, Any]) -> bool:
@@ -211,8 +224,9 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
     listing) and has ~165 tokens of its own. Here the head runs once per micro-batch
     (batch 1, with gradients), the rows' own tokens run as right-padded batches of
     similar length (:func:`length_groups`) attending to the head's keys and values,
-    and one backward sends every row's gradient through the shared head. That is exactly per-row training's loss and
-    gradient (causal attention: the head's states do not depend on what follows),
+    and one backward sends every row's gradient through the shared head. That is
+    exactly per-row training's loss and gradient (causal attention: the head's states
+    do not depend on what follows),
     up to float rounding; ``tests/training/sft/test_shared_prefix.py`` pins it in
     float64, with LoRA and gradient accumulation. Rows without a common head of
     ``MIN_SHARED_PREFIX`` tokens take the parent's path.
@@ -255,13 +269,9 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
                 )
                 total, kept_tokens = total + part[0], kept_tokens + part[1]
                 entropy_sum, correct_sum = entropy_sum + part[2], correct_sum + part[3]
-        denominator = kept_tokens if num_items_in_batch is None else num_items_in_batch
-        loss = total / torch.as_tensor(denominator, device=ids.device).clamp(min=1)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         self.shared_prefix_tokens = shared
         self._log_metrics(mode, inputs, kept_tokens, entropy_sum, correct_sum)
-        return loss
+        return self._mean_loss(total, kept_tokens, num_items_in_batch)
 
     @staticmethod
     def _own_tokens_loss(
@@ -289,13 +299,4 @@ class SharedPrefixSFTTrainer(LossPositionsSFTTrainer):
             cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
         hidden = body(input_ids=own, past_key_values=cache, position_ids=positions, use_cache=True)
         hidden = hidden.last_hidden_state[:, :-1]
-        targets = targets.to(hidden.device)
-        mask = targets != -100
-        logits = _at_least_fp32(head(hidden[mask]))
-        log_probs = torch.log_softmax(logits, dim=-1)
-        picked = targets[mask]
-        total = -log_probs.gather(-1, picked.unsqueeze(-1)).sum()
-        with torch.no_grad():
-            entropy = -(log_probs.exp() * log_probs).sum()
-            correct = (logits.argmax(-1) == picked).sum()
-        return total, mask.sum(), entropy, correct
+        return loss_position_sums(head, hidden, targets.to(hidden.device))
