@@ -44,6 +44,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -309,22 +310,18 @@ class GenerationEngine:
     def _forward(
         self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any, head: Layers | None = None
     ) -> Any:
-        """One model call; with ``head``, every row also attends to those keys/values before its own."""
+        """One model call; with ``head`` (inside :func:`shared_head_attention`), every row also attends
+        to those keys/values before its own."""
         self.stats.forward_calls += 1
-        inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "position_ids": position_ids,
-            "past_key_values": cache,
-            "use_cache": True,
-            "logits_to_keep": 1,
-        }
-        if head is None:
-            return self.model(**inputs)
-        from components.generation.shared_head import shared_head_attention
-
-        with shared_head_attention(self.model):
-            return self.model(**inputs, shared_head=head)
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **({} if head is None else {"shared_head": head}),
+        )
 
     def _holds_head_once(self, rows: int) -> bool:
         """Whether a batch of ``rows`` keeps its common reused head once (see ``share_head``)."""
@@ -352,6 +349,8 @@ class GenerationEngine:
         self, rows: list[list[int]], budgets: list[int], sampling: Sampling, want_logprobs: bool, generator: Any
     ) -> list[TokenOutput]:
         import torch
+
+        from components.generation.shared_head import shared_head_attention
 
         device = self._device()
         common = _common_prefix_length(rows) if len(rows) > 1 else 0
@@ -388,7 +387,8 @@ class GenerationEngine:
         input_ids, positions, mask = input_ids.to(device), positions.to(device), mask.to(device)
         self.stats.reused_tokens += sum(reused)
         self.stats.prefilled_tokens += sum(len(s) for s in suffixes)
-        with torch.no_grad():
+        # The model computes attention with the held-once head for this batch's calls only.
+        with torch.no_grad(), shared_head_attention(self.model) if head is not None else nullcontext():
             out = self._forward(input_ids, mask, positions, cache, head)
             cache = out.past_key_values
             logits = out.logits[:, -1, :]

@@ -25,11 +25,14 @@ it only for its own forward calls (:func:`shared_head_attention`); a call withou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from components.training.causal_attention import causal_matrix
 
 ATTENTION_NAME = "mentor_shared_head"
 
@@ -69,7 +72,7 @@ def attend(
     own_scores = torch.matmul(grouped, key.transpose(-1, -2)).to(stats).mul_(scale)
     own = key.shape[2]
     if mask is None:
-        mask = torch.ones(queries, own, dtype=torch.bool, device=query.device).tril(own - queries)
+        mask = causal_matrix(queries, own, query.device)
     visible = mask.expand(rows, 1, queries, own).unsqueeze(2).expand(rows, 1, group, queries, own)
     own_scores.masked_fill_(~visible.reshape(rows, 1, group * queries, own), float("-inf"))
     own_max = own_scores.amax(dim=-1, keepdim=True)
@@ -111,6 +114,7 @@ def head_attention_forward(
     return attend(query, key, value, head_key, head_value, attention_mask, scale), None
 
 
+@functools.cache
 def register_head_attention() -> None:
     """Make :data:`ATTENTION_NAME` known to transformers (idempotent), with SDPA's mask builder."""
     from transformers import AttentionInterface

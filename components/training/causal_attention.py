@@ -57,6 +57,12 @@ MAX_SAVED_BYTES = 256 * 2**20
 AttentionChoice = Literal["auto", "sdpa", "blocked"]
 
 
+def causal_matrix(queries: int, keys: int, device: Any = None) -> torch.Tensor:
+    """Which keys each query sees when the queries are the last ``queries`` of ``keys`` positions
+    (bottom-right causal; SDPA's ``is_causal`` aligns the diagonal top-left instead)."""
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+
+
 def _blocks(seq: int) -> list[int]:
     """Block boundaries: ``round(seq / BLOCK_TOKENS)`` blocks (at least one) of near-equal size."""
     count = max(1, min(seq, round(seq / BLOCK_TOKENS)))
@@ -222,7 +228,7 @@ def attention_forward(
 
         queries, keys = query.shape[2], key.shape[2]
         if attention_mask is None and 1 < queries < keys:  # causal_mask() left it out: SDPA's is_causal would misalign
-            attention_mask = torch.ones(queries, keys, dtype=torch.bool, device=query.device).tril(keys - queries)
+            attention_mask = causal_matrix(queries, keys, query.device)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -257,8 +263,7 @@ def causal_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
     queries, keys = mask.shape[-2:]
     if queries > keys:
         return mask
-    causal = torch.ones(queries, keys, dtype=torch.bool, device=mask.device).tril(keys - queries)
-    return None if bool(torch.equal(mask, causal.expand_as(mask))) else mask
+    return None if bool(torch.equal(mask, causal_matrix(queries, keys, mask.device).expand_as(mask))) else mask
 
 
 def uses_blocked(choice: AttentionChoice, *, cuda: bool) -> bool:
