@@ -50,10 +50,10 @@ from itertools import groupby
 from typing import Any
 
 HEAD_TOKENS = 48  # prompts agreeing on this many first tokens are batched together
-#: Fewest rows for which a batch holds its head once (``share_head``). Measured on the SFT student
-#: (bf16, 2 cores, 64 new tokens): 16 rows 1.67x faster, 8 rows 1.17x, 4 rows 0.88x (slower: the
-#: two-part attention is ~20 small ops per layer, where SDPA is one, and 4 copies of the head are
-#: cheap to read).
+#: Fewest rows for which a batch holds its head once (``share_head``). Measured on SmolLM2 (bf16,
+#: 2 cores, 64 new tokens, ``benchmarks/engine_head.py``): 16 rows 1.34x the rate of per-row copies,
+#: 8 rows 1.11x, 4 rows 0.94x (slower: the two-part attention is ~20 small ops per layer, where SDPA
+#: is one, and 4 copies of the head are cheap to read).
 SHARE_HEAD_MIN_ROWS = 8
 DEFAULT_CACHE_BYTES = 3 * 1024**3
 
