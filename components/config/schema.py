@@ -237,6 +237,9 @@ class RlParams(_Section):
     #: ``weights``. Why not autocast on a CPU: it casts every weight at every decoding step, and a
     #: decoding step there is bound by reading the weights (measured ~2x slower than fp32 weights).
     rollout_precision: Literal["auto", "autocast", "weights", "bf16"] = "auto"
+    #: Log ``rl/kl_to_start`` per step: how far the policy moved from the model RL started from, on the
+    #: step's own rollouts (a frozen copy scores them; ~one forward of the rollouts). Engine rollouts only.
+    kl_to_start: bool = True
 
     @field_validator("skip_zero_advantage", mode="before")
     @classmethod
@@ -282,6 +285,9 @@ class EvalParams(_Section):
         default_factory=lambda: ["arith", "units", "calendar", "store", "bfcl:simple_python", "bfcl:multiple"]
     )
     limit: PositiveInt | None = 50
+    #: Items of one suite where it differs from ``limit`` (e.g. ``{arith: 100, units: 30}``): a learning
+    #: claim needs many in-domain items, while an OOD pack a small model fails at costs turns, not signal.
+    limits: dict[str, PositiveInt] = Field(default_factory=dict)
     batch_size: PositiveInt = 8
     max_new_tokens: PositiveInt = 192
     #: Weights' dtype for decoding during evaluation; ``null`` = ``models.dtype``. Which is faster
@@ -294,6 +300,14 @@ class EvalParams(_Section):
     bootstrap_samples: PositiveInt = 1000
     seed: int = 0
 
+    def suite_limit(self, suite: str) -> int | None:
+        """Items evaluated of ``suite``: its entry in ``limits``, else ``limit`` (``None`` = all)."""
+        return self.limits.get(suite, self.limit)
+
+
+#: The domains a challenger is compared with its base model on (``registry.beat_base``).
+BASE_DOMAINS: tuple[Literal["in_domain", "ood"], ...] = ("in_domain", "ood")
+
 
 class RegistryParams(_Section):
     """Registered-model name and the promotion gate (stage 6)."""
@@ -304,6 +318,10 @@ class RegistryParams(_Section):
     in_domain_tolerance: float = Field(default=0.02, ge=0.0)
     confidence: Literal["paired_bootstrap", "non_overlapping", "none"] = "paired_bootstrap"
     arm: str = "mentor"
+    #: Domains on which a challenger must also beat the base model it was trained from (same confidence
+    #: rule, margin 0): without it the first model is promoted for being first, whatever it learned.
+    #: ``[]`` switches the check off.
+    beat_base: list[Literal["in_domain", "ood"]] = Field(default_factory=lambda: list(BASE_DOMAINS))
 
 
 def default_stage_timeouts_s() -> dict[str, float]:
@@ -426,6 +444,7 @@ class Params(_Section):
                 _seeds_problem(self.tasks),
                 _sft_micro_batch_problem(self.sft),
                 _sft_compute_weights_problem(self),
+                _eval_limits_problem(self),
             )
             if problem
         ]
@@ -444,6 +463,23 @@ def _rl_levels_problem(params: Params) -> str | None:
         f"rl.difficulties: level(s) {missing} are not in tasks.difficulties {params.tasks.difficulties}, "
         "so the teacher data has no such rows; choose from tasks.difficulties or null for all levels"
     )
+
+
+def _eval_limits_problem(params: Params) -> str | None:
+    """``eval.limits`` names evaluated suites only, and a pack's limit fits the tasks the teacher stage writes."""
+    unknown = sorted(set(params.eval.limits) - set(params.eval.suites))
+    if unknown:
+        return (
+            f"eval.limits names suite(s) {unknown} that eval.suites {params.eval.suites} does not evaluate; "
+            "remove them or add them to eval.suites"
+        )
+    over = {s: n for s, n in params.eval.limits.items() if ":" not in s and n > params.tasks.n_eval}
+    if over:
+        return (
+            f"eval.limits {over} asks for more items than the {params.tasks.n_eval} held-out tasks per pack the "
+            f"teacher stage writes (tasks.n_eval); raise tasks.n_eval to {max(over.values())} or lower the limit"
+        )
+    return None
 
 
 def _sft_micro_batch_problem(sft: SftParams) -> str | None:

@@ -187,6 +187,7 @@ def _log_arm_run(
                 "arm": arm,
                 "suites": ",".join(s["suite"] for s in document["suites"])[:500],
                 "limit": str(params.eval.limit),
+                "limits": json.dumps(params.eval.limits, sort_keys=True)[:500],
                 "max_new_tokens": params.eval.max_new_tokens,
             }
         )
@@ -233,7 +234,7 @@ def evaluate_arm_files(params: Params, arms: list[str] | None = None, **_: Any) 
     them into its one MLflow run, so parallel evaluation adds no runs.
     """
     paths = run_paths(params)
-    suites = [build_suite(name, params, params.eval.limit) for name in params.eval.suites]
+    suites = [build_suite(name, params, params.eval.suite_limit(name)) for name in params.eval.suites]
     found = discover_arms(params)
     harness = harness_digest(params)
     written = {}
@@ -284,7 +285,7 @@ def run_evaluate_stage(params: Params, arms: list[str] | None = None, **_: Any) 
 
     paths = run_paths(params)
     try:
-        suites = [build_suite(name, params, params.eval.limit) for name in params.eval.suites]
+        suites = [build_suite(name, params, params.eval.suite_limit(name)) for name in params.eval.suites]
     except EvaluationError as exc:
         raise StageError(f"eval.suites is invalid: {exc}") from exc
     found = discover_arms(params)

@@ -14,8 +14,13 @@ without a registry. The rule (params ``registry``):
   sides; when that is missing it falls back to ``non_overlapping`` and says so.
 * In-domain accuracy (the training packs, ``arith``) may not drop by more than
   ``in_domain_tolerance``.
+* The challenger must also beat the **base model it was trained from**, on each
+  domain in ``beat_base`` (``in_domain``, ``ood``; the same confidence rule with a
+  margin of 0), so a first model that learned nothing is not promoted for being
+  first. Without a base evaluation the check fails (evaluate the base, or set
+  ``registry.beat_base: []`` to switch it off).
 * With no champion, a challenger with a usable evaluation (at least one OOD and
-  one in-domain suite with items) is promoted.
+  one in-domain suite with items) that beats the base is promoted.
 
 A rejection is a normal outcome carried in :class:`GateDecision`, never an exception.
 """
@@ -186,6 +191,8 @@ class GateConfig:
     in_domain_suites: tuple[str, ...] = ("arith",)
     bootstrap_samples: int = 1000
     seed: int = 0
+    #: Domains (``in_domain``, ``ood``) on which the challenger must beat the base model.
+    beat_base: tuple[str, ...] = ("in_domain", "ood")
 
 
 @dataclass
@@ -216,6 +223,11 @@ class GateDecision:
     ood_delta: float | None = None
     ood_delta_ci: tuple[float, float] | None = None
     in_domain_delta: float | None = None
+    base_name: str | None = None
+    #: Challenger minus base per domain (``in_domain``/``ood``): (difference, 95% low, 95% high).
+    base_deltas: dict[str, tuple[float, float | None, float | None]] = field(default_factory=dict)
+    #: What the challenger was shown to beat, e.g. ``["base smollm2-135m-instruct", "champion v1"]``.
+    beaten: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -251,7 +263,13 @@ class GateDecision:
             "ood_margin": str(self.config.get("ood_margin", "")),
             "in_domain_tolerance": str(self.config.get("in_domain_tolerance", "")),
             "confidence": str(self.config.get("confidence", "")),
+            "base": self.base_name or "",
+            "beaten": ",".join(self.beaten),
         }
+        for domain, (delta, low, high) in self.base_deltas.items():
+            tags[f"base_{domain}_delta"] = fmt(delta)
+            tags[f"base_{domain}_delta_ci_low"] = fmt(low)
+            tags[f"base_{domain}_delta_ci_high"] = fmt(high)
         return {f"{prefix}{k}": v for k, v in tags.items() if v != ""}
 
     def to_markdown(self, version: str | None = None) -> str:
@@ -287,6 +305,12 @@ class GateDecision:
                 f"| difference | {delta}{ci(self.ood_delta_ci)} | "
                 f"{'n/a' if self.in_domain_delta is None else f'{100 * self.in_domain_delta:+.1f} pts'} |"
             )
+        for domain, (base_delta, low, high) in self.base_deltas.items():
+            interval = "" if low is None or high is None else ci((low, high))
+            label = "in-domain" if domain == "in_domain" else "OOD"
+            lines.append(f"| minus base {self.base_name} ({label}) | {100 * base_delta:+.1f} pts{interval} | |")
+        if self.beaten:
+            lines += ["", f"Beat: {', '.join(self.beaten)}."]
         lines += ["", *[f"- {'✅' if c.passed else '❌'} {c.name}: {c.detail}" for c in self.checks]]
         lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -358,13 +382,106 @@ def paired_bootstrap_delta(
     return result.diff, result.ci_low, result.ci_high
 
 
+def _difference(
+    challenger: Mapping[str, SuiteResult], other: Mapping[str, SuiteResult], suites: Sequence[str], config: GateConfig
+) -> tuple[str, float, tuple[float, float] | None, list[str]]:
+    """(method used, challenger minus ``other`` on ``suites``, its 95% interval or None, notes).
+
+    ``paired_bootstrap`` falls back to ``non_overlapping`` (interval = the two
+    macro intervals' gap bounds) when a suite has no per-item results on the same items.
+    """
+    delta = macro_accuracy(challenger, suites) - macro_accuracy(other, suites)
+    notes: list[str] = []
+    method = config.confidence
+    if method == "paired_bootstrap":
+        pairs = [_paired_arrays(challenger[s], other[s]) for s in suites]
+        unpaired = [s for s, p in zip(suites, pairs, strict=True) if p is None]
+        if not unpaired:
+            observed, low, high = paired_bootstrap_delta(
+                [p for p in pairs if p is not None], config.bootstrap_samples, config.seed
+            )
+            return method, observed, (low, high), notes
+        notes.append(
+            f"paired bootstrap impossible (no per-item correctness on the same items for: {', '.join(unpaired)}); "
+            "fell back to non-overlapping intervals"
+        )
+        method = "non_overlapping"
+    if method == "non_overlapping":
+        ch_low, ch_high = macro_interval(challenger, suites)
+        ot_low, ot_high = macro_interval(other, suites)
+        return method, delta, (ch_low - ot_high, ch_high - ot_low), notes
+    return method, delta, None, notes
+
+
+def _beats(method: str, delta: float, interval: tuple[float, float] | None, margin: float) -> bool:
+    """The gate's rule: lower end of the interval (or the point estimate under ``none``) above the margin."""
+    return (interval[0] if interval is not None else delta) > margin
+
+
+def _base_checks(
+    challenger: Mapping[str, SuiteResult],
+    base: Mapping[str, SuiteResult] | None,
+    base_name: str,
+    decision: GateDecision,
+    config: GateConfig,
+    domains: Mapping[str, Sequence[str]],
+) -> bool:
+    """Does the challenger beat the base model it was trained from on every domain in ``config.beat_base``?"""
+    if not config.beat_base:
+        return True
+    decision.base_name = base_name
+    if base is None:
+        decision.checks.append(
+            Check(
+                "beats the base model",
+                False,
+                f"no evaluation of the base model {base_name} to compare with; run `mentor stage evaluate` "
+                "(it always evaluates the base) or set registry.beat_base: [] to skip this check",
+            )
+        )
+        return False
+    passed = True
+    for domain in config.beat_base:
+        label = {"in_domain": "in-domain", "ood": "OOD"}[domain]
+        suites = [s for s in domains[domain] if s in base and base[s].n > 0]
+        if not suites:
+            decision.checks.append(
+                Check(f"beats the base model {label}", False, f"the base model has no {label} suite in common")
+            )
+            passed = False
+            continue
+        method, delta, interval, notes = _difference(challenger, base, suites, config)
+        decision.notes += notes
+        ok = _beats(method, delta, interval, 0.0)
+        decision.base_deltas[domain] = (delta, *(interval if interval is not None else (None, None)))
+        shown = f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}] pts" if interval else "(point estimate)"
+        decision.checks.append(
+            Check(
+                f"beats the base model {label}",
+                ok,
+                f"{label} difference to {base_name} {100 * delta:+.1f} pts {shown} over {', '.join(suites)} "
+                f"({method}); {'its lower end' if interval else 'it'} must exceed 0",
+            )
+        )
+        passed = passed and ok
+    if passed:
+        decision.beaten.append(f"base {base_name}")
+    return passed
+
+
 def evaluate_gate(
     challenger: Mapping[str, SuiteResult],
     champion: Mapping[str, SuiteResult] | None,
     config: GateConfig,
     champion_version: str | None = None,
+    base: Mapping[str, SuiteResult] | None = None,
+    base_name: str = "base",
 ) -> GateDecision:
-    """Decide whether ``challenger`` replaces ``champion`` (None: there is no champion yet)."""
+    """Decide whether ``challenger`` replaces ``champion`` (None: there is no champion yet).
+
+    ``base`` is the evaluation of the model the challenger was trained from
+    (``base_name`` names it in the decision); see the module docstring.
+    """
     cfg = asdict(config)
     ind, ood = split_suites(challenger, config.in_domain_suites)
     decision = GateDecision(
@@ -399,14 +516,20 @@ def evaluate_gate(
     ind_score = macro_accuracy(challenger, usable_ind)
     decision.challenger_ood, decision.challenger_in_domain = ood_score, ind_score
     decision.challenger_ood_ci = macro_interval(challenger, usable_ood)
+    base_ok = _base_checks(challenger, base, base_name, decision, config, {"in_domain": usable_ind, "ood": usable_ood})
 
     if champion is None:
         decision.method = "first_model"
-        decision.promote = True
-        decision.reason = (
-            f"Promoted: no champion yet; first model with a usable evaluation "
-            f"(OOD {100 * ood_score:.1f}%, in-domain {100 * ind_score:.1f}%)."
-        )
+        decision.promote = base_ok
+        if base_ok:
+            beat = f"; beats {decision.beaten[0]}" if decision.beaten else ""
+            decision.reason = (
+                f"Promoted: no champion yet; first model with a usable evaluation{beat} "
+                f"(OOD {100 * ood_score:.1f}%, in-domain {100 * ind_score:.1f}%)."
+            )
+        else:
+            failed = [c.name for c in checks if not c.passed]
+            decision.reason = f"Rejected: no champion yet, but failed {', '.join(failed)}."
         return decision
 
     # Compare on the suites both models were evaluated on.
@@ -426,45 +549,28 @@ def evaluate_gate(
     decision.challenger_ood_ci = macro_interval(challenger, common_ood)
     decision.champion_ood = macro_accuracy(champion, common_ood)
     decision.champion_ood_ci = macro_interval(champion, common_ood)
-    decision.ood_delta = decision.challenger_ood - decision.champion_ood
     margin = config.ood_margin
-
-    method = config.confidence
-    pairs = None
-    if method == "paired_bootstrap":
-        pairs = [_paired_arrays(challenger[s], champion[s]) for s in common_ood]
-        if any(p is None for p in pairs):
-            unpaired = [s for s, p in zip(common_ood, pairs, strict=True) if p is None]
-            decision.notes.append(
-                f"paired bootstrap impossible (no per-item correctness on the same items for: {', '.join(unpaired)}); "
-                "fell back to non-overlapping intervals"
-            )
-            method = "non_overlapping"
+    method, delta, interval, notes = _difference(challenger, champion, common_ood, config)
+    decision.notes += notes
     decision.method = method
-
+    decision.ood_delta = delta
+    ood_ok = _beats(method, delta, interval, margin)
     if method == "paired_bootstrap":
-        assert pairs is not None
-        observed, low, high = paired_bootstrap_delta(
-            [p for p in pairs if p is not None], config.bootstrap_samples, config.seed
-        )
-        decision.ood_delta = observed
-        decision.ood_delta_ci = (low, high)
-        ood_ok = low > margin
+        assert interval is not None
+        decision.ood_delta_ci = interval
         detail = (
-            f"paired-bootstrap 95% CI of the OOD difference [{100 * low:+.1f}, {100 * high:+.1f}] pts; "
+            f"paired-bootstrap 95% CI of the OOD difference [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}] pts; "
             f"its lower end must exceed the margin {100 * margin:+.1f} pts"
         )
     elif method == "non_overlapping":
-        ch_low = decision.challenger_ood_ci[0]
-        cp_high = decision.champion_ood_ci[1]
-        ood_ok = ch_low > cp_high + margin
         detail = (
-            f"challenger lower bound {100 * ch_low:.1f}% must exceed champion upper bound "
-            f"{100 * cp_high:.1f}% + margin {100 * margin:.1f} pts"
+            f"challenger lower bound {100 * decision.challenger_ood_ci[0]:.1f}% must exceed champion upper bound "
+            f"{100 * decision.champion_ood_ci[1]:.1f}% + margin {100 * margin:.1f} pts"
         )
     else:
-        ood_ok = decision.ood_delta > margin
-        detail = f"OOD difference {100 * decision.ood_delta:+.1f} pts must exceed the margin {100 * margin:+.1f} pts (point estimates)"
+        detail = (
+            f"OOD difference {100 * delta:+.1f} pts must exceed the margin {100 * margin:+.1f} pts (point estimates)"
+        )
     checks.append(Check("OOD improvement", ood_ok, detail))
 
     if common_ind:
@@ -484,12 +590,13 @@ def evaluate_gate(
         ind_ok = True
         decision.notes.append("the champion has no in-domain result; the in-domain check was skipped")
 
-    decision.promote = ood_ok and ind_ok
+    decision.promote = ood_ok and ind_ok and base_ok
     failed = [c.name for c in checks if not c.passed]
     if decision.promote:
+        decision.beaten.append(f"champion v{champion_version}")
         decision.reason = (
             f"Promoted over v{champion_version}: OOD {100 * decision.ood_delta:+.1f} pts "
-            f"({method}), in-domain within tolerance."
+            f"({method}), in-domain within tolerance{'; beats ' + decision.beaten[0] if base_ok and config.beat_base else ''}."
         )
     else:
         decision.reason = f"Rejected against champion v{champion_version}: failed {', '.join(failed)}."

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 RESULTS_ARTIFACT = "evaluation/results.json"
+#: The base model's evaluation, stored in the register run beside every other arm's.
+BASE_RESULTS_ARTIFACT = "evaluation/arms/base.json"
 LOCK_SUFFIX = ".promotion-lock"
 #: A lock older than this is taken to belong to a dead process and is broken.
 LOCK_TTL_S = 600.0
@@ -132,6 +134,7 @@ def gate_config(params: Params) -> GateConfig:
         in_domain_suites=tuple(params.tasks.train_packs),
         bootstrap_samples=params.eval.bootstrap_samples,
         seed=params.eval.seed,
+        beat_base=tuple(params.registry.beat_base),
     )
 
 
@@ -143,19 +146,24 @@ def current_user() -> str:
         return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
 
 
-def version_results(client: Any, mv: Any) -> dict[str, SuiteResult] | None:
-    """The evaluation a version was registered with; None when its run holds none."""
+def version_results(client: Any, mv: Any, artifact: str = RESULTS_ARTIFACT) -> dict[str, SuiteResult] | None:
+    """The evaluation a version was registered with (``artifact`` of its run); None when its run holds none."""
     from components.registry.lineage import load_run_json
 
     if not mv.run_id:
         return None
-    raw = load_run_json(client, mv.run_id, RESULTS_ARTIFACT)
+    raw = load_run_json(client, mv.run_id, artifact)
     if raw is None:
         return None
     try:
-        return parse_results(raw, f"{mv.name} v{mv.version} {RESULTS_ARTIFACT}")
+        return parse_results(raw, f"{mv.name} v{mv.version} {artifact}")
     except EvalResultsError:
         return None
+
+
+def base_of(mv: Any, params: Params) -> str:
+    """The base model a version was trained from: its lineage tag, else the profile's student."""
+    return str((mv.tags or {}).get("mentor.base_model") or params.models.student)
 
 
 def champion_version(client: Any, name: str) -> Any | None:
@@ -193,9 +201,17 @@ def _make_champion(client: Any, name: str, version: str, promoted_by: str, force
 
 
 def gate_version(
-    client: Any, params: Params, name: str, version: str, results: dict[str, SuiteResult] | None = None
+    client: Any,
+    params: Params,
+    name: str,
+    version: str,
+    results: dict[str, SuiteResult] | None = None,
+    base: dict[str, SuiteResult] | None = None,
 ) -> GateDecision:
-    """Run the gate for ``version`` against the current champion; record it; move ``champion`` if it passes.
+    """Run the gate for ``version`` against the current champion and its base; record it; move ``champion`` if it passes.
+
+    ``results``/``base`` default to the evaluations stored in the version's run
+    (:data:`RESULTS_ARTIFACT`, :data:`BASE_RESULTS_ARTIFACT`).
 
     The champion is read, compared and replaced under :func:`promotion_lock`,
     so a concurrent promotion is either finished first (and is then the
@@ -203,12 +219,20 @@ def gate_version(
     """
     mv = client.get_model_version(name, version)
     results = results if results is not None else version_results(client, mv)
+    if base is None and params.registry.beat_base:
+        base = version_results(client, mv, BASE_RESULTS_ARTIFACT)
     with promotion_lock(client, name, _lock_owner(str(version))):
-        return _gate_locked(client, params, name, str(version), results)
+        return _gate_locked(client, params, name, str(version), results, base, base_of(mv, params))
 
 
 def _gate_locked(
-    client: Any, params: Params, name: str, version: str, results: dict[str, SuiteResult] | None
+    client: Any,
+    params: Params,
+    name: str,
+    version: str,
+    results: dict[str, SuiteResult] | None,
+    base: dict[str, SuiteResult] | None,
+    base_name: str,
 ) -> GateDecision:
     config = gate_config(params)
     if results is None:
@@ -237,7 +261,12 @@ def _gate_locked(
                 _record(client, name, version, decision)
                 return decision
         decision = evaluate_gate(
-            results, champ_results, config, champion_version=champ_number if champ_results is not None else None
+            results,
+            champ_results,
+            config,
+            champion_version=champ_number if champ_results is not None else None,
+            base=base,
+            base_name=base_name,
         )
         if decision.promote:
             _make_champion(client, name, version, promoted_by="gate", forced=False, previous=champ)
@@ -287,6 +316,8 @@ def _force_locked(client: Any, params: Params, name: str, version: str, user: st
                 prev_results,
                 gate_config(params),
                 champion_version=str(previous.version) if previous is not None else None,
+                base=version_results(client, mv, BASE_RESULTS_ARTIFACT),
+                base_name=base_of(mv, params),
             )
     _make_champion(client, name, version, promoted_by=user, forced=True, previous=previous)
     note = (
@@ -367,4 +398,7 @@ def summarise(decision: GateDecision) -> dict[str, Any]:
         "ood_delta": decision.ood_delta,
         "ood_delta_ci": list(decision.ood_delta_ci) if decision.ood_delta_ci else None,
         "in_domain_delta": decision.in_domain_delta,
+        "base": decision.base_name,
+        "base_deltas": {k: list(v) for k, v in decision.base_deltas.items()},
+        "beaten": list(decision.beaten),
     }

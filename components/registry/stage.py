@@ -224,7 +224,7 @@ def run_register_stage(params: Params, project_root: Path | None = None, **_: An
         }
         mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
-        decision = gate_version(client, params, name, mv.version, results)
+        decision = gate_version(client, params, name, mv.version, results, base=arms.get("base"))
         card_with_gate = build_model_card(
             params,
             model_name=name,

@@ -59,6 +59,15 @@ def test_equal_task_seeds_fail_at_load() -> None:
     assert "tasks.seed and tasks.eval_seed are both 7" in text and "--set tasks.eval_seed=10007" in text
 
 
+def test_eval_limits_per_suite() -> None:
+    params = load_params(PARAMS, "smoke", ["eval.limits.arith=10"])
+    assert (params.eval.suite_limit("arith"), params.eval.suite_limit("units")) == (10, params.eval.limit)
+    text = _error("eval.limits.calendar=3")
+    assert "eval.limits names suite(s) ['calendar']" in text and "add them to eval.suites" in text
+    text = _error("eval.limits.arith=50")  # smoke writes 12 held-out tasks per pack
+    assert "more items than the 12 held-out tasks" in text and "raise tasks.n_eval to 50" in text
+
+
 def test_sft_micro_batch_must_divide_the_batch() -> None:
     text = _error("sft.batch_size=4", "sft.micro_batch_size=3")
     assert "sft.micro_batch_size 3 does not divide sft.batch_size 4" in text and "--set sft.micro_batch_size=1" in text

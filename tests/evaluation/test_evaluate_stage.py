@@ -41,7 +41,13 @@ def test_discover_arms(smoke_params: Params, tiny_model_dir: Path) -> None:
 def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path) -> None:
     import mlflow
 
-    params = _params(smoke_params, "eval.limit=2", "eval.max_new_tokens=6", "eval.suites=[arith,bfcl:simple_python]")
+    params = _params(
+        smoke_params,
+        "eval.limit=2",
+        "eval.limits.arith=3",  # per-suite item counts: arith 3, BFCL the default 2
+        "eval.max_new_tokens=6",
+        "eval.suites=[arith,bfcl:simple_python]",
+    )
     paths = run_paths(params)
     shutil.copytree(tiny_model_dir, paths.sft_model)
 
@@ -53,7 +59,8 @@ def test_evaluate_stage_compares_arms(smoke_params: Params, tiny_model_dir: Path
         assert document["arm"] == arm
         assert [s["suite"] for s in document["suites"]] == ["arith", "bfcl:simple_python"]
         for suite in document["suites"]:
-            assert suite["n"] == 2 and len(suite["per_item"]) == 2
+            n = 3 if suite["suite"] == "arith" else 2
+            assert suite["n"] == n and len(suite["per_item"]) == n
             assert suite["generation"]["generated_tokens"] > 0
         assert document["domains"]["in_domain"]["suites"] == ["arith"]
         assert document["domains"]["ood"]["suites"] == ["bfcl:simple_python"]

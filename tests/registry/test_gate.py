@@ -59,7 +59,9 @@ CFG = GateConfig(
     in_domain_suites=("arith",),
     bootstrap_samples=500,
     seed=0,
+    beat_base=(),  # the champion rule alone; the base rule has its own tests below
 )
+WITH_BASE = GateConfig(**{**CFG.__dict__, "beat_base": ("in_domain", "ood")})
 
 
 def test_first_model_is_promoted_when_its_evaluation_is_usable():
@@ -247,3 +249,66 @@ def test_the_evaluation_format_of_the_evaluate_stage_is_understood():
     decision = evaluate_gate(challenger, champion, CFG, "1")
     assert decision.ood_suites == ["units", "mystery"] and decision.in_domain_suites == ["arith"]
     assert decision.method == "paired_bootstrap" and decision.promote
+
+
+def test_a_first_model_that_learned_nothing_is_not_promoted_for_being_first():
+    """make run once promoted a student at 0% in-domain as the first champion ("no champion yet")."""
+    base = results(0, 0, 0)
+    decision = evaluate_gate(results(0, 0, 0), None, WITH_BASE, base=base, base_name="smollm2-135m-instruct")
+    assert not decision.promote and decision.beaten == []
+    assert decision.reason.startswith("Rejected: no champion yet")
+    failed = {c.name for c in decision.checks if not c.passed}
+    assert failed == {"beats the base model in-domain", "beats the base model OOD"}
+    assert decision.base_deltas["in_domain"][0] == 0.0
+
+
+def test_a_first_model_that_beats_its_base_is_promoted_and_names_it():
+    decision = evaluate_gate(results(30, 20, 20), None, WITH_BASE, base=results(5, 5, 5), base_name="smol")
+    assert decision.promote and decision.beaten == ["base smol"]
+    assert "beats base smol" in decision.reason
+    low, high = decision.base_deltas["in_domain"][1:]
+    assert 0 < low < 0.5 < high  # 30/50 - 5/50 = +0.5 in-domain, paired
+    tags = decision.to_tags()
+    assert tags["mentor.gate.base"] == "smol" and tags["mentor.gate.beaten"] == "base smol"
+    assert float(tags["mentor.gate.base_ood_delta"]) == pytest.approx(0.3)
+    assert "minus base smol (in-domain)" in decision.to_markdown("1")
+
+
+def test_beating_the_champion_is_not_enough_without_beating_the_base():
+    # Better OOD than the champion and in-domain as good, but no better in-domain than the base it came from.
+    decision = evaluate_gate(
+        results(10, 30, 30), results(10, 10, 10), WITH_BASE, "1", base=results(10, 5, 5), base_name="smol"
+    )
+    assert not decision.promote
+    assert {c.name for c in decision.checks if not c.passed} == {"beats the base model in-domain"}
+    assert "champion v1" not in decision.beaten
+
+
+def test_promotion_over_a_champion_names_the_base_and_the_champion():
+    decision = evaluate_gate(
+        results(30, 30, 30), results(30, 10, 10), WITH_BASE, "1", base=results(5, 5, 5), base_name="smol"
+    )
+    assert decision.promote and decision.beaten == ["base smol", "champion v1"]
+
+
+def test_without_a_base_evaluation_the_base_check_fails_and_says_how_to_fix_it():
+    decision = evaluate_gate(results(30, 20, 20), None, WITH_BASE, base=None, base_name="smol")
+    assert not decision.promote
+    (check,) = [c for c in decision.checks if not c.passed]
+    assert "mentor stage evaluate" in check.detail and "registry.beat_base: []" in check.detail
+
+
+def test_beat_base_can_be_limited_to_one_domain():
+    # In-domain equal to the base, OOD clearly better: passes when only OOD is required.
+    cfg = GateConfig(**{**CFG.__dict__, "beat_base": ("ood",)})
+    decision = evaluate_gate(results(10, 30, 30), None, cfg, base=results(10, 5, 5), base_name="smol")
+    assert decision.promote and set(decision.base_deltas) == {"ood"}
+
+
+def test_base_check_without_per_item_results_falls_back_to_non_overlapping_intervals():
+    decision = evaluate_gate(
+        results(40, 40, 40), None, WITH_BASE, base=results(5, 5, 5, per_item=False), base_name="smol"
+    )
+    assert decision.promote and any("fell back to non-overlapping" in n for n in decision.notes)
+    near = evaluate_gate(results(7, 7, 7), None, WITH_BASE, base=results(5, 5, 5, per_item=False), base_name="smol")
+    assert not near.promote

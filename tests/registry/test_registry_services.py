@@ -162,6 +162,9 @@ def run_pipeline(params, client, tiny_model_dir: Path, seed: int, accuracy: dict
                 paths.eval_dir.mkdir(parents=True, exist_ok=True)
                 results = {"suites": [suite(name, 40, k) for name, k in accuracy.items()]}
                 (paths.eval_dir / f"{params.registry.arm}.json").write_text(json.dumps(results))
+                # The base model it was trained from, well below every version (the gate's base rule).
+                base = {"suites": [suite(name, 40, 1) for name in accuracy]}
+                (paths.eval_dir / "base.json").write_text(json.dumps(base))
     return {"parent": parent.info.run_id, "runs": runs}
 
 
@@ -215,6 +218,9 @@ def test_register_gate_promote_and_lineage_on_real_servers(
     assert (r1["version"], r1["decision"], r1["reused"]) == ("1", "promoted", False)
     assert {"champion", "challenger"} <= set(r1["aliases"])
     assert r1["missing_lineage"] == []
+    assert r1["beaten"] == [f"base {params.models.student}"]
+    v1 = client.get_model_version(name, "1")
+    assert v1.tags["mentor.gate.beaten"] == f"base {params.models.student}"
 
     # v2: worse out of domain -> rejected, stays challenger; a normal outcome, not an exception.
     run_pipeline(params, client, tiny_model_dir, 2, {"arith": 24, "units": 6, "bfcl:simple_python": 6}, monkeypatch)

@@ -36,6 +36,8 @@ GROUPS = (
     ("rl/zero_variance_groups", "zero-variance groups"),
     ("rl/skipped_share", "rows skipped (zero advantage)"),
 )
+#: How far the policy moved from the model RL started from (k3 estimate on the step's rollouts).
+MOVED = (("rl/kl_to_start", "KL(policy || start)"), ("kl", "KL(policy || reference), TRL"))
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -77,18 +79,20 @@ def _pyplot() -> Any:
 
 
 def arm_figure(history: Sequence[Mapping[str, float]], arm: str) -> Any:
-    """Three panels over the steps: mean reward; the reward components' rates; the groups without signal.
+    """Four panels over the steps: mean reward; the reward components' rates; the groups without signal;
+    how far the policy moved from where RL started.
 
     Curves the history lacks (``rl/skipped_share`` when skipping is off) are
     left out; a history without any row still gives a figure that says so.
     The caller saves and closes the (matplotlib) figure.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
     panels = (
         (axes[0], ((REWARD, "mean reward"),), "reward"),
         (axes[1], COMPONENTS, "share of rollouts"),
         (axes[2], GROUPS, "share"),
+        (axes[3], MOVED, "KL (nats/token)"),
     )
     for ax, curves, ylabel in panels:
         drawn = 0

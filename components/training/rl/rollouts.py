@@ -30,6 +30,13 @@ The reward functions receive ``environments`` (one per rollout, as with
 the shape TRL's loop builds) through the extra fields of ``rollout_func``.
 The ``logprobs`` returned are the sampling policy's (``log_softmax(logits /
 temperature)`` of each sampled token, 0 for tool tokens).
+
+With ``kl_to_start`` the rollouts also say how far the policy has moved from where
+RL started (the SFT model): a frozen copy of the first policy scores the sampled
+tokens, and ``rl/kl_to_start`` is the token mean of the k3 estimator of
+KL(policy || start) over the model-written tokens, both at the sampling temperature.
+With ``beta`` 0 (the CPU profiles) TRL computes no KL, and without this a run whose
+greedy accuracy did not move could not tell "too few steps" from "no signal".
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ class EngineRollouts:
         *,
         batch_size: int = 16,
         precision: str = "autocast",
+        kl_to_start: bool = False,
     ) -> None:
         self.classes: Mapping[str | None, type[MentorToolEnvironment]] = (
             dict(environments) if isinstance(environments, Mapping) else {None: environments}
@@ -120,6 +128,8 @@ class EngineRollouts:
             raise ValueError(f"precision must be autocast, weights or bf16, got {precision!r}")
         self.precision = precision
         self._shadow: Any = None
+        self.kl_to_start = kl_to_start
+        self._start: Any = None
         self.last_stats: dict[str, float] = {}
 
     def _class_for(self, row: Mapping[str, Any]) -> type[MentorToolEnvironment]:
@@ -208,8 +218,13 @@ class EngineRollouts:
             ) as model,
             torch.no_grad(),
         ):
+            decoder = self._decoder(model)
+            if self.kl_to_start and self._start is None:  # the policy RL starts from, frozen
+                import copy
+
+                self._start = copy.deepcopy(decoder)
             engine = GenerationEngine(
-                self._decoder(model),
+                decoder,
                 stop_ids=list(trainer.eos_token_ids),
                 pad_id=int(tokenizer.pad_token_id),
                 batch_size=self.batch_size,
@@ -257,6 +272,10 @@ class EngineRollouts:
                             if parsed.get("tool_calls"):
                                 pending.append(i)
                 rounds += 1
+            if self._start is not None:
+                kl = kl_k3(self._start, prompt_ids, completion_ids, env_mask, logprobs, sampling.temperature)
+                mode = "train" if trainer.model.training else "eval"
+                trainer._metrics[mode]["rl/kl_to_start"].append(kl)
         self._log_tool_metrics(trainer, calls, failures, n)
         self.last_stats = engine.stats.as_dict()
         return {
@@ -303,3 +322,36 @@ class EngineRollouts:
         trainer._metrics[mode]["tools/call_frequency"].append((total_calls / total_rollouts).item())
         rate = (total_failures / total_calls).item() if total_calls > 0 else 0.0
         trainer._metrics[mode]["tools/failure_frequency"].append(rate)
+
+
+def kl_k3(
+    reference: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    env_mask: Sequence[Sequence[int]],
+    logprobs: Sequence[Sequence[float]],
+    temperature: float,
+) -> float:
+    """Token mean of k3 = exp(r) - r - 1, r = log p_ref - log p_policy, over the model-written tokens.
+
+    ``logprobs`` are the policy's at sampling (``log_softmax(logits / temperature)``);
+    ``reference`` scores the same tokens at the same temperature, one rollout at a
+    time and only at the completion's positions (``logits_to_keep``), so memory
+    stays one completion's logits. k3 is Schulman's unbiased, non-negative
+    estimator of KL(policy || reference) (TRL's ``kl``, verl's ``low_var_kl``).
+    """
+    import torch
+
+    total, count = 0.0, 0
+    for prompt, completion, mask, policy in zip(prompt_ids, completion_ids, env_mask, logprobs, strict=True):
+        if not completion or not any(mask):
+            continue
+        ids = torch.tensor([list(prompt) + list(completion)])
+        logits = reference(input_ids=ids, logits_to_keep=len(completion) + 1).logits[0, :-1].float()
+        scored = torch.log_softmax(logits / temperature, dim=-1)
+        ref = scored.gather(1, torch.tensor(completion).unsqueeze(1)).squeeze(1)
+        keep = torch.tensor(mask, dtype=torch.bool)
+        r = (ref - torch.tensor(policy, dtype=torch.float32))[keep]
+        total += float((torch.exp(r) - r - 1).sum())
+        count += int(keep.sum())
+    return total / count if count else 0.0

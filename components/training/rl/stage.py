@@ -99,6 +99,7 @@ SUMMARY_CURVES = (
     "completions/mean_length",
     "reward_std",
     "kl",
+    "rl/kl_to_start",
     "tools/call_frequency",
     "learning_rate",
     "loss",
@@ -372,7 +373,12 @@ def build_trainer(
     if uses_rollout_engine(params):
         from components.training.rl.rollouts import EngineRollouts
 
-        engine = EngineRollouts(factory, batch_size=params.rl.rollout_batch_size, precision=rollout_precision(params))
+        engine = EngineRollouts(
+            factory,
+            batch_size=params.rl.rollout_batch_size,
+            precision=rollout_precision(params),
+            kl_to_start=params.rl.kl_to_start,
+        )
         rollout = {"rollout_func": engine}
     trainer = MentorGRPOTrainer(
         skip_zero_advantage=params.rl.skip_zero_advantage,

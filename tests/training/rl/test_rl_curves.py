@@ -8,6 +8,7 @@ from components.training.rl.callbacks import write_history
 from components.training.rl.curves import (
     COMPONENTS,
     GROUPS,
+    MOVED,
     arm_figure,
     plot_arm_curves,
     plot_arms_reward,
@@ -22,6 +23,7 @@ def _history(steps: int, slope: float) -> list[dict[str, float]]:
     for step in range(1, steps + 1):
         row = {"step": float(step), "rl/reward_mean": slope * step, "loss": 0.1}
         row.update({key: min(1.0, 0.1 * step) for key, _ in (*COMPONENTS, *GROUPS)})
+        row["rl/kl_to_start"] = 0.001 * step
         rows.append(row)
     return rows
 
@@ -42,7 +44,12 @@ def test_arm_figure_draws_every_logged_curve(tmp_path: Path) -> None:
     fig = arm_figure(history, "mentor")
     labels = [[line.get_label() for line in ax.get_lines()] for ax in fig.axes]
     plt.close(fig)
-    assert labels == [["mean reward"], [name for _, name in COMPONENTS], [name for _, name in GROUPS]]
+    assert labels == [
+        ["mean reward"],
+        [name for _, name in COMPONENTS],
+        [name for _, name in GROUPS],
+        [MOVED[0][1]],  # TRL's kl is not logged at beta 0: only the policy's distance to the start is drawn
+    ]
     for row in history:
         del row["rl/skipped_share"]  # skipping off: that curve is not drawn
     fig = arm_figure(history, "mentor")

@@ -167,3 +167,30 @@ def test_rollout_precision_resolves_per_machine_and_the_bf16_copy_follows_the_po
         assert copy_param.dtype == torch.bfloat16 and torch.equal(copy_param, param.to(torch.bfloat16))
     ids = torch.tensor([[5, 6, 7]])
     assert second(input_ids=ids).logits.dtype == torch.bfloat16
+
+
+def test_kl_to_start_is_zero_for_the_start_policy_and_grows_as_it_moves(tiny_model_dir: Any) -> None:
+    """k3 of KL(policy || start) on sampled tokens: ~0 with the same weights, > 0 once they change."""
+    from transformers import AutoModelForCausalLM
+
+    from components.generation.engine import GenerationEngine, Sampling
+    from components.training.rl.rollouts import kl_k3
+
+    torch.manual_seed(0)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    start = copy.deepcopy(policy)
+    sampling = Sampling(temperature=0.6, top_p=0.99, top_k=20)
+    prompts = [[5, 6, 7, 8], [5, 6, 9]]
+    with torch.no_grad():
+        engine = GenerationEngine(policy, stop_ids=[0], pad_id=0, batch_size=4)
+        outs = engine.generate(prompts, 12, sampling, logprobs=True, generator=torch.Generator().manual_seed(0))
+        completions = [list(o.tokens) for o in outs]
+        logprobs = [list(o.logprobs) for o in outs]
+        mask = [[1] * len(c) for c in completions]
+        mask[0][:2] = [0, 0]  # tool tokens carry no policy log-probability and are left out
+        same = kl_k3(start, prompts, completions, mask, logprobs, 0.6)
+        assert 0.0 <= same < 1e-8
+        for param in start.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+        moved = kl_k3(start, prompts, completions, mask, logprobs, 0.6)
+    assert moved > 1e-4
