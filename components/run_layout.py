@@ -21,6 +21,9 @@ class RunPaths:
     """Every file and folder a profile's pipeline reads or writes."""
 
     root: Path
+    #: ``rl.seed``: RL runs of another seed get folders of their own (``rl/<arm>-seed<N>``), so a study's
+    #: seeds sit side by side and seed 0 keeps the plain ``rl/<arm>`` that DVC's ``rl@<arm>`` stages name.
+    rl_seed: int = 0
 
     @property
     def data(self) -> Path:
@@ -50,8 +53,17 @@ class RunPaths:
     def sft_model(self) -> Path:
         return self.sft_dir / "model"
 
+    @property
+    def rl_root(self) -> Path:
+        """The folder holding every RL run's folder (all arms, all seeds)."""
+        return self.root / "rl"
+
+    def rl_name(self, arm: str) -> str:
+        """The folder name (and evaluation arm name) of ``arm``'s RL run at this seed."""
+        return arm if self.rl_seed == 0 else f"{arm}-seed{self.rl_seed}"
+
     def rl_dir(self, arm: str) -> Path:
-        return self.root / "rl" / arm
+        return self.rl_root / self.rl_name(arm)
 
     def rl_model(self, arm: str) -> Path:
         return self.rl_dir(arm) / "model"

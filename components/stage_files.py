@@ -25,13 +25,13 @@ METRICS_SKIP = frozenset({"manifest", "validation", "mlflow_run_id", "run_id"})
 
 def metrics_path(params: Params, stage: str, arm: str | None = None) -> Path:
     """Where a stage's numbers-only metrics go (the file DVC lists under ``metrics``)."""
-    name = f"{stage}-{arm}" if arm else stage
+    name = f"{stage}-{run_paths(params).rl_name(arm)}" if arm else stage
     return run_paths(params).root / METRICS_DIR / f"{name}.json"
 
 
 def summary_path(params: Params, stage: str, arm: str | None = None) -> Path:
     """Where a stage's full JSON summary goes (paths and run ids included; a DVC out, not a metric)."""
-    name = f"{stage}-{arm}" if arm else stage
+    name = f"{stage}-{run_paths(params).rl_name(arm)}" if arm else stage
     return run_paths(params).root / SUMMARIES_DIR / f"{name}.json"
 
 

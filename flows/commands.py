@@ -19,7 +19,7 @@ from flows.deploy import create_deployment
 from flows.pipeline import run_pipeline
 from flows.report import render_run_report
 
-__all__ = ["create_deployment", "run_command"]
+__all__ = ["create_deployment", "run_command", "study_command"]
 
 
 def run_command(
@@ -44,3 +44,21 @@ def run_command(
     if result.get("status") == "skipped":
         return f"mentor-pipeline skipped (profile {params.profile}): {result['reason']}"
     return render_run_report(params, result, tracking_uri(params))
+
+
+def study_command(params: Params, params_file: str = "params.yaml", overrides: Sequence[str] = ()) -> str:
+    """Run or resume ``mentor study`` and return what it prints: the report's path and the verdicts."""
+    from flows.study import run_study
+
+    result = run_study(params, params_file=params_file, overrides=overrides)
+    verdict = result["verdict"]
+    return "\n".join(
+        [
+            f"study ({params.profile}) finished in {result['wall_s'] / 60:.1f} min of this run",
+            verdict["ood"],
+            verdict["in_domain"],
+            f"report: {result['report']}",
+            f"data:   {result['json']}",
+            *([f"curves: {result['figure']}"] if result.get("figure") else []),
+        ]
+    )

@@ -233,22 +233,30 @@ def _remote_limit(limit: int) -> Any:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def plan_steps(params: Params, compare: bool) -> list[tuple[str, str | None]]:
+def plan_steps(params: Params, compare: bool, stop_after: str | None = None) -> list[tuple[str, str | None]]:
     """(stage, arm) in the stage table's order, a per-arm stage (RL) once per arm.
 
     The arms are ``rl.arm`` or, with ``compare``, every arm in ``rl.compare_arms`` (``rl.arm`` first).
+    ``stop_after`` ends the plan with that stage (a study evaluates but registers nothing).
     """
+    if stop_after is not None and stop_after not in STAGES:
+        raise ValueError(f"stop_after must be a stage ({', '.join(STAGES)}), got {stop_after!r}")
     arms = list(dict.fromkeys(params.rl.compare_arms if compare else [params.rl.arm]))
     if compare and params.rl.arm not in arms:
         arms.insert(0, params.rl.arm)
     steps: list[tuple[str, str | None]] = []
     for name, spec in STAGES.items():
         steps += [(name, arm) for arm in arms] if spec.per_arm else [(name, None)]
+        if name == stop_after:
+            break
     return steps
 
 
-def _label(stage: str, arm: str | None) -> str:
-    return f"{stage}-{arm}" if arm else stage
+def _label(stage: str, arm: str | None, params: Params | None = None) -> str:
+    """A step's name: ``rl-mentor``, or ``rl-mentor-seed1`` for another ``rl.seed`` (its own key and record)."""
+    if not arm:
+        return stage
+    return f"{stage}-{run_paths(params).rl_name(arm) if params is not None else arm}"
 
 
 def _set_dotted(params: Params, dotted: str, value: Any) -> Params:
@@ -334,7 +342,7 @@ def _run_steps(
     logger = get_run_logger()
     digests = DigestCache(state_dir(params) / "digests.json")
     attempts = Attempts(params)
-    records = [StepRecord(_label(s, a), s, a) for s, a in steps]
+    records = [StepRecord(_label(s, a, params), s, a) for s, a in steps]
     data = params.model_dump(mode="json")
     parallel_arms = params.orchestration.max_parallel_arms > 1
 
@@ -351,6 +359,10 @@ def _run_steps(
         if parallel:
             record.where += f", parallel (max {params.orchestration.max_parallel_arms})"
         resume = attempts.resume(record.label, key)
+        if STAGES[stage].resumable:
+            # Recorded before it starts, not only when it fails: a run killed mid-stage (SIGKILL, a lost
+            # machine) never reaches the failure handler, and its rerun must still resume from checkpoints.
+            attempts.record(record.label, key)
         logger.info(
             "stage %d/%d %s: key %s%s%s%s",
             index,
@@ -458,6 +470,7 @@ def mentor_pipeline(
     fresh_data: bool = False,
     params_data: dict[str, Any] | None = None,
     only_if_changed: bool = False,
+    stop_after: str | None = None,
 ) -> dict[str, Any]:
     """Teacher data, validation, SFT, RL, evaluation and the gated registration, as one tracked run.
 
@@ -483,8 +496,8 @@ def mentor_pipeline(
         params = _set_dotted(params, "tasks.seed", seed)
         logger.info("fresh_data: training tasks drawn with tasks.seed=%d", seed)
     write_effective_params(params)
-    steps = plan_steps(params, compare)
-    logger.info("profile %s: %s", params.profile, " -> ".join(_label(s, a) for s, a in steps))
+    steps = plan_steps(params, compare, stop_after)
+    logger.info("profile %s: %s", params.profile, " -> ".join(_label(s, a, params) for s, a in steps))
 
     configure_tracking(params)
     digests = DigestCache(state_dir(params) / "digests.json")
@@ -536,8 +549,9 @@ def run_pipeline(
     params_file: str = "params.yaml",
     overrides: Sequence[str] = (),
     only_if_changed: bool = False,
+    stop_after: str | None = None,
 ) -> dict[str, Any]:
-    """Entry point of ``mentor run``: the flow, in-process, on these params.
+    """Entry point of ``mentor run`` (and of each seed of ``mentor study``): the flow, in-process, on these params.
 
     Raises :class:`PipelineStageError` (a ``StageError``: the CLI prints it as
     one paragraph) when a stage fails.
@@ -555,4 +569,5 @@ def run_pipeline(
             params_file=str(params_file),
             params_data=params.model_dump(mode="json"),
             only_if_changed=only_if_changed,
+            stop_after=stop_after,
         )

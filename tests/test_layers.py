@@ -73,7 +73,7 @@ def test_every_flow_command_the_cli_calls_exists() -> None:
         and isinstance(node.args[0], ast.Constant)
         and isinstance(node.args[0].value, str)
     }
-    assert called == {"run_command", "create_deployment"}
+    assert called == {"run_command", "create_deployment", "study_command"}
     assert flows.commands.__name__ == cli.FLOWS_ENTRY
     for name in called:
         assert callable(getattr(flows.commands, name)), name

@@ -249,6 +249,28 @@ def run(
     typer.echo(text)
 
 
+@app.command("study")
+def study(
+    params_file: ParamsOpt = Path("params.yaml"),
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Train every arm of study.arms once per seed of study.seeds from one SFT model, evaluate each on the
+    same items, and write the pooled report (paired differences, seed spread, reward curves).
+
+    Resumable: run the same command again after a kill; finished steps are reused.
+    """
+    params = get_params(params_file, profile, set_)
+    from components.errors import MentorError
+
+    func = flow_command("study_command")
+    try:
+        text = func(params, params_file=str(params_file), overrides=list(set_ or []))
+    except MentorError as exc:
+        fail(str(exc), code=1)
+    typer.echo(text)
+
+
 @app.command("deploy")
 def deploy(
     cron: Annotated[str, typer.Option("--cron", help="Cron schedule, e.g. '0 3 * * 0'.")],

@@ -24,4 +24,4 @@ def model_cache_dir(params: Params) -> Path:
 
 
 def run_paths(params: Params) -> RunPaths:
-    return RunPaths(Path(params.project.output_dir) / params.profile)
+    return RunPaths(Path(params.project.output_dir) / params.profile, rl_seed=params.rl.seed)

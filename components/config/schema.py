@@ -414,6 +414,27 @@ class OrchestrationParams(_Section):
     max_parallel_arms: PositiveInt = 1
 
 
+class StudyParams(_Section):
+    """``mentor study``: every arm of ``arms`` from the same SFT model, once per seed of ``seeds``.
+
+    Each seed's RL runs get their own folders (``rl/<arm>-seed<N>``; the first seed keeps
+    ``rl/<arm>``, so a finished ``mentor run --compare`` is the study's first seed), every run is
+    evaluated on the same held-out items, and the report pools each arm's seeds. Arms in
+    ``single_seed_arms`` run at the first seed only (what a budget that cannot afford them twice drops).
+    """
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
+    arms: list[RewardMode] = Field(default_factory=lambda: list(DEFAULT_COMPARE_ARMS), min_length=1)
+    single_seed_arms: list[RewardMode] = Field(default_factory=list)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError(f"study.seeds must be distinct non-negative integers, got {value}")
+        return value
+
+
 class Params(_Section):
     """The whole effective configuration after a profile and overrides."""
 
@@ -428,6 +449,7 @@ class Params(_Section):
     eval: EvalParams = EvalParams()
     registry: RegistryParams = RegistryParams()
     orchestration: OrchestrationParams = OrchestrationParams()
+    study: StudyParams = StudyParams()
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Params:

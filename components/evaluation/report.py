@@ -166,7 +166,9 @@ def comparisons(arms: Sequence[str]) -> list[tuple[str, str]]:
     trained = [a for a in ordered if a not in UNTRAINED_ARMS]
     pairs = [(arm, "sft") for arm in trained] if "sft" in ordered else []
     if "mentor" in ordered:
-        pairs += [("mentor", other) for other in trained if other in RL_BASELINES or other.startswith("mentor-")]
+        # Ablations are mentor-<variant>; mentor-seed<N> is MENTOR itself at another seed (a study run).
+        ablations = [a for a in trained if a.startswith("mentor-") and not a.startswith("mentor-seed")]
+        pairs += [("mentor", other) for other in trained if other in RL_BASELINES or other in ablations]
     return pairs
 
 

@@ -56,13 +56,13 @@ def discover_arms(params: Params) -> dict[str, Path]:
     arms: dict[str, Path] = {"base": resolve_model(params.models.student, model_cache_dir(params))}
     if _is_model_dir(paths.sft_model):
         arms["sft"] = paths.sft_model
-    rl_names: list[str] = list(dict.fromkeys([params.rl.arm, *params.rl.compare_arms]))
-    rl_root = paths.rl_dir("_").parent
-    if rl_root.is_dir():
-        rl_names += sorted(p.name for p in rl_root.iterdir() if p.is_dir() and p.name not in rl_names)
-    for arm in rl_names:
-        if _is_model_dir(paths.rl_model(arm)):
-            arms[arm] = paths.rl_model(arm)
+    # The configured arms first (at this seed), then every other RL run's folder (other arms, other seeds).
+    rl_names: list[str] = list(dict.fromkeys(paths.rl_name(a) for a in [params.rl.arm, *params.rl.compare_arms]))
+    if paths.rl_root.is_dir():
+        rl_names += sorted(p.name for p in paths.rl_root.iterdir() if p.is_dir() and p.name not in rl_names)
+    for name in rl_names:
+        if _is_model_dir(paths.rl_root / name / "model"):
+            arms[name] = paths.rl_root / name / "model"
     if params.teacher.backend == "hf":
         arms["teacher"] = resolve_model(params.models.teacher, model_cache_dir(params))
     return arms
@@ -366,7 +366,7 @@ def rl_reward_figure(params: Params, arms: list[str]) -> Path | None:
 
     paths = run_paths(params)
     histories = {
-        arm: read_history(paths.rl_dir(arm) / HISTORY_FILE) for arm in arms if arm not in ("base", "sft", "teacher")
+        arm: read_history(paths.rl_root / arm / HISTORY_FILE) for arm in arms if arm not in ("base", "sft", "teacher")
     }
     try:
         return plot_arms_reward({arm: rows for arm, rows in histories.items() if rows}, paths.reports / ARMS_FIGURE)

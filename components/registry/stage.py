@@ -38,7 +38,7 @@ def resolve_student(params: Params) -> tuple[Path, str, str]:
     arm = params.registry.arm
     rl = paths.rl_model(arm)
     if is_model_dir(rl):
-        return rl, "rl", arm
+        return rl, "rl", paths.rl_name(arm)
     if is_model_dir(paths.sft_model):
         log.warning("no RL model for arm '%s' at %s; registering the SFT model %s", arm, rl, paths.sft_model)
         return paths.sft_model, "sft", "sft"

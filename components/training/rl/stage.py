@@ -450,6 +450,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
     """Train one arm and return a JSON-able summary (``callbacks``: extra Trainer callbacks, for tests)."""
     [arm] = resolve_arms(arm, params)
     paths = run_paths(params)
+    name = paths.rl_name(arm)  # the arm, or arm-seedN for another rl.seed
     out_dir = paths.rl_dir(arm)
     target = paths.rl_model(arm)
     checkpoints = out_dir / CHECKPOINTS
@@ -495,7 +496,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         "mentor.dataset_sha256": dataset_sha,
     }
     with main_process_run(
-        params, "rl", run_name=f"rl-{arm}", sections=["project", "models", "tasks", "sft", "rl"], extra_tags=tags
+        params, "rl", run_name=f"rl-{name}", sections=["project", "models", "tasks", "sft", "rl"], extra_tags=tags
     ) as run:
         import mlflow
 
@@ -528,7 +529,7 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
             # The curves DVC draws (`dvc plots show`), outside the model folder DVC caches.
             from components.training.rl.callbacks import write_history
 
-            write_history(metrics.history, paths.plots / f"rl-{arm}.csv")
+            write_history(metrics.history, paths.plots / f"rl-{name}.csv")
             mlflow.log_metrics(
                 {"rl_wall_s": wall_s, "global_step": float(step), **{f"summary/{k}": v for k, v in timing.items()}}
             )
@@ -537,6 +538,8 @@ def train_rl(params: Params, arm: str, resume: bool = False, callbacks: Sequence
         wait_for_everyone()
         return {
             "arm": arm,
+            "run": name,
+            "seed": params.rl.seed,
             "model_dir": str(target),
             "start": start_kind,
             "start_dir": str(start_dir),
