@@ -5,9 +5,13 @@
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/mentor
-COPY requirements.lock requirements-assets.txt pyproject.toml ./
-RUN pip install --no-cache-dir -r requirements.lock \
- && pip install --no-cache-dir --no-deps --require-hashes -r requirements-assets.txt
+COPY requirements.lock requirements-assets.txt requirements-uv.txt pyproject.toml ./
+# As `make install`: exactly the hashed lock, no resolver. torch is PyTorch's CPU build, which
+# PyPI does not serve: here it comes from PyTorch's own CPU index (the lock pins its sha256).
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements-uv.txt \
+ && uv pip install --system --no-cache --no-deps --require-hashes \
+      --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match \
+      -r requirements.lock -r requirements-assets.txt
 # .dockerignore (repository root) keeps .venv, .mentor, outputs, MLflow/Prefect state and
 # every .env (infra/.env holds the service passwords) out of the build context and the image.
 COPY . .

@@ -192,7 +192,7 @@ def test_env_files_stay_out_of_git_and_the_image() -> None:
         ".prefect/prefect.db",
     ):
         assert excluded(path), f"{path} would be copied into the image"
-    for path in ("components/cli/main.py", "pyproject.toml", "requirements.lock", "params.yaml"):
+    for path in ("components/cli/main.py", "pyproject.toml", "requirements.lock", "requirements-uv.txt", "params.yaml"):
         assert not excluded(path), f"{path} is needed in the image"
     dockerfile = (INFRA / "docker" / "pipeline.Dockerfile").read_text()
     assert "\nUSER 10001" in dockerfile  # the image does not run as root
