@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.evaluation.metrics import align_items, paired_bootstrap
+from components.evaluation.metrics import PairedDiff, align_items, paired_bootstrap
 from components.evaluation.suites import IN_DOMAIN, OOD
 
 #: Display order; arms not listed come after, alphabetically.
@@ -206,20 +206,22 @@ def paired_differences(
         scoped += [(domain, pairs) for domain, pairs in by_domain.items() if pairs]
         for scope, pairs in scoped:
             result = paired_bootstrap(pairs, n_samples=n_samples, seed=seed)
-            rows.append(
-                {
-                    "comparison": f"{arm}_vs_{reference}",
-                    "arm": arm,
-                    "reference": reference,
-                    "scope": scope,
-                    "diff": result.diff,
-                    "ci95_low": result.ci_low,
-                    "ci95_high": result.ci_high,
-                    "n": result.n,
-                    "suites": len(pairs),
-                }
-            )
+            rows.append({**paired_row(arm, reference, scope, result), "suites": len(pairs)})
     return rows
+
+
+def paired_row(arm: str, reference: str, scope: str, result: PairedDiff) -> dict[str, Any]:
+    """One paired difference as the reports store it (fractions; ``diff_cell`` prints it)."""
+    return {
+        "comparison": f"{arm}_vs_{reference}",
+        "arm": arm,
+        "reference": reference,
+        "scope": scope,
+        "diff": result.diff,
+        "ci95_low": result.ci_low,
+        "ci95_high": result.ci_high,
+        "n": result.n,
+    }
 
 
 def _points(value: float) -> str:

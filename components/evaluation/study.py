@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from components.evaluation.metrics import paired_bootstrap
-from components.evaluation.report import label
+from components.evaluation.report import diff_cell, label, paired_row
 
 IN_DOMAIN, OOD = "in_domain", "ood"
 _SEEDED = re.compile(r"^(?P<arm>.+)-seed(?P<seed>\d+)$")
@@ -147,19 +147,7 @@ def paired_rows(
                     pairs.append(([mine[suite][1][i] for i in items], [theirs[suite][1][i] for i in items]))
             if not pairs:
                 continue
-            result = paired_bootstrap(pairs, n_samples=n_samples, seed=seed)
-            rows.append(
-                {
-                    "comparison": f"{arm}_vs_{reference}",
-                    "arm": arm,
-                    "reference": reference,
-                    "scope": scope,
-                    "diff": result.diff,
-                    "ci95_low": result.ci_low,
-                    "ci95_high": result.ci_high,
-                    "n": result.n,
-                }
-            )
+            rows.append(paired_row(arm, reference, scope, paired_bootstrap(pairs, n_samples=n_samples, seed=seed)))
     return rows
 
 
@@ -219,14 +207,7 @@ def study_markdown(
     lines += ["| comparison | " + " | ".join(paired_scopes) + " |", "|---|" + "---|" * len(paired_scopes)]
     cell = {(r["comparison"], r["scope"]): r for r in paired}
     for comparison in comparisons:
-        row_cells = []
-        for scope in paired_scopes:
-            r = cell.get((comparison, scope))
-            if r is None:
-                row_cells.append("–")
-                continue
-            mark = " *" if r["ci95_low"] > 0 or r["ci95_high"] < 0 else ""
-            row_cells.append(f"{100 * r['diff']:+.1f} [{100 * r['ci95_low']:+.1f}, {100 * r['ci95_high']:+.1f}]{mark}")
+        row_cells = [diff_cell(cell[(comparison, sc)]) if (comparison, sc) in cell else "–" for sc in paired_scopes]
         a, b = comparison.split("_vs_")
         lines.append(f"| {label(a)} − {label(b)} | " + " | ".join(row_cells) + " |")
     lines += ["", "## Verdict", "", verdict(paired, OOD), "", verdict(paired, IN_DOMAIN)]
