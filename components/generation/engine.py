@@ -446,7 +446,9 @@ def _choose(logits: Any, sampling: Sampling, want_logprobs: bool, generator: Any
     """(next token per row, its log-probability under the sampling policy or None)."""
     import torch
 
-    scores = logits.float()
+    # Half precision is sampled in float32; float64 stays float64 (casting it down cost the float64
+    # agreement tests ~1e-4 in log-probability where a random model's logits are large).
+    scores = logits if logits.dtype == torch.float64 else logits.float()
     if sampling.greedy:
         chosen = scores.argmax(dim=-1)
         if not want_logprobs:

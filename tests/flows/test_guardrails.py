@@ -77,7 +77,7 @@ def test_a_hung_stage_times_out_and_the_webhook_is_told(
     params = load_params(REPO / "params.yaml", "smoke", overrides)
 
     def hangs(params: Any, **_: Any) -> dict[str, Any]:
-        for _ in range(600):  # a stuck job: never returns on its own
+        for _ in range(1200):  # a stuck job: does not return for 120 s
             time.sleep(0.1)
         return {}
 
@@ -85,7 +85,9 @@ def test_a_hung_stage_times_out_and_the_webhook_is_told(
     started = time.monotonic()
     with pytest.raises(PipelineStageError) as failure:
         run_pipeline(params, overrides=overrides)
-    assert time.monotonic() - started < 45
+    # Stopped by the 2 s timeout, long before the job's 120 s (the bound leaves room for a slow 2-core
+    # machine's Prefect start-up: 54 s were seen on an AVX2-only one under the full suite's load).
+    assert time.monotonic() - started < 100
     message = str(failure.value)
     assert "stage 'models' failed" in message
     assert "orchestration.stage_timeouts_s.models=2 s" in message and "--set orchestration.stage_timeouts_s" in message

@@ -15,7 +15,7 @@ import pytest
 
 from components.config import ParamsError, load_params
 from components.registry.gate import wilson_interval
-from components.registry.promote import CHAMPION, LOCK_SUFFIX, RESULTS_ARTIFACT, gate_version
+from components.registry.promote import BASE_RESULTS_ARTIFACT, CHAMPION, LOCK_SUFFIX, RESULTS_ARTIFACT, gate_version
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,6 +52,7 @@ def test_concurrent_promotions_one_wins_and_the_other_is_gated_against_it(mlflow
     for results in (_results(30, 10, 10), _results(30, 40, 40), _results(30, 40, 40)):
         run = client.create_run(experiment)
         client.log_dict(run.info.run_id, results, RESULTS_ARTIFACT)
+        client.log_dict(run.info.run_id, _results(5, 5, 5), BASE_RESULTS_ARTIFACT)  # the base each beats
         client.set_terminated(run.info.run_id)
         versions.append(
             str(

