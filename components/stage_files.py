@@ -23,16 +23,19 @@ SUMMARIES_DIR = "summaries"
 METRICS_SKIP = frozenset({"manifest", "validation", "mlflow_run_id", "run_id"})
 
 
+def step_name(params: Params, stage: str, arm: str | None = None) -> str:
+    """A step's name: ``rl-mentor``, or ``rl-mentor-seed1`` for another ``rl.seed`` (its own files and record)."""
+    return f"{stage}-{run_paths(params).rl_name(arm)}" if arm else stage
+
+
 def metrics_path(params: Params, stage: str, arm: str | None = None) -> Path:
     """Where a stage's numbers-only metrics go (the file DVC lists under ``metrics``)."""
-    name = f"{stage}-{run_paths(params).rl_name(arm)}" if arm else stage
-    return run_paths(params).root / METRICS_DIR / f"{name}.json"
+    return run_paths(params).root / METRICS_DIR / f"{step_name(params, stage, arm)}.json"
 
 
 def summary_path(params: Params, stage: str, arm: str | None = None) -> Path:
     """Where a stage's full JSON summary goes (paths and run ids included; a DVC out, not a metric)."""
-    name = f"{stage}-{run_paths(params).rl_name(arm)}" if arm else stage
-    return run_paths(params).root / SUMMARIES_DIR / f"{name}.json"
+    return run_paths(params).root / SUMMARIES_DIR / f"{step_name(params, stage, arm)}.json"
 
 
 def numeric_metrics(summary: Mapping[str, Any], max_depth: int = 4) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from prefect.context import FlowRunContext
 
 from components.config import Params, load_params, run_paths, state_dir
 from components.errors import DataValidationError, StageError, TrainingDivergedError
-from components.stage_files import metrics_path, summary_path, write_stage_files
+from components.stage_files import metrics_path, step_name, summary_path, write_stage_files
 from components.stages import STAGES, stage_options
 from components.training.launch import run_stage
 from flows.cache_keys import (
@@ -211,7 +211,9 @@ def stage_task(
     limit = params.orchestration.max_parallel_arms
     pool = _remote_limit(limit) if remote else slot_pool(limit, stage_processes(params, stage))
     with pool.acquire() as slot:
-        get_run_logger().info("%s runs on %s", _label(stage, arm), "the GPU pool" if remote else slot.describe())
+        get_run_logger().info(
+            "%s runs on %s", step_name(params, stage, arm), "the GPU pool" if remote else slot.describe()
+        )
         if remote:
             return _run_on_pool(params, stage, arm, resume, parent_run_id)
         with _parent_env(parent_run_id):
@@ -250,13 +252,6 @@ def plan_steps(params: Params, compare: bool, stop_after: str | None = None) -> 
         if name == stop_after:
             break
     return steps
-
-
-def _label(stage: str, arm: str | None, params: Params | None = None) -> str:
-    """A step's name: ``rl-mentor``, or ``rl-mentor-seed1`` for another ``rl.seed`` (its own key and record)."""
-    if not arm:
-        return stage
-    return f"{stage}-{run_paths(params).rl_name(arm) if params is not None else arm}"
 
 
 def _set_dotted(params: Params, dotted: str, value: Any) -> Params:
@@ -342,7 +337,7 @@ def _run_steps(
     logger = get_run_logger()
     digests = DigestCache(state_dir(params) / "digests.json")
     attempts = Attempts(params)
-    records = [StepRecord(_label(s, a, params), s, a) for s, a in steps]
+    records = [StepRecord(step_name(params, s, a), s, a) for s, a in steps]
     data = params.model_dump(mode="json")
     parallel_arms = params.orchestration.max_parallel_arms > 1
 
@@ -497,7 +492,7 @@ def mentor_pipeline(
         logger.info("fresh_data: training tasks drawn with tasks.seed=%d", seed)
     write_effective_params(params)
     steps = plan_steps(params, compare, stop_after)
-    logger.info("profile %s: %s", params.profile, " -> ".join(_label(s, a, params) for s, a in steps))
+    logger.info("profile %s: %s", params.profile, " -> ".join(step_name(params, s, a) for s, a in steps))
 
     configure_tracking(params)
     digests = DigestCache(state_dir(params) / "digests.json")
